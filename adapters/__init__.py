@@ -1,0 +1,1 @@
+"""Backends shipped with cloudml, installed as ``cloudml.adapters.<name>`` and found by entry point."""

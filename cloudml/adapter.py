@@ -1,0 +1,401 @@
+"""The one interface every backend implements, and capabilities declared as data.
+
+An adapter compiles specs (pure: no SDK, no network), runs pipelines, keeps a model registry and
+rolls out deployments. What it supports is a :class:`Capabilities` table that docs, the CLI
+(``cloudml backends``), the compile-time check and the conformance tests all read.
+
+Example:
+    >>> import cloudml
+    >>> local = cloudml.get_adapter("local")
+    >>> local.capabilities.level("condition")
+    'supported'
+    >>> sorted(cloudml.registry.adapter_names())
+    ['azureml', 'local', 'sagemaker', 'vertex']
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from cloudml.errors import AdapterNotInstalledError, UnsupportedFeatureError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from cloudml.spec.deployment import Deployment
+    from cloudml.spec.pipeline import Pipeline
+
+__all__ = [
+    "FEATURES",
+    "Adapter",
+    "Capabilities",
+    "Compiled",
+    "FeatureUse",
+    "ModelVersion",
+    "RolloutOutcome",
+    "RolloutResult",
+    "RunState",
+    "deployment_features",
+    "pipeline_features",
+]
+
+Level = Literal["supported", "notimpl", "notyet", "never"]
+
+FEATURES: dict[str, str] = {
+    "step.command": "a step that runs a command",
+    "step.python": "a step that runs a Python function through cloudml.runtime",
+    "step.image": "a step with an explicit container image",
+    "step.framework": "a framework shortcut resolved to a prebuilt image",
+    "step.code": "a code directory shipped with the step",
+    "step.env": "environment variables",
+    "step.secrets": "secrets by reference",
+    "step.training": "a step of kind 'training'",
+    "step.resources": "cpu / memory requests",
+    "step.gpu": "GPUs",
+    "step.instance_count": "more than one instance for a step",
+    "step.retry": "retries of a failed step",
+    "step.timeout": "a per-step timeout",
+    "step.cache": "step caching on/off",
+    "step.cache_expiry": "an expiry on cached results",
+    "step.depends_on": "explicit ordering edges",
+    "input.external": "external URIs as inputs",
+    "input.parameter": "a parameter holding an input URI",
+    "condition": "condition steps on metrics",
+    "condition.or": "'or' / 'not' inside a condition",
+    "fail": "fail steps",
+    "register_model": "model registration",
+    "schedule": "a cron schedule",
+    "deploy.all_at_once": "all-at-once deployments",
+    "deploy.blue_green": "blue/green deployments with a bake",
+    "deploy.canary": "canary deployments",
+    "deploy.linear": "linear traffic shifting",
+    "deploy.shadow": "shadow (mirrored) deployments",
+    "deploy.alarm": "neutral alarms evaluated during bakes",
+    "deploy.existing_alarm": "alarms that already exist in the cloud",
+    "deploy.autoscale": "autoscaling bounds",
+    "deploy.capture": "request/response capture",
+    "deploy.auto_rollback": "automatic rollback on alarm",
+}
+
+
+@dataclass(frozen=True)
+class FeatureUse:
+    """One use of a feature by a spec: which feature, where (step) and a detail for messages."""
+
+    feature: str
+    step: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Feature -> support level (``supported`` when absent from ``gaps``), with reasons.
+
+    Example:
+        >>> c = Capabilities("x", gaps={"step.timeout": ("notyet", "the cloud has no per-task timeout")})
+        >>> c.level("step.timeout"), c.level("fail"), c.reason("step.timeout")
+        ('notyet', 'supported', 'the cloud has no per-task timeout')
+    """
+
+    adapter: str
+    gaps: Mapping[str, tuple[Level, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.gaps) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features in {self.adapter} capabilities: {sorted(unknown)}")
+
+    def level(self, feature: str) -> Level:
+        """``supported``, ``notimpl`` (not done yet), ``notyet`` (the cloud lacks it) or ``never``."""
+        return self.gaps[feature][0] if feature in self.gaps else "supported"
+
+    def reason(self, feature: str) -> str:
+        """Why a feature is a gap ('' when supported)."""
+        return self.gaps[feature][1] if feature in self.gaps else ""
+
+    def supports(self, feature: str) -> bool:
+        """True when the feature compiles and runs on this adapter."""
+        return feature not in self.gaps
+
+    def as_table(self) -> list[dict[str, str]]:
+        """One row per feature: feature, description, level, reason (what docs render)."""
+        return [
+            {"feature": f, "description": d, "level": self.level(f), "reason": self.reason(f)}
+            for f, d in FEATURES.items()
+        ]
+
+    @classmethod
+    def all_notimpl(cls, adapter: str, reason: str) -> Capabilities:
+        """Every feature marked ``notimpl``: an adapter registered ahead of its implementation."""
+        return cls(adapter, {f: ("notimpl", reason) for f in FEATURES})
+
+
+def pipeline_features(p: Pipeline) -> list[FeatureUse]:
+    """Every feature a pipeline uses, with the step that uses it.
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("a", command="echo", timeout="1m")
+        >>> p = b.build()
+        >>> [f.feature for f in pipeline_features(p)]
+        ['step.command', 'step.timeout']
+    """
+    from cloudml.spec.conditions import And, Compare
+    from cloudml.spec.refs import ExternalRef, ParamSourceRef
+    from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
+
+    uses: list[FeatureUse] = []
+    if p.schedule is not None:
+        uses.append(FeatureUse("schedule", None, p.schedule.cron))
+    for raw in p.steps:
+        n = raw.name
+        if raw.depends_on:
+            uses.append(FeatureUse("step.depends_on", n))
+        if isinstance(raw, ConditionStep):
+            uses.append(FeatureUse("condition", n, str(raw.condition)))
+            if not isinstance(raw.condition, (Compare, And)) or any(
+                not isinstance(t, Compare) for t in getattr(raw.condition, "terms", ())
+            ):
+                uses.append(FeatureUse("condition.or", n, str(raw.condition)))
+            continue
+        if isinstance(raw, FailStep):
+            uses.append(FeatureUse("fail", n))
+            continue
+        if isinstance(raw, RegisterModelStep):
+            uses.append(FeatureUse("register_model", n, raw.register_model.group))
+            continue
+        assert isinstance(raw, TaskStep)
+        s = p.effective(raw)
+        uses.append(FeatureUse("step.python" if s.python else "step.command", n))
+        checks: list[tuple[bool, str, str]] = [
+            (s.image is not None, "step.image", s.image or ""),
+            (s.framework is not None, "step.framework", s.framework or ""),
+            (s.code is not None, "step.code", s.code or ""),
+            (bool(s.env), "step.env", ""),
+            (bool(s.secrets), "step.secrets", ""),
+            (s.kind == "training", "step.training", ""),
+            (s.resources is not None and (s.resources.cpu is not None or s.resources.memory is not None),
+             "step.resources", ""),
+            (s.resources is not None and s.resources.gpu > 0, "step.gpu", ""),
+            (s.resources is not None and s.resources.instance_count > 1, "step.instance_count", ""),
+            (s.retry is not None and s.retry.attempts > 1, "step.retry", ""),
+            (s.timeout is not None, "step.timeout", ""),
+            (s.cache is not None, "step.cache", ""),
+            (s.cache is not None and s.cache.expire is not None, "step.cache_expiry", ""),
+        ]
+        uses += [FeatureUse(f, n, d) for used, f, d in checks if used]
+        for spec in s.inputs.values():
+            if isinstance(spec.ref, ExternalRef):
+                uses.append(FeatureUse("input.external", n, spec.from_))
+            elif isinstance(spec.ref, ParamSourceRef):
+                uses.append(FeatureUse("input.parameter", n, spec.from_))
+    return uses
+
+
+def deployment_features(d: Deployment) -> list[FeatureUse]:
+    """Every feature a deployment uses.
+
+    Example:
+        >>> from cloudml.spec.deployment import Deployment
+        >>> d = Deployment(endpoint="ep", model={"group": "g"}, strategy="all_at_once")
+        >>> [f.feature for f in deployment_features(d)]
+        ['deploy.all_at_once', 'deploy.auto_rollback']
+    """
+    uses = [FeatureUse(f"deploy.{d.strategy.name}", None, d.endpoint)]
+    for a in d.alarms:
+        uses.append(FeatureUse("deploy.existing_alarm" if a.existing else "deploy.alarm", None, a.name))
+    if d.instances.autoscale is not None:
+        uses.append(FeatureUse("deploy.autoscale"))
+    if d.capture is not None and d.capture.enabled:
+        uses.append(FeatureUse("deploy.capture"))
+    if d.rollback.automatic:
+        uses.append(FeatureUse("deploy.auto_rollback"))
+    return uses
+
+
+@dataclass
+class Compiled:
+    """What a compiler produced (pipeline or deployment): the target's native document and its format.
+
+    Example:
+        >>> c = Compiled("local", "p", {"steps": []})
+        >>> c.dumps()
+        '{\\n  "steps": []\\n}\\n'
+    """
+
+    target: str
+    name: str
+    document: Any
+    format: Literal["json", "yaml"] = "json"
+
+    def dumps(self) -> str:
+        """The document as text, stable byte for byte for the same input."""
+        if self.format == "yaml":
+            import yaml
+
+            return str(yaml.safe_dump(self.document, sort_keys=False, allow_unicode=True))
+        return json.dumps(self.document, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+class RunState(str, Enum):
+    """Neutral run and step states every adapter maps its own onto."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    CACHED = "cached"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the run or step will not change state again."""
+        return self not in (RunState.PENDING, RunState.RUNNING)
+
+
+@dataclass
+class ModelVersion:
+    """One registered model version, the same shape on every backend."""
+
+    group: str
+    version: int
+    uri: str
+    approval: Literal["pending", "approved", "rejected"] = "pending"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    created_at: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class RolloutOutcome(str, Enum):
+    """How a rollout ended."""
+
+    SUCCEEDED = "succeeded"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+@dataclass
+class RolloutResult:
+    """The typed result of a rollout: succeeded, rolled back (which alarm, when, value) or failed (why)."""
+
+    endpoint: str
+    outcome: RolloutOutcome
+    alarm: str | None = None
+    metric_value: float | None = None
+    at: datetime | None = None
+    reason: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Adapter(ABC):
+    """Base of every backend. Subclasses set the class attributes and implement what they support.
+
+    Operations an adapter does not implement raise :class:`UnsupportedFeatureError` naming the
+    adapter and the operation, never a bare ``NotImplementedError``.
+    """
+
+    name: ClassVar[str]
+    extra: ClassVar[str | None] = None
+    requires: ClassVar[tuple[str, ...]] = ()
+    capabilities: ClassVar[Capabilities]
+    options_model: ClassVar[type[BaseModel] | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+
+    # -- installation -----------------------------------------------------------------------
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """Import names of this adapter's SDKs that are not installed."""
+        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+
+    @classmethod
+    def require(cls) -> None:
+        """Raise :class:`AdapterNotInstalledError` (with the pip command) when an SDK is missing."""
+        missing = cls.missing_requirements()
+        if missing:
+            raise AdapterNotInstalledError(cls.name, cls.extra or cls.name, missing)
+
+    # -- compile ----------------------------------------------------------------------------
+    def check_supported(self, uses: Iterable[FeatureUse]) -> None:
+        """Raise :class:`UnsupportedFeatureError` for the first feature this adapter cannot express."""
+        for use in uses:
+            if not self.capabilities.supports(use.feature):
+                level = self.capabilities.level(use.feature)
+                reason = self.capabilities.reason(use.feature)
+                hint = {"notimpl": "not implemented yet", "notyet": "the cloud lacks it", "never": "by design"}[level]
+                raise UnsupportedFeatureError(self.name, use.step, use.feature, f"{reason} ({hint})")
+
+    @abstractmethod
+    def compile(self, pipeline: Pipeline) -> Compiled:
+        """Translate a validated pipeline into this target's native document. Pure: no network."""
+
+    def compile_deployment(self, deployment: Deployment) -> Compiled:
+        """Translate a deployment into this target's rollout plan. Pure: no network.
+
+        The default checks capabilities and returns the neutral rollout plan the core
+        controller executes; adapters with native rollouts (SageMaker) override it.
+        """
+        from cloudml.rollout_plan import plan_rollout
+
+        self.check_supported(deployment_features(deployment))
+        return Compiled(self.name, deployment.endpoint, plan_rollout(deployment), "json")
+
+    def validate_compiled(self, compiled: Compiled) -> list[str]:
+        """Check a compiled document with the target's own validator; returns problems (empty = fine)."""
+        return []
+
+    # -- everything below talks to the backend ------------------------------------------------
+    def _unsupported(self, operation: str) -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(self.name, None, operation, f"the {self.name} adapter does not implement "
+                                       f"'{operation}' yet", hint="run `cloudml backends` to see what each supports")
+
+    def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Submit a run and return a Run handle (``wait()``, ``status``, ``steps``, ``logs``...)."""
+        raise self._unsupported("run")
+
+    def get_run(self, run_id: str) -> Any:
+        """A handle on an existing run."""
+        raise self._unsupported("get_run")
+
+    def register_model(self, group: str, uri: str, **info: Any) -> ModelVersion:
+        """Register a model version."""
+        raise self._unsupported("register_model")
+
+    def list_models(self, group: str | None = None) -> list[ModelVersion]:
+        """Registered versions, newest first."""
+        raise self._unsupported("list_models")
+
+    def set_approval(self, group: str, version: int, approval: str) -> ModelVersion:
+        """Approve or reject a model version."""
+        raise self._unsupported("set_approval")
+
+    def latest_approved(self, group: str) -> ModelVersion:
+        """The newest approved version of a group."""
+        raise self._unsupported("latest_approved")
+
+    def deploy(self, deployment: Deployment, **options: Any) -> RolloutResult:
+        """Roll out a deployment with its strategy, alarms and rollback."""
+        raise self._unsupported("deploy")
+
+    def rollback(self, endpoint: str) -> RolloutResult:
+        """Return all traffic to the previous deployment."""
+        raise self._unsupported("rollback")
+
+    def endpoint_status(self, endpoint: str) -> dict[str, Any]:
+        """Deployments, traffic shares and alarm states of an endpoint."""
+        raise self._unsupported("endpoint_status")
+
+    def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
+        """Send ``{"instances": [...]}`` to an endpoint."""
+        raise self._unsupported("invoke")

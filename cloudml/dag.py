@@ -1,0 +1,225 @@
+"""The step graph: edges from artifact references, ``depends_on``, conditions and register steps.
+
+Example:
+    >>> import cloudml
+    >>> from cloudml.dag import StepGraph
+    >>> b = cloudml.PipelineBuilder("p")
+    >>> a = b.add_step("a", command="echo > {{outputs.o}}", outputs={"o": "dataset"})
+    >>> _ = b.add_step("b", command="cat {{inputs.i}}", inputs={"i": a.outputs["o"]})
+    >>> g = StepGraph.from_pipeline(b.build())
+    >>> g.levels()
+    [['a'], ['b']]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cloudml.spec.refs import StepOutputRef, parse_source
+
+if TYPE_CHECKING:
+    from cloudml.spec.pipeline import Pipeline
+
+__all__ = ["Edge", "StepGraph", "step_edges"]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``upstream`` must finish before ``downstream``; ``why`` is data, depends_on, condition or branch."""
+
+    upstream: str
+    downstream: str
+    why: str
+    label: str = ""
+
+
+def step_edges(step: Any) -> list[Edge]:
+    """The edges a single step implies, from its own fields.
+
+    Example:
+        >>> from cloudml.spec.steps import TaskStep
+        >>> [e.upstream for e in step_edges(TaskStep(name="b", command="x", inputs={"i": "a.outputs.o"}))]
+        ['a']
+    """
+    from cloudml.spec.steps import ConditionStep, RegisterModelStep, TaskStep
+
+    edges: list[Edge] = []
+    name = step.name
+    if isinstance(step, TaskStep):
+        for iname, spec in step.inputs.items():
+            ref = parse_source(spec.from_)
+            if isinstance(ref, StepOutputRef):
+                edges.append(Edge(ref.step, name, "data", f"{ref.output}→{iname}"))
+    elif isinstance(step, ConditionStep):
+        for op in step.condition.metric_operands():
+            edges.append(Edge(op.step, name, "condition", op.output))
+        for t in step.then:
+            edges.append(Edge(name, t, "branch", "then"))
+        for e in step.else_:
+            edges.append(Edge(name, e, "branch", "else"))
+    elif isinstance(step, RegisterModelStep):
+        for what in (step.register_model.model, step.register_model.metrics):
+            if what:
+                ref = parse_source(what)
+                if isinstance(ref, StepOutputRef):
+                    edges.append(Edge(ref.step, name, "data", ref.output))
+    for dep in step.depends_on:
+        edges.append(Edge(dep, name, "depends_on"))
+    return edges
+
+
+@dataclass
+class StepGraph:
+    """Steps and the edges between them, with ordering and cycle detection.
+
+    Edges whose endpoints are not steps are kept out (validation reports them separately).
+    """
+
+    nodes: list[str]
+    edges: list[Edge] = field(default_factory=list)
+
+    @classmethod
+    def from_steps(cls, steps: Sequence[Any]) -> StepGraph:
+        """Graph of a list of step models (document order is kept for stable output)."""
+        names = [s.name for s in steps]
+        known = set(names)
+        edges = [e for s in steps for e in step_edges(s) if e.upstream in known and e.downstream in known]
+        return cls(list(dict.fromkeys(names)), edges)
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Pipeline) -> StepGraph:
+        """Graph of a validated pipeline."""
+        return cls.from_steps(pipeline.steps)
+
+    def upstream(self) -> dict[str, list[str]]:
+        """For each step, the steps it waits for (deduplicated, in edge order)."""
+        up: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for e in self.edges:
+            if e.upstream not in up[e.downstream]:
+                up[e.downstream].append(e.upstream)
+        return up
+
+    def downstream(self) -> dict[str, list[str]]:
+        """For each step, the steps that wait for it."""
+        down: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for e in self.edges:
+            if e.downstream not in down[e.upstream]:
+                down[e.upstream].append(e.downstream)
+        return down
+
+    def find_cycles(self) -> list[list[str]]:
+        """One cycle per strongly connected component, as a closed path ``[a, b, a]``.
+
+        Example:
+            >>> StepGraph(["a", "b"], [Edge("a", "b", "data"), Edge("b", "a", "data")]).find_cycles()
+            [['a', 'b', 'a']]
+        """
+        down = self.downstream()
+        index: dict[str, int] = {}
+        low: dict[str, int] = {}
+        on_stack: set[str] = set()
+        stack: list[str] = []
+        sccs: list[list[str]] = []
+        counter = 0
+        for root in self.nodes:
+            if root in index:
+                continue
+            work: list[tuple[str, int]] = [(root, 0)]
+            while work:
+                node, i = work.pop()
+                if i == 0:
+                    index[node] = low[node] = counter
+                    counter += 1
+                    stack.append(node)
+                    on_stack.add(node)
+                succ = down[node]
+                if i < len(succ):
+                    work.append((node, i + 1))
+                    nxt = succ[i]
+                    if nxt not in index:
+                        work.append((nxt, 0))
+                    elif nxt in on_stack:
+                        low[node] = min(low[node], index[nxt])
+                    continue
+                if low[node] == index[node]:
+                    comp: list[str] = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == node:
+                            break
+                    if len(comp) > 1 or node in down[node]:
+                        sccs.append(comp)
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+        return [self._cycle_path(set(c), down) for c in sccs]
+
+    def _cycle_path(self, comp: set[str], down: dict[str, list[str]]) -> list[str]:
+        start = next(n for n in self.nodes if n in comp)
+        path = [start]
+        seen = {start}
+        node = start
+        while True:
+            nxt = next(n for n in down[node] if n in comp)
+            if nxt == start or nxt in seen:
+                path.append(nxt)
+                if nxt != start:
+                    path = path[path.index(nxt) :]
+                return path
+            path.append(nxt)
+            seen.add(nxt)
+            # prefer closing the loop as soon as possible
+            if start in down[nxt]:
+                path.append(start)
+                return path
+            node = nxt
+
+    def levels(self) -> list[list[str]]:
+        """Steps grouped in waves: every step's upstream is in an earlier wave (raises on a cycle).
+
+        Example:
+            >>> StepGraph(["a", "b", "c"], [Edge("a", "c", "data"), Edge("b", "c", "data")]).levels()
+            [['a', 'b'], ['c']]
+        """
+        up = self.upstream()
+        remaining = {n: len(set(up[n])) for n in self.nodes}
+        down = self.downstream()
+        wave = [n for n in self.nodes if remaining[n] == 0]
+        out: list[list[str]] = []
+        done = 0
+        while wave:
+            out.append(wave)
+            done += len(wave)
+            nxt: list[str] = []
+            for n in wave:
+                for d in down[n]:
+                    remaining[d] -= 1
+                    if remaining[d] == 0:
+                        nxt.append(d)
+            order = {n: i for i, n in enumerate(self.nodes)}
+            wave = sorted(nxt, key=order.__getitem__)
+        if done != len(self.nodes):
+            cycle = self.find_cycles()[0]
+            raise ValueError("cycle: " + " -> ".join(cycle))
+        return out
+
+    def topological_order(self) -> list[str]:
+        """A flat order consistent with every edge."""
+        return [n for wave in self.levels() for n in wave]
+
+    def descendants(self, roots: Iterable[str]) -> set[str]:
+        """Every step reachable from ``roots`` (excluding the roots unless reachable)."""
+        down = self.downstream()
+        seen: set[str] = set()
+        todo = list(roots)
+        while todo:
+            n = todo.pop()
+            for d in down.get(n, []):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen

@@ -1,0 +1,203 @@
+"""Small value types shared by the spec: durations, memory sizes, names, the strict base model.
+
+Durations are stored as seconds (float) and written back in the shortest exact unit
+(``"10m"``, ``"250ms"``). Memory sizes are stored as bytes and written back as ``"8Gi"``.
+
+Example:
+    >>> from cloudml.spec.types import parse_duration, format_duration, parse_memory, format_memory
+    >>> parse_duration("1h30m"), format_duration(5400.0)
+    (5400.0, '90m')
+    >>> parse_memory("8Gi"), format_memory(8 * 1024**3)
+    (8589934592, '8Gi')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, StringConstraints, WithJsonSchema
+
+__all__ = [
+    "API_VERSION",
+    "Duration",
+    "Identifier",
+    "Memory",
+    "SpecModel",
+    "StepName",
+    "format_duration",
+    "format_memory",
+    "parse_duration",
+    "parse_memory",
+]
+
+API_VERSION = "cloudml/v1"
+
+STEP_NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
+IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+StepName = Annotated[str, StringConstraints(pattern=STEP_NAME_RE)]
+"""Lower-case letters, digits, ``-`` and ``_``, starting with a letter, at most 63 characters."""
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENT_RE)]
+"""A Python-style identifier: used for parameter, input and output names."""
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown fields are errors, values are checked on assignment.
+
+    Example:
+        >>> class M(SpecModel):
+        ...     x: int = 1
+        >>> M(x=2).x
+        2
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        populate_by_name=True,
+        validate_default=False,
+        use_enum_values=True,
+    )
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DUR_FULL = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+_ISO_DUR = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``"90s"``, ``"10m"``, ``"1h30m"``, ``"250ms"``, ``"PT5M"`` or a number of seconds.
+
+    Example:
+        >>> parse_duration("2h"), parse_duration(30), parse_duration("PT1M30S")
+        (7200.0, 30.0, 90.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration, like '30s', '10m' or '2h', not a boolean")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("a duration, like '30s', '10m' or '2h'")
+    text = value.strip().lower().replace(" ", "")
+    if _DUR_FULL.match(text):
+        return float(sum(float(n) * _UNITS[u] for n, u in _DUR_PART.findall(text)))
+    iso = _ISO_DUR.match(value.strip().upper())
+    if iso and value.strip().upper() not in ("P", "PT"):
+        d, h, m, s = (float(x) if x else 0.0 for x in iso.groups())
+        return d * 86400 + h * 3600 + m * 60 + s
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a duration; write e.g. '30s', '10m', '2h' or '1h30m'") from None
+    if number < 0:
+        raise ValueError("a duration cannot be negative")
+    return number
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact unit string for a number of seconds.
+
+    Example:
+        >>> format_duration(600.0), format_duration(0.25), format_duration(90.0)
+        ('10m', '250ms', '90s')
+    """
+    if seconds == 0:
+        return "0s"
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    ms = seconds * 1000
+    if abs(ms - round(ms)) < 1e-9:
+        return f"{round(ms)}ms"
+    return f"{seconds!r}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^((\d+(\.\d+)?)(ms|s|m|h|d|w))+$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "A duration: '250ms', '30s', '10m', '2h', '1d', '1h30m', or seconds as a number.",
+        }
+    ),
+]
+
+_MEM_UNITS = {
+    "": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+_MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?$", re.IGNORECASE)
+
+
+def parse_memory(value: Any) -> int:
+    """Parse ``"8Gi"``, ``"512Mi"``, ``"16G"`` or a number of bytes into bytes.
+
+    Example:
+        >>> parse_memory("512Mi"), parse_memory("2G")
+        (536870912, 2000000000)
+    """
+    if isinstance(value, bool):
+        raise ValueError("a memory size like '8Gi', not a boolean")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("a memory size must be positive")
+        return value
+    if isinstance(value, float):
+        raise ValueError("a memory size like '8Gi' or '512Mi', or a whole number of bytes")
+    if not isinstance(value, str):
+        raise ValueError("a memory size like '8Gi' or '512Mi'")
+    m = _MEM_RE.match(value.strip())
+    if not m:
+        raise ValueError(f"'{value}' is not a memory size; write e.g. '512Mi', '8Gi' or '16G'")
+    amount = float(m.group(1)) * _MEM_UNITS[(m.group(2) or "").lower()]
+    if amount <= 0:
+        raise ValueError("a memory size must be positive")
+    return int(amount)
+
+
+def format_memory(size: int) -> str:
+    """The shortest exact unit string for a number of bytes.
+
+    Example:
+        >>> format_memory(8 * 1024**3), format_memory(2_000_000_000), format_memory(1500)
+        ('8Gi', '2G', '1500')
+    """
+    for unit in ("Ti", "Gi", "Mi", "Ki", "T", "G", "M", "K"):
+        base = _MEM_UNITS[unit.lower()]
+        if size >= base and size % base == 0:
+            return f"{size // base}{unit}"
+    return str(size)
+
+
+Memory = Annotated[
+    int,
+    BeforeValidator(parse_memory),
+    PlainSerializer(format_memory, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGTkmgt]i?)?[bB]?$"},
+                {"type": "integer", "minimum": 1},
+            ],
+            "description": "A memory size: '512Mi', '8Gi', '16G', or bytes as an integer.",
+        }
+    ),
+]

@@ -1,0 +1,472 @@
+"""Validation beyond field types: references, placeholders, cycles, conditions, parameter ranges.
+
+Every problem becomes an :class:`cloudml.errors.Issue` with the path inside the document, the
+step, what was expected and a fix; :func:`validate_document` adds file:line:column and raises one
+:class:`cloudml.SpecError` with all of them.
+
+Example:
+    >>> import cloudml
+    >>> try:
+    ...     cloudml.loads('''
+    ... apiVersion: cloudml/v1
+    ... kind: Pipeline
+    ... name: p
+    ... steps:
+    ...   - {name: a, command: "cat {{inputs.x}}", inputs: {x: b.outputs.o}, outputs: {o: dataset}}
+    ...   - {name: b, command: "cat {{inputs.x}}", inputs: {x: a.outputs.o}, outputs: {o: dataset}}
+    ... ''')
+    ... except cloudml.SpecError as e:
+    ...     print(e.issues[0].message)
+    cycle: a -> b -> a
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from cloudml.dag import StepGraph
+from cloudml.errors import Issue, SpecError
+from cloudml.loader import Document, Loc, _fmt
+from cloudml.spec.conditions import LiteralOperand, MetricOperand, ParamOperand
+from cloudml.spec.deployment import Deployment
+from cloudml.spec.pipeline import Parameter, Pipeline
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, uri_scheme_error
+from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, Step, TaskStep
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["check_pipeline", "validate_data", "validate_document", "validate_model"]
+
+_KINDS: dict[str, type[Pipeline] | type[Deployment]] = {"Pipeline": Pipeline, "Deployment": Deployment}
+_step_adapter: TypeAdapter[Any] = TypeAdapter(Step)
+_param_adapter: TypeAdapter[Parameter] = TypeAdapter(Parameter)
+
+
+def _known_fields() -> list[str]:
+    from cloudml.spec import deployment, pipeline, steps
+
+    names: set[str] = set()
+    for mod in (deployment, pipeline, steps):
+        for obj in vars(mod).values():
+            fields = getattr(obj, "model_fields", None)
+            if isinstance(fields, dict):
+                for fname, info in fields.items():
+                    names.add(info.alias or fname)
+    return sorted(names)
+
+
+def _suggest(word: str, options: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _issue(msg: str, loc: Loc, *, step: str | None = None, expected: str | None = None,
+           fix: str | None = None, code: str = "invalid") -> Issue:
+    return Issue(msg, path=_fmt(loc), step=step, expected=expected, fix=fix, code=code, loc=loc)
+
+
+def _walk_loc(data: Any, loc: tuple[Any, ...], missing: bool) -> Loc:
+    """Map a pydantic error location onto the document: drop union members and step tags."""
+    out: list[str | int] = []
+    cur = data
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict) and isinstance(part, str) and part in cur:
+            out.append(part)
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            out.append(part)
+            cur = cur[part]
+        elif missing and i == len(loc) - 1 and isinstance(part, str):
+            out.append(part)
+        elif isinstance(cur, dict) and part == "from_" and "from" in cur:
+            out.append("from")
+            cur = cur["from"]
+    return tuple(out)
+
+
+def _pydantic_issues(err: ValidationError, data: Any, prefix: Loc = ()) -> list[Issue]:
+    grouped: dict[Loc, list[dict[str, Any]]] = {}
+    for e in err.errors(include_url=False):
+        loc = _walk_loc(data, tuple(e["loc"]), e["type"] == "missing")
+        grouped.setdefault(prefix + loc, []).append(e)
+    issues: list[Issue] = []
+    known = None
+    for loc, errs in grouped.items():
+        first = errs[0]
+        kind = first["type"]
+        if kind == "extra_forbidden":
+            known = known or _known_fields()
+            field = str(loc[-1]) if loc else "?"
+            close = _suggest(field, known)
+            issues.append(_issue(f"unknown field '{field}'", loc,
+                                 fix=f"did you mean '{close}'?" if close else "remove it",
+                                 code="unknown_field"))
+            continue
+        if kind == "missing":
+            issues.append(_issue(f"missing required field '{loc[-1] if loc else '?'}'", loc, fix="add it",
+                                 code="missing_field"))
+            continue
+        msgs = list(dict.fromkeys(_clean(e["msg"]) for e in errs))
+        message = msgs[0] if len(msgs) == 1 else "expected one of: " + "; ".join(msgs)
+        issues.append(_issue(message, loc, code=kind))
+    return issues
+
+
+def _clean(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return msg
+
+
+def _step_name(data: Any, loc: Loc) -> str | None:
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int) and isinstance(data, dict):
+        steps = data.get("steps")
+        if isinstance(steps, list) and loc[1] < len(steps) and isinstance(steps[loc[1]], dict):
+            name = steps[loc[1]].get("name")
+            return name if isinstance(name, str) else None
+    return None
+
+
+def check_pipeline(params: dict[str, Parameter], steps: Sequence[tuple[int, Any]], all_names: list[str],
+                   schedule_params: dict[str, Any] | None = None) -> list[Issue]:
+    """Semantic checks over (possibly partially) valid parts of a pipeline.
+
+    ``steps`` holds ``(index, step model)`` for steps that parsed; ``all_names`` holds the names of
+    every step in the document, parsed or not, so one bad step does not cause spurious errors.
+    """
+    issues: list[Issue] = []
+    by_name: dict[str, Any] = {}
+    for idx, s in steps:
+        if s.name in by_name:
+            issues.append(_issue(f"duplicate step name '{s.name}'", ("steps", idx, "name"), step=s.name,
+                                 fix="step names must be unique; rename one", code="duplicate_step"))
+        else:
+            by_name[s.name] = s
+    known = set(all_names)
+    branch_owner: dict[str, str] = {}
+    for idx, s in steps:
+        base: Loc = ("steps", idx)
+        for j, dep in enumerate(s.depends_on):
+            if dep == s.name:
+                issues.append(_issue("a step cannot depend on itself", (*base, "depends_on", j), step=s.name))
+            elif dep not in known:
+                issues.append(_unknown_step(dep, known, (*base, "depends_on", j), s.name))
+        if isinstance(s, TaskStep):
+            issues += _check_task(s, base, params, by_name, known)
+        elif isinstance(s, ConditionStep):
+            issues += _check_condition(s, base, params, by_name, known, branch_owner)
+        elif isinstance(s, FailStep):
+            issues += _check_text(s.fail, (*base, "fail"), s.name, params, allowed=("params",))
+        elif isinstance(s, RegisterModelStep):
+            issues += _check_register(s, base, by_name, known)
+    for name, value in (schedule_params or {}).items():
+        loc: Loc = ("schedule", "parameters", name)
+        if name not in params:
+            issues.append(_issue(f"unknown parameter '{name}'", loc, fix=_did_you_mean(name, params)))
+        else:
+            try:
+                params[name].check(value)
+            except ValueError as e:
+                issues.append(_issue(f"parameter '{name}': {e}", loc, code="parameter_range"))
+    for name, p in params.items():
+        if p.default is not None:
+            try:
+                p.check(p.default)
+            except ValueError as e:
+                issues.append(_issue(f"default of '{name}': {e}", ("parameters", name, "default"),
+                                     code="parameter_range"))
+    graph = StepGraph.from_steps([s for _, s in steps])
+    index_of = {s.name: i for i, s in steps}
+    for cycle in graph.find_cycles():
+        issues.append(_issue("cycle: " + " -> ".join(cycle), ("steps", index_of[cycle[0]]), step=cycle[0],
+                             fix="remove one of these references so the steps can run in order", code="cycle"))
+    return issues
+
+
+def _did_you_mean(name: str, options: Iterable[str]) -> str:
+    close = _suggest(name, options)
+    opts = list(options)
+    if close:
+        return f"did you mean '{close}'?"
+    return f"declared: {', '.join(opts)}" if opts else "declare it first"
+
+
+def _unknown_step(name: str, known: set[str], loc: Loc, step: str) -> Issue:
+    return _issue(f"unknown step '{name}'", loc, step=step, fix=_did_you_mean(name, sorted(known)),
+                  code="unknown_step")
+
+
+def _check_output_ref(ref: StepOutputRef, loc: Loc, step: str, by_name: dict[str, Any], known: set[str],
+                      want: str | None = None) -> list[Issue]:
+    if ref.step not in known:
+        return [_unknown_step(ref.step, known, loc, step)]
+    producer = by_name.get(ref.step)
+    if producer is None:
+        return []  # that step failed to parse; it is reported on its own
+    if not isinstance(producer, TaskStep):
+        return [_issue(f"step '{ref.step}' produces no outputs", loc, step=step, code="unknown_output")]
+    out = producer.outputs.get(ref.output)
+    if out is None:
+        return [_issue(f"step '{ref.step}' has no output '{ref.output}'", loc, step=step,
+                       fix=_did_you_mean(ref.output, producer.outputs), code="unknown_output")]
+    if want is not None and out.type != want:
+        return [_issue(f"'{ref}' is a {out.type} output; expected a {want} output", loc, step=step,
+                       expected=f"an output declared as '{want}'", code="output_type")]
+    return []
+
+
+def _check_text(text: str, loc: Loc, step: str, params: dict[str, Parameter], *,
+                inputs: Iterable[str] = (), outputs: Iterable[str] = (),
+                allowed: tuple[str, ...] = ("inputs", "outputs", "params")) -> list[Issue]:
+    issues: list[Issue] = []
+    names = {"inputs": set(inputs), "outputs": set(outputs), "params": set(params)}
+    for ph in find_placeholders(text):
+        if ph.namespace not in allowed:
+            want = ", ".join("{{%s.NAME}}" % a for a in allowed)
+            issues.append(_issue(f"placeholder {ph.raw} names nothing", loc, step=step, expected=want,
+                                 code="bad_placeholder"))
+        elif ph.name not in names[ph.namespace]:
+            what = {"inputs": "input", "outputs": "output", "params": "parameter"}[ph.namespace]
+            issues.append(_issue(f"placeholder {ph.raw}: no {what} '{ph.name}'", loc, step=step,
+                                 fix=_did_you_mean(ph.name, sorted(names[ph.namespace])), code="bad_placeholder"))
+    return issues
+
+
+def _check_task(s: TaskStep, base: Loc, params: dict[str, Parameter], by_name: dict[str, Any],
+                known: set[str]) -> list[Issue]:
+    issues: list[Issue] = []
+    for iname, spec in s.inputs.items():
+        loc: Loc = (*base, "inputs", iname)
+        ref = spec.ref
+        if isinstance(ref, StepOutputRef):
+            if ref.step == s.name:
+                issues.append(_issue("a step cannot read its own output", loc, step=s.name, code="cycle"))
+            else:
+                issues += _check_output_ref(ref, loc, s.name, by_name, known)
+        elif isinstance(ref, ParamSourceRef):
+            p = params.get(ref.param)
+            if p is None:
+                issues.append(_issue(f"unknown parameter '{ref.param}'", loc, step=s.name,
+                                     fix=_did_you_mean(ref.param, params), code="unknown_parameter"))
+            elif p.type != "string":
+                issues.append(_issue(f"parameter '{ref.param}' is {p.type}; an input URI needs a string parameter",
+                                     loc, step=s.name, code="parameter_type"))
+        elif isinstance(ref, ExternalRef):
+            bad = uri_scheme_error(ref.uri)
+            if bad:
+                issues.append(_issue(bad, loc, step=s.name, expected="s3://, gs://, azureml://, file:// or a path",
+                                     code="bad_uri"))
+            issues += _check_text(ref.uri, loc, s.name, params, allowed=("params",))
+    texts: list[tuple[Loc, str]] = []
+    if isinstance(s.command, str):
+        texts.append(((*base, "command"), s.command))
+    elif isinstance(s.command, list):
+        texts += [((*base, "command", i), c) for i, c in enumerate(s.command)]
+    texts += [((*base, "args", i), a) for i, a in enumerate(s.args)]
+    texts += [((*base, "env", k), v) for k, v in s.env.items()]
+    texts += [((*base, "params", k), v) for k, v in s.params.items() if isinstance(v, str)]
+    for loc, text in texts:
+        issues += _check_text(text, loc, s.name, params, inputs=s.inputs, outputs=s.outputs)
+    return issues
+
+
+def _check_condition(s: ConditionStep, base: Loc, params: dict[str, Parameter], by_name: dict[str, Any],
+                     known: set[str], branch_owner: dict[str, str]) -> list[Issue]:
+    issues: list[Issue] = []
+    loc: Loc = (*base, "condition")
+    for op in s.condition.metric_operands():
+        issues += _check_output_ref(StepOutputRef(op.step, op.output), loc, s.name, by_name, known, want="metrics")
+    for c in s.condition.comparisons():
+        for side, other in ((c.left, c.right), (c.right, c.left)):
+            if isinstance(side, ParamOperand):
+                p = params.get(side.name)
+                if p is None:
+                    issues.append(_issue(f"unknown parameter '{side.name}'", loc, step=s.name,
+                                         fix=_did_you_mean(side.name, params), code="unknown_parameter"))
+                elif isinstance(other, LiteralOperand) and _kind(other.value) != _ptype_kind(p.type):
+                    issues.append(_issue(f"compares {p.type} parameter '{side.name}' with {other}", loc, step=s.name,
+                                         expected=f"a {p.type} value", code="condition_type"))
+            if isinstance(side, MetricOperand) and isinstance(other, ParamOperand):
+                p = params.get(other.name)
+                if p is not None and p.type == "string" and c.op not in ("==", "!="):
+                    issues.append(_issue(f"orders a metric against string parameter '{other.name}'", loc,
+                                         step=s.name, code="condition_type"))
+    for branch, names in (("then", s.then), ("else", s.else_)):
+        for j, target in enumerate(names):
+            tloc: Loc = (*base, branch, j)
+            if target == s.name:
+                issues.append(_issue("a condition cannot guard itself", tloc, step=s.name))
+            elif target not in known:
+                issues.append(_unknown_step(target, known, tloc, s.name))
+            elif target in branch_owner:
+                issues.append(_issue(f"step '{target}' is already guarded by '{branch_owner[target]}'", tloc,
+                                     step=s.name, fix="a step belongs to one branch of one condition",
+                                     code="double_branch"))
+            else:
+                branch_owner[target] = f"{s.name}.{branch}"
+    return issues
+
+
+def _kind(v: Any) -> str:
+    return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "string"
+
+
+def _ptype_kind(t: str) -> str:
+    return {"int": "number", "float": "number", "bool": "bool"}.get(t, "string")
+
+
+def _check_register(s: RegisterModelStep, base: Loc, by_name: dict[str, Any], known: set[str]) -> list[Issue]:
+    from cloudml.spec.refs import parse_source
+
+    issues: list[Issue] = []
+    rm = s.register_model
+    for field, want in (("model", "model"), ("metrics", "metrics")):
+        value = getattr(rm, field)
+        if value is None:
+            continue
+        loc: Loc = (*base, "register_model", field)
+        ref = parse_source(value)
+        if not isinstance(ref, StepOutputRef):
+            issues.append(_issue(f"'{value}' is not a step output", loc, step=s.name,
+                                 expected=f"STEP.outputs.NAME of a {want} output", code="bad_reference"))
+        else:
+            issues += _check_output_ref(ref, loc, s.name, by_name, known, want=want)
+    return issues
+
+
+def _check_backend_options(data: Any) -> list[Issue]:
+    """Validate every backend_options block with the named adapter's own options model."""
+    from cloudml.registry import validate_backend_options
+
+    issues: list[Issue] = []
+    blocks: list[tuple[Loc, Any]] = [(("backend_options",), data.get("backend_options"))]
+    for i, st in enumerate(data.get("steps") or []):
+        if isinstance(st, dict):
+            blocks.append((("steps", i, "backend_options"), st.get("backend_options")))
+    for loc, block in blocks:
+        if isinstance(block, dict):
+            for adapter, opts in block.items():
+                for sub, msg, fix in validate_backend_options(adapter, opts):
+                    issues.append(_issue(msg, (*loc, adapter, *sub), step=_step_name(data, loc), fix=fix,
+                                         code="backend_options"))
+    return issues
+
+
+def validate_data(data: Any, doc: Document | None = None) -> Pipeline | Deployment:
+    """Validate plain data (from YAML, JSON or Python) into a Pipeline or Deployment.
+
+    Example:
+        >>> validate_data({"kind": "Deployment", "endpoint": "ep", "model": {"group": "g"}}).endpoint
+        'ep'
+    """
+    source = doc.source if doc else "<data>"
+    if not isinstance(data, dict):
+        raise SpecError([_issue("a spec is a mapping with 'kind: Pipeline' or 'kind: Deployment'", (),
+                                code="not_a_mapping")], source=source)
+    kind = data.get("kind")
+    if kind not in _KINDS:
+        close = _suggest(str(kind), _KINDS) if isinstance(kind, str) else None
+        raise SpecError([_issue(f"unknown kind {kind!r}" if kind else "missing 'kind'", ("kind",),
+                                expected="Pipeline or Deployment",
+                                fix=f"did you mean '{close}'?" if close else "add 'kind: Pipeline'",
+                                code="kind")], source=source)
+    model_cls = _KINDS[kind]
+    issues: list[Issue] = []
+    result: Pipeline | Deployment | None = None
+    try:
+        result = model_cls.model_validate(data)
+    except ValidationError as err:
+        issues += _pydantic_issues(err, data)
+    if kind == "Pipeline":
+        issues += _pipeline_semantics(data, result)  # type: ignore[arg-type]
+    issues += _check_backend_options(data)
+    if issues or result is None:
+        raise SpecError(_locate(issues, data, doc), source=source)
+    return result
+
+
+def _pipeline_semantics(data: dict[str, Any], model: Pipeline | None) -> list[Issue]:
+    if model is not None:
+        steps: list[tuple[int, Any]] = list(enumerate(model.steps))
+        sched = model.schedule.parameters if model.schedule else None
+        return check_pipeline(model.parameters, steps, [s.name for s in model.steps], sched)
+    params: dict[str, Parameter] = {}
+    raw_params = data.get("parameters")
+    if isinstance(raw_params, dict):
+        for name, spec in raw_params.items():
+            try:
+                params[name] = _param_adapter.validate_python(spec)
+            except ValidationError:
+                params[name] = Parameter.model_construct(type="string")  # reported already; keep the name
+    steps = []
+    names: list[str] = []
+    raw_steps = data.get("steps")
+    for i, raw in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            names.append(raw["name"])
+        salvaged = _salvage_step(raw)
+        if salvaged is not None:
+            steps.append((i, salvaged))
+    return check_pipeline(params, steps, names)
+
+
+def _salvage_step(raw: Any) -> Any:
+    """Validate a step; when it fails, retry without the offending fields so its references still get checked."""
+    try:
+        return _step_adapter.validate_python(raw)
+    except ValidationError as err:
+        if not isinstance(raw, dict):
+            return None
+        bad = {loc[0] for e in err.errors() if (loc := _walk_loc(raw, tuple(e["loc"]), False))}
+        trimmed = {k: v for k, v in raw.items() if k not in bad or k == "name"}
+        if trimmed == raw:
+            return None
+        try:
+            return _step_adapter.validate_python(trimmed)
+        except ValidationError:
+            return None
+
+
+def _locate(issues: list[Issue], data: Any, doc: Document | None) -> list[Issue]:
+    out: list[Issue] = []
+    for i in issues:
+        step = i.step or _step_name(data, i.loc)
+        line, col = (None, None)
+        if doc is not None:
+            line, col = doc.position(i.loc, key=i.code == "unknown_field")
+        out.append(replace(i, file=doc.source if doc else i.file, line=line, column=col, step=step))
+    out.sort(key=lambda i: (i.line or 0, i.column or 0))
+    return out
+
+
+def validate_document(doc: Document) -> Pipeline | Deployment:
+    """Validate a parsed :class:`~cloudml.loader.Document`; errors carry file:line:column."""
+    return validate_data(doc.data, doc)
+
+
+def validate_model(model: Pipeline | Deployment) -> Pipeline | Deployment:
+    """Run the semantic checks on a model built in Python (the builder calls this).
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("a", command="echo")
+        >>> p = b.build()
+        >>> validate_model(p) is p
+        True
+    """
+    issues: list[Issue] = []
+    data = model.model_dump(by_alias=True, exclude_defaults=True)
+    if isinstance(model, Pipeline):
+        issues += _pipeline_semantics(data, model)
+    issues += _check_backend_options(data)
+    if issues:
+        raise SpecError(_locate(issues, data, None), source=f"{model.kind} built in Python")
+    return model
+
