@@ -317,7 +317,15 @@ class Adapter(ABC):
     @classmethod
     def missing_requirements(cls) -> list[str]:
         """Import names of this adapter's SDKs that are not installed."""
-        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        missing: list[str] = []
+        for module in cls.requires:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                missing.append(module)
+        return missing
 
     @classmethod
     def require(cls) -> None:
@@ -331,10 +339,8 @@ class Adapter(ABC):
         """Raise :class:`UnsupportedFeatureError` for the first feature this adapter cannot express."""
         for use in uses:
             if not self.capabilities.supports(use.feature):
-                level = self.capabilities.level(use.feature)
-                reason = self.capabilities.reason(use.feature)
-                hint = {"notimpl": "not implemented yet", "notyet": "the cloud lacks it", "never": "by design"}[level]
-                raise UnsupportedFeatureError(self.name, use.step, use.feature, f"{reason} ({hint})")
+                raise UnsupportedFeatureError(self.name, use.step, use.feature, self.capabilities.reason(use.feature),
+                                              hint="`cloudml backends --features` shows what each backend supports")
 
     @abstractmethod
     def compile(self, pipeline: Pipeline) -> Compiled:

@@ -1,0 +1,195 @@
+"""The one entry point that runs a Python-function step, locally and inside cloud containers alike.
+
+    python -m cloudml.runtime --function src.train:fit [--code DIR]
+        [--input NAME=PATH ...] [--output NAME=PATH ...] [--output-type NAME=TYPE ...]
+        [--param NAME=VALUE ...]
+
+The function receives its inputs and outputs as :class:`pathlib.Path` (or ``str`` when annotated
+so) and its params converted to the annotated type (``int``, ``float``, ``bool``, ``str``). Output
+folders exist before it is called. When it returns a ``dict`` and the step has exactly one
+``metrics`` output the function did not write, the dict is written there as JSON.
+
+Exit codes: 0 success, 1 the function raised (its traceback is printed: it is user code),
+2 the call itself is wrong (missing argument, bad module, bad value), with a one-line reason.
+
+Example:
+    >>> import subprocess, sys, tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "job.py").write_text("def fit(n: int, out):\\n    return {'n2': n * 2}\\n")
+    >>> r = subprocess.run([sys.executable, "-m", "cloudml.runtime", "--function", "job:fit", "--code", str(d),
+    ...     "--param", "n=21", "--output", f"out={d}/m.json", "--output-type", "out=metrics"],
+    ...     capture_output=True, text=True)
+    >>> r.returncode, (d / "m.json").read_text()
+    (0, '{"n2": 42}')
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import os
+import sys
+import traceback
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RuntimeCallError", "call_step_function", "main", "resolve_function"]
+
+
+class RuntimeCallError(Exception):
+    """The step function could not be called as declared (exit code 2)."""
+
+
+def resolve_function(target: str, code: str | None = None) -> Callable[..., Any]:
+    """Import ``module:function``, with ``code`` (and the working directory) on ``sys.path``.
+
+    Example:
+        >>> resolve_function("json:dumps")([1])
+        '[1]'
+    """
+    if ":" not in target:
+        raise RuntimeCallError(f"'{target}' is not module:function")
+    module_name, func_name = target.split(":", 1)
+    for folder in (code, os.getcwd()):
+        if folder and str(Path(folder).resolve()) not in sys.path:
+            sys.path.insert(0, str(Path(folder).resolve()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise RuntimeCallError(f"cannot import module '{module_name}': {e}") from e
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise RuntimeCallError(f"module '{module_name}' has no function '{func_name}'")
+    return func  # type: ignore[no-any-return]
+
+
+def _convert(value: str, annotation: Any, name: str) -> Any:
+    if annotation in (inspect.Parameter.empty, Any, str, "str"):
+        return value
+    if annotation in (bool, "bool"):
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise RuntimeCallError(f"param '{name}': {value!r} is not a bool")
+    if annotation in (int, "int"):
+        try:
+            return int(float(value)) if float(value).is_integer() else int(value)
+        except ValueError:
+            raise RuntimeCallError(f"param '{name}': {value!r} is not an int") from None
+    if annotation in (float, "float"):
+        try:
+            return float(value)
+        except ValueError:
+            raise RuntimeCallError(f"param '{name}': {value!r} is not a float") from None
+    return value
+
+
+def _as_path(value: str, annotation: Any) -> Any:
+    return value if annotation in (str, "str") else Path(value)
+
+
+def call_step_function(
+    func: Callable[..., Any],
+    inputs: dict[str, str],
+    outputs: dict[str, str],
+    params: dict[str, str],
+    output_types: dict[str, str] | None = None,
+) -> Any:
+    """Call ``func`` the way a step runs it; returns what it returned. Raises RuntimeCallError on misuse.
+
+    Example:
+        >>> import tempfile, json, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> def f(x: float) -> dict: return {"y": x + 1}
+        >>> call_step_function(f, {}, {"m": str(d / "m.json")}, {"x": "1.5"}, {"m": "metrics"})
+        {'y': 2.5}
+        >>> json.loads((d / "m.json").read_text())
+        {'y': 2.5}
+    """
+    output_types = output_types or {}
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
+    sig = inspect.signature(func)
+    accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    for name, path in outputs.items():
+        target = Path(path)
+        if output_types.get(name) == "metrics":
+            target.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+    available: dict[str, Any] = {}
+    for name, value in inputs.items():
+        available[name] = _as_path(value, hints.get(name, sig.parameters.get(name, inspect.Parameter.empty)))
+    for name, value in outputs.items():
+        available[name] = _as_path(value, hints.get(name))
+    for name, value in params.items():
+        param = sig.parameters.get(name)
+        annotation = hints.get(name, param.annotation if param else inspect.Parameter.empty)
+        available[name] = _convert(value, annotation, name)
+    kwargs: dict[str, Any] = {}
+    for name, p in sig.parameters.items():
+        if p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+            continue
+        if name in available:
+            kwargs[name] = available[name]
+        elif p.default is inspect.Parameter.empty:
+            raise RuntimeCallError(
+                f"function argument '{name}' has no input, output or param of that name "
+                f"(have: {', '.join(sorted(available)) or 'none'})"
+            )
+    if accepts_kwargs:
+        kwargs.update({k: v for k, v in available.items() if k not in kwargs})
+    result = func(**kwargs)
+    metrics = [n for n, t in output_types.items() if t == "metrics" and n in outputs]
+    if isinstance(result, dict) and len(metrics) == 1 and not Path(outputs[metrics[0]]).exists():
+        Path(outputs[metrics[0]]).write_text(json.dumps(result, sort_keys=True, default=str))
+    return result
+
+
+def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise RuntimeCallError(f"{flag} expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = v
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (``python -m cloudml.runtime``). Returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m cloudml.runtime", description="Run a cloudml Python step.")
+    parser.add_argument("--function", required=True, help="module:function")
+    parser.add_argument("--code", help="folder to import the module from")
+    parser.add_argument("--input", action="append", metavar="NAME=PATH")
+    parser.add_argument("--output", action="append", metavar="NAME=PATH")
+    parser.add_argument("--output-type", action="append", metavar="NAME=TYPE")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        func = resolve_function(args.function, args.code)
+        call_step_function(
+            func,
+            _pairs(args.input, "--input"),
+            _pairs(args.output, "--output"),
+            _pairs(args.param, "--param"),
+            _pairs(args.output_type, "--output-type"),
+        )
+    except RuntimeCallError as e:
+        print(f"cloudml.runtime: {e}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
