@@ -42,6 +42,7 @@ __all__ = [
     "RolloutOutcome",
     "RolloutResult",
     "RunState",
+    "capabilities_markdown",
     "deployment_features",
     "pipeline_features",
 ]
@@ -135,6 +136,31 @@ class Capabilities:
     def all_notimpl(cls, adapter: str, reason: str) -> Capabilities:
         """Every feature marked ``notimpl``: an adapter registered ahead of its implementation."""
         return cls(adapter, {f: ("notimpl", reason) for f in FEATURES})
+
+
+_LEVEL_TEXT = {"supported": "✓", "notimpl": "not built yet", "notyet": "cloud lacks it", "never": "by design"}
+
+
+def capabilities_markdown(caps: list[Capabilities]) -> str:
+    """A Markdown matrix of features by adapter (what the docs embed; ``cloudml backends --markdown``).
+
+    Example:
+        >>> print(capabilities_markdown([Capabilities("a"), Capabilities("b", {"fail": ("never", "no")})])[:60])
+        | feature | what it is | a | b |
+        |---|---|---|---|
+        | `step.co
+    """
+    head = "| feature | what it is | " + " | ".join(c.adapter for c in caps) + " |"
+    rule = "|---|---|" + "---|" * len(caps)
+    rows = [head, rule]
+    for feature, what in FEATURES.items():
+        cells = []
+        for c in caps:
+            level = c.level(feature)
+            detail = f": {c.reason(feature)}" if level in ("notyet", "never") else ""
+            cells.append(_LEVEL_TEXT[level] + detail)
+        rows.append(f"| `{feature}` | {what} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def pipeline_features(p: Pipeline) -> list[FeatureUse]:

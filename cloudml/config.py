@@ -16,9 +16,10 @@ Example ``cloudml.yaml``::
 
 Example:
     >>> from cloudml.config import load_config
-    >>> cfg = load_config(env={"CLOUDML_BACKEND": "vertex", "CLOUDML_VERTEX_PROJECT": "p1"}, search_from=None)
+    >>> cfg = load_config(env={"CLOUDML_BACKEND": "vertex", "CLOUDML_VERTEX_PROJECT": "my-project"},
+    ...                   search_from=None)
     >>> cfg.backend, cfg.vertex.project, cfg.vertex.location
-    ('vertex', 'p1', 'us-central1')
+    ('vertex', 'my-project', 'us-central1')
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_config(
     *,
-    search_from: str | os.PathLike[str] | None | Literal[False] = False,
+    search_from: str | os.PathLike[str] | Literal[False] | None = False,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     path: str | os.PathLike[str] | None = None,

@@ -139,7 +139,7 @@ class SpecError(CloudMLError):
     Example:
         >>> import cloudml
         >>> try:
-        ...     cloudml.loads("apiVersion: cloudml/v1\\nkind: Pipeline\\nname: p\\nsteps: []\\nbogus: 1\\n")
+        ...     cloudml.loads("kind: Pipeline\\nname: p\\nsteps: [{name: a, command: echo}]\\nbogus: 1\\n")
         ... except cloudml.SpecError as e:
         ...     print(len(e.issues), e.issues[0].path)
         1 bogus

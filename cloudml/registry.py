@@ -60,7 +60,7 @@ def adapter_names() -> list[str]:
     return sorted(_entry_points())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def adapter_class(name: str) -> type[Adapter]:
     """The adapter class registered as ``name`` (imported now). Raises AdapterNotFoundError.
 

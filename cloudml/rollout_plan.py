@@ -46,7 +46,15 @@ def _bake(seconds: float, alarms: list[str]) -> dict[str, Any]:
 
 
 def plan_rollout(d: Deployment) -> dict[str, Any]:
-    """The rollout plan for a deployment, as plain data (what ``cloudml compile`` prints for a Deployment)."""
+    """The rollout plan for a deployment, as plain data (what ``cloudml compile`` prints for a Deployment).
+
+    Example:
+        >>> from cloudml.spec.deployment import Deployment
+        >>> d = Deployment(endpoint="ep", model={"group": "g"}, strategy={"linear": {"step_percent": 50}},
+        ...                alarms=[{"name": "slow", "metric": "latency_p99", "threshold": "300ms"}])
+        >>> [p.get("weights", {}).get("green") for p in plan_rollout(d)["phases"] if p["phase"] == "shift"]
+        [50, 100]
+    """
     alarms = [a.name for a in d.alarms]
     cfg = d.strategy.config
     phases: list[dict[str, Any]] = [{"phase": "create", "deployment": "green", "model": d.model.model_dump()},

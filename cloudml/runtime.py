@@ -164,7 +164,12 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``python -m cloudml.runtime``). Returns the exit code."""
+    """Command-line entry point (``python -m cloudml.runtime``). Returns the exit code.
+
+    Example:
+        >>> main(["--function", "json:nope"])
+        2
+    """
     parser = argparse.ArgumentParser(prog="python -m cloudml.runtime", description="Run a cloudml Python step.")
     parser.add_argument("--function", required=True, help="module:function")
     parser.add_argument("--code", help="folder to import the module from")

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from cloudml.adapter import Adapter, Capabilities, Compiled
 from cloudml.config import LocalSettings
 from cloudml.spec.pipeline import Pipeline
-from pydantic import BaseModel, ConfigDict
 
 __all__ = ["LocalAdapter", "LocalOptions"]
 

@@ -117,7 +117,14 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str]) -> dict[str, 
 
 
 def compile_plan(p: Pipeline) -> dict[str, Any]:
-    """The local execution plan of a validated pipeline, as plain data."""
+    """The local execution plan of a validated pipeline, as plain data.
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("a", python="job:run", params={"n": 3})
+        >>> compile_plan(b.build())["steps"]["a"]["argv"]
+        ['python', '-m', 'cloudml.runtime', '--function', 'job:run', '--param=n=3']
+    """
     graph = StepGraph.from_pipeline(p)
     params = _param_values(p)
     upstream = graph.upstream()

@@ -21,7 +21,7 @@ from cloudml.adapter import Adapter, Capabilities, Compiled
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.pipeline import Pipeline
 
-__all__ = ["SageMakerAdapter", "Options"]
+__all__ = ["Options", "SageMakerAdapter"]
 
 _NOT_YET = "the SageMaker compiler is not implemented yet (issue 5)"
 

@@ -21,7 +21,7 @@ from cloudml.adapter import Adapter, Capabilities, Compiled
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.pipeline import Pipeline
 
-__all__ = ["VertexAdapter", "Options"]
+__all__ = ["Options", "VertexAdapter"]
 
 _NOT_YET = "the Vertex AI compiler is not implemented yet (issue 6)"
 

@@ -175,10 +175,15 @@ def schema(
 @app.command()
 def backends(
     features: Annotated[bool, typer.Option("--features", help="show the full capability matrix")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="print the capability matrix as Markdown")] = False,
 ) -> None:
     """List registered adapters, whether their extras are installed, and what they support."""
-    from cloudml.adapter import FEATURES
-    from cloudml.registry import adapter_class, backends_info
+    from cloudml.adapter import FEATURES, capabilities_markdown
+    from cloudml.registry import adapter_class, adapter_names, backends_info
+
+    if markdown:
+        sys.stdout.write(capabilities_markdown([adapter_class(n).capabilities for n in adapter_names()]) + "\n")
+        return
 
     infos = backends_info()
     table = Table(title="cloudml backends", header_style="bold")
@@ -204,7 +209,13 @@ def backends(
 
 
 def main() -> None:
-    """Console-script entry point: run the app and turn stray cloudml errors into short messages."""
+    """Console-script entry point: run the app and turn stray cloudml errors into short messages.
+
+    Example:
+        >>> import subprocess, sys
+        >>> subprocess.run([sys.executable, "-m", "cloudml.cli.main", "--help"], capture_output=True).returncode
+        0
+    """
     try:
         app()
     except CloudMLError as e:  # pragma: no cover - commands handle their own; this is the safety net

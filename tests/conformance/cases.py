@@ -1,0 +1,135 @@
+"""Minimal specs, one per feature in cloudml.adapter.FEATURES, plus a reference pipeline.
+
+Each case uses its feature and as little else as possible, so a test can check that an adapter
+either compiles it or raises UnsupportedFeatureError naming that feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cloudml
+from cloudml.spec.deployment import Deployment
+from cloudml.spec.pipeline import Pipeline
+
+
+def _pipeline(step: dict[str, Any], *, extra_steps: list[dict[str, Any]] | None = None,
+              params: dict[str, Any] | None = None, **top: Any) -> Pipeline:
+    doc: dict[str, Any] = {"apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "case",
+                           "steps": [step, *(extra_steps or [])], **top}
+    if params:
+        doc["parameters"] = params
+    model = cloudml.loads(cloudml.dumps(_validate(doc)))
+    assert isinstance(model, Pipeline)
+    return model
+
+
+def _validate(doc: dict[str, Any]) -> Pipeline | Deployment:
+    from cloudml.spec.validate import validate_data
+
+    return validate_data(doc)
+
+
+def _task(**fields: Any) -> dict[str, Any]:
+    return {"name": "work", "command": "python work.py", **fields}
+
+
+_METRICS = {"name": "evaluate", "command": "python ev.py --out {{outputs.metrics}}", "outputs": {"metrics": "metrics"}}
+
+
+def reference_pipeline() -> Pipeline:
+    """processing -> training -> evaluation -> condition -> register, otherwise fail."""
+    model = cloudml.loads(
+        """
+apiVersion: cloudml/v1
+kind: Pipeline
+name: reference
+parameters:
+  input_uri: {type: string, default: "s3://bucket/data/churn.csv"}
+  n_estimators: {type: int, default: 200, min: 10, max: 2000}
+  min_auc: {type: float, default: 0.8}
+steps:
+  - name: prep
+    command: python prep.py --data {{inputs.raw}} --train {{outputs.train}} --test {{outputs.test}}
+    inputs: {raw: "{{params.input_uri}}"}
+    outputs: {train: dataset, test: dataset}
+  - name: train
+    kind: training
+    command: python train.py --train {{inputs.train}} --model {{outputs.model}} --n {{params.n_estimators}}
+    inputs: {train: prep.outputs.train}
+    outputs: {model: model}
+  - name: evaluate
+    command: python ev.py --model {{inputs.model}} --test {{inputs.test}} --metrics {{outputs.metrics}}
+    inputs: {model: train.outputs.model, test: prep.outputs.test}
+    outputs: {metrics: metrics}
+  - name: gate
+    condition: evaluate.outputs.metrics["auc"] >= params.min_auc
+    then: [register]
+    else: [too-low]
+  - name: register
+    register_model: {model: train.outputs.model, group: churn, metrics: evaluate.outputs.metrics}
+  - name: too-low
+    fail: "AUC below {{params.min_auc}}"
+"""
+    )
+    assert isinstance(model, Pipeline)
+    return model
+
+
+def _deployment(**fields: Any) -> Deployment:
+    doc = {"apiVersion": "cloudml/v1", "kind": "Deployment", "endpoint": "churn", "model": {"group": "churn"},
+           "alarms": [{"name": "errors", "metric": "error_rate", "threshold": 0.01}], **fields}
+    model = _validate(doc)
+    assert isinstance(model, Deployment)
+    return model
+
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "all_at_once": {"all_at_once": {}},
+    "blue_green": {"blue_green": {"bake": "5m"}},
+    "canary": {"canary": {"percent": 10, "bake": "10m"}},
+    "linear": {"linear": {"step_percent": 25, "interval": "5m"}},
+    "shadow": {"shadow": {"percent": 20, "duration": "10m", "promote": True}},
+}
+
+FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
+    "step.command": lambda: _pipeline(_task()),
+    "step.python": lambda: _pipeline({"name": "work", "python": "src.job:run"}),
+    "step.image": lambda: _pipeline(_task(image="python:3.11-slim")),
+    "step.framework": lambda: _pipeline(_task(framework="sklearn==1.5")),
+    "step.code": lambda: _pipeline(_task(code="./src")),
+    "step.env": lambda: _pipeline(_task(env={"MODE": "fast"})),
+    "step.secrets": lambda: _pipeline(_task(secrets={"DB_PASSWORD": "aws-secretsmanager://db-pass"})),
+    "step.training": lambda: _pipeline(_task(kind="training")),
+    "step.resources": lambda: _pipeline(_task(resources={"cpu": 2, "memory": "8Gi"})),
+    "step.gpu": lambda: _pipeline(_task(resources={"gpu": 1, "gpu_type": "nvidia-t4"})),
+    "step.instance_count": lambda: _pipeline(_task(resources={"instance_count": 2})),
+    "step.retry": lambda: _pipeline(_task(retry={"attempts": 3, "backoff": "5s"})),
+    "step.timeout": lambda: _pipeline(_task(timeout="30m")),
+    "step.cache": lambda: _pipeline(_task(cache=False)),
+    "step.cache_expiry": lambda: _pipeline(_task(cache={"enabled": True, "expire": "7d"})),
+    "step.depends_on": lambda: _pipeline(_task(depends_on=["first"]),
+                                         extra_steps=[{"name": "first", "command": "python first.py"}]),
+    "input.external": lambda: _pipeline(_task(command="python work.py {{inputs.raw}}",
+                                              inputs={"raw": "s3://bucket/raw.csv"})),
+    "input.parameter": lambda: _pipeline(_task(command="python work.py {{inputs.raw}}",
+                                               inputs={"raw": "{{params.uri}}"}),
+                                         params={"uri": {"type": "string", "default": "gs://b/x"}}),
+    "condition": lambda: _pipeline(_METRICS, extra_steps=[
+        {"name": "gate", "condition": 'evaluate.outputs.metrics["auc"] > 0.5', "then": ["work"]}, _task()]),
+    "condition.or": lambda: _pipeline(_METRICS, extra_steps=[
+        {"name": "gate", "condition": 'evaluate.outputs.metrics["auc"] > 0.5 or evaluate.outputs.metrics["f1"] > 0.5',
+         "then": ["work"]}, _task()]),
+    "fail": lambda: _pipeline({"name": "stop", "fail": "always"}),
+    "register_model": lambda: _pipeline(
+        {"name": "train", "command": "python t.py {{outputs.model}}", "outputs": {"model": "model"}},
+        extra_steps=[{"name": "reg", "register_model": {"model": "train.outputs.model", "group": "g"}}]),
+    "schedule": lambda: _pipeline(_task(), schedule={"cron": "0 3 * * *"}),
+    **{f"deploy.{name}": (lambda s=s: _deployment(strategy=s)) for name, s in STRATEGIES.items()},
+    "deploy.alarm": lambda: _deployment(strategy="blue_green"),
+    "deploy.existing_alarm": lambda: _deployment(alarms=[{"name": "ext", "existing": {"sagemaker": "my-alarm"}}]),
+    "deploy.autoscale": lambda: _deployment(instances={"count": 2, "autoscale": {"min": 1, "max": 4}}),
+    "deploy.capture": lambda: _deployment(capture={"percent": 50}),
+    "deploy.auto_rollback": lambda: _deployment(rollback={"automatic": True, "termination_wait": "1m"}),
+}

@@ -1,0 +1,30 @@
+"""Shared test setup: keep every test off the network and out of the user's config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No cloudml.yaml from the developer's tree and no CLOUDML_* variables leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("CLOUDML_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `cloud`-marked tests unless credentials for a real cloud are present."""
+    has_creds = any(os.environ.get(k) for k in ("CLOUDML_LIVE_AWS", "CLOUDML_LIVE_GCP", "CLOUDML_LIVE_AZURE"))
+    for item in items:
+        if "cloud" in item.keywords and not has_creds:
+            item.add_marker(pytest.mark.skip(reason="live cloud test: set CLOUDML_LIVE_<CLOUD>=1 with credentials"))
