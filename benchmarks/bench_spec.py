@@ -67,14 +67,27 @@ IMPORT_CASES: tuple[ImportCase, ...] = (
     ImportCase("import pydantic", "import pydantic", "dependency"),
     ImportCase("from pydantic import BaseModel", "from pydantic import BaseModel", "dependency"),
     ImportCase("import cloudml", "import cloudml", "cloudml", target_s=IMPORT_TARGET_S),
-    ImportCase("import cloudml; cloudml.Pipeline (first use)", "import cloudml; cloudml.Pipeline", "cloudml"),
-    ImportCase("import cloudml; cloudml.loads(<tiny pipeline>)", f'import cloudml; cloudml.loads("{TINY}")',
-               "cloudml"),
+    ImportCase(
+        "import cloudml; cloudml.Pipeline (first use)",
+        "import cloudml; cloudml.Pipeline",
+        "cloudml",
+        target_s=IMPORT_TARGET_S,
+    ),
+    ImportCase(
+        "import cloudml; cloudml.loads(<tiny pipeline>)",
+        f'import cloudml; cloudml.loads("{TINY}")',
+        "cloudml",
+        target_s=IMPORT_TARGET_S,
+    ),
     ImportCase("import kfp", "import kfp", "peer", reference_s=0.61),
     ImportCase("import azure.ai.ml", "import azure.ai.ml", "peer", reference_s=1.9),
-    ImportCase("from sagemaker.mlops.workflow.pipeline import Pipeline",
-               "from sagemaker.mlops.workflow.pipeline import Pipeline", "peer", reference_s=3.7,
-               env={"AWS_DEFAULT_REGION": "us-east-1"}),
+    ImportCase(
+        "from sagemaker.mlops.workflow.pipeline import Pipeline",
+        "from sagemaker.mlops.workflow.pipeline import Pipeline",
+        "peer",
+        reference_s=3.7,
+        env={"AWS_DEFAULT_REGION": "us-east-1"},
+    ),
     ImportCase("import zenml", "import zenml", "peer", reference_s=2.2),
 )
 
@@ -144,10 +157,10 @@ def measure_imports(runs: int, cases: tuple[ImportCase, ...] = IMPORT_CASES) -> 
     results = [ImportResult(c.label, c.code, c.kind, c.target_s, c.reference_s) for c in cases]
     envs = [{**os.environ, **c.env} for c in cases]
     with tempfile.TemporaryDirectory() as cwd:
-        for case, env, res in zip(cases, envs, results):  # warm-up (writes .pyc) and probe
+        for case, env, res in zip(cases, envs, results, strict=True):  # warm-up (writes .pyc) and probe
             _, res.error = _run_once(case.code, env, cwd)
         for _ in range(runs):
-            for case, env, res in zip(cases, envs, results):
+            for case, env, res in zip(cases, envs, results, strict=True):
                 if res.error is None:
                     elapsed, res.error = _run_once(case.code, env, cwd)
                     res.times_s.append(elapsed)
@@ -188,26 +201,59 @@ def _middle_step(i: int) -> dict[str, Any]:
         "env": {"STAGE": f"s{i}", "EPOCHS": "{{params.epochs}}"},
     }
     if i % 5 == 0:
-        step.update(resources={"cpu": 2, "memory": "4Gi"}, retry={"attempts": 3, "backoff": "30s"}, timeout="1h")
+        step.update(
+            resources={"cpu": 2, "memory": "4Gi"}, retry={"attempts": 3, "backoff": "30s"}, timeout="1h"
+        )
     return step
 
 
 def _tail_steps(last: str) -> list[dict[str, Any]]:
     return [
-        {"name": "train", "kind": "training", "python": "src.train:fit",
-         "inputs": {"train": f"{last}.outputs.out"}, "outputs": {"model": "model"},
-         "params": {"lr": "{{params.lr}}", "epochs": "{{params.epochs}}"},
-         "resources": {"cpu": 8, "memory": "32Gi", "gpu": 1, "instance_type": {"sagemaker": "ml.g5.2xlarge"}},
-         "backend_options": {"sagemaker": {"volume_size_gb": 100}}},
-        {"name": "evaluate", "command": ["python", "eval.py", "--model", "{{inputs.model}}",
-                                         "--data", "{{inputs.data}}", "--out", "{{outputs.metrics}}"],
-         "inputs": {"model": "train.outputs.model", "data": f"{last}.outputs.out"},
-         "outputs": {"metrics": "metrics"}},
-        {"name": "gate", "condition": 'evaluate.outputs.metrics["auc"] >= params.min_auc',
-         "then": ["register"], "else": ["reject"]},
-        {"name": "register", "register_model": {"model": "train.outputs.model",
-                                                "metrics": "evaluate.outputs.metrics", "group": "churn",
-                                                "framework": "sklearn==1.5"}},
+        {
+            "name": "train",
+            "kind": "training",
+            "python": "src.train:fit",
+            "inputs": {"train": f"{last}.outputs.out"},
+            "outputs": {"model": "model"},
+            "params": {"lr": "{{params.lr}}", "epochs": "{{params.epochs}}"},
+            "resources": {
+                "cpu": 8,
+                "memory": "32Gi",
+                "gpu": 1,
+                "instance_type": {"sagemaker": "ml.g5.2xlarge"},
+            },
+            "backend_options": {"sagemaker": {"volume_size_gb": 100}},
+        },
+        {
+            "name": "evaluate",
+            "command": [
+                "python",
+                "eval.py",
+                "--model",
+                "{{inputs.model}}",
+                "--data",
+                "{{inputs.data}}",
+                "--out",
+                "{{outputs.metrics}}",
+            ],
+            "inputs": {"model": "train.outputs.model", "data": f"{last}.outputs.out"},
+            "outputs": {"metrics": "metrics"},
+        },
+        {
+            "name": "gate",
+            "condition": 'evaluate.outputs.metrics["auc"] >= params.min_auc',
+            "then": ["register"],
+            "else": ["reject"],
+        },
+        {
+            "name": "register",
+            "register_model": {
+                "model": "train.outputs.model",
+                "metrics": "evaluate.outputs.metrics",
+                "group": "churn",
+                "framework": "sklearn==1.5",
+            },
+        },
         {"name": "reject", "fail": "AUC below {{params.min_auc}}"},
     ]
 
@@ -218,11 +264,17 @@ def make_pipeline(steps: int) -> dict[str, Any]:
     if steps < 7:
         raise ValueError("need at least 7 steps")
     middle = steps - 6
-    ingest = {"name": "ingest", "command": "python ingest.py --src {{inputs.raw}} --out {{outputs.out}}",
-              "inputs": {"raw": "{{params.input_uri}}"}, "outputs": {"out": "dataset"}}
+    ingest = {
+        "name": "ingest",
+        "command": "python ingest.py --src {{inputs.raw}} --out {{outputs.out}}",
+        "inputs": {"raw": "{{params.input_uri}}"},
+        "outputs": {"out": "dataset"},
+    }
     body = [_middle_step(i) for i in range(1, middle + 1)]
     return {
-        "apiVersion": "cloudml/v1", "kind": "Pipeline", "name": f"bench-{steps}",
+        "apiVersion": "cloudml/v1",
+        "kind": "Pipeline",
+        "name": f"bench-{steps}",
         "description": f"generated {steps}-step benchmark pipeline",
         "parameters": _parameters(),
         "defaults": {"image": "python:3.11-slim", "retry": {"attempts": 2}, "timeout": "2h", "cache": True},
@@ -259,7 +311,9 @@ def measure_load(steps: int, repeats: int) -> LoadResult:
     assert isinstance(loaded, cloudml.Pipeline) and len(loaded.steps) == steps
     doc = parse_yaml(text)
     return LoadResult(
-        steps=steps, yaml_bytes=len(text.encode()), json_bytes=len(as_json.encode()),
+        steps=steps,
+        yaml_bytes=len(text.encode()),
+        json_bytes=len(as_json.encode()),
         cloudml_loads=median_time(lambda: cloudml.loads(text), repeats),
         parse_with_positions=median_time(lambda: parse_yaml(text), repeats),
         validate=median_time(lambda: validate_document(doc), repeats),
@@ -273,6 +327,11 @@ def measure_load(steps: int, repeats: int) -> LoadResult:
 # formatting
 
 
+def load_target(steps: int) -> float:
+    """The issue's target is for 500 steps; smaller sizes get the pro-rata share (informational)."""
+    return LOAD_TARGET_S * steps / LOAD_TARGET_STEPS
+
+
 def _status(value: float | None, target: float | None) -> str:
     if value is None or target is None:
         return "-"
@@ -282,7 +341,7 @@ def _status(value: float | None, target: float | None) -> str:
 def _ratio(a: float | None, b: float | None, approx: bool = False) -> str:
     if a is None or not b:
         return "-"
-    return f"{'≈' if approx else ''}{a / b:.1f}×"
+    return f"{'≈' if approx else ''}{a / b:.1f}x"
 
 
 def _s(x: float | None) -> str:
@@ -296,38 +355,73 @@ def _ms(x: float) -> str:
 def import_rows(results: list[ImportResult]) -> tuple[list[str], list[list[str]]]:
     base = next(r.median_s for r in results if r.kind == "baseline")
     ours = next(r.median_s for r in results if r.label == "import cloudml")
-    header = ["case", "median s", "min s", "net of `pass` s", "× import cloudml",
-              "(earlier measurement, from the issue) s", "target s", "status"]
+    header = [
+        "case",
+        "median s",
+        "min s",
+        "net of `pass` s",
+        "x import cloudml",
+        "(earlier measurement, from the issue) s",
+        "target s",
+        "status",
+    ]
     rows = []
     for r in results:
         med = r.median_s
         shown_ref = r.reference_s if med is None else None
-        rows.append([
-            r.label,
-            r.error or _s(med),
-            _s(r.min_s),
-            _s(med - base) if med is not None and base is not None else "-",
-            _ratio(med, ours) if med is not None else _ratio(shown_ref, ours, approx=True),
-            _s(shown_ref) if shown_ref is not None else "-",
-            _s(r.target_s) if r.target_s else "-",
-            _status(med, r.target_s),
-        ])
+        rows.append(
+            [
+                r.label,
+                r.error or _s(med),
+                _s(r.min_s),
+                _s(med - base) if med is not None and base is not None else "-",
+                _ratio(med, ours) if med is not None else _ratio(shown_ref, ours, approx=True),
+                _s(shown_ref) if shown_ref is not None else "-",
+                _s(r.target_s) if r.target_s else "-",
+                _status(med, r.target_s),
+            ]
+        )
     return header, rows
 
 
 def load_rows(results: list[LoadResult]) -> tuple[list[str], list[list[str]]]:
-    header = ["steps", "YAML KiB", "cloudml.loads ms", "per step ms", "parse+positions ms", "validate ms",
-              "yaml.safe_load ms", "CSafeLoader ms", "json.loads ms", "÷ safe_load", "÷ CSafeLoader",
-              "÷ json", "target s", "status"]
+    header = [
+        "steps",
+        "YAML KiB",
+        "cloudml.loads ms",
+        "per step ms",
+        "parse+positions ms",
+        "validate ms",
+        "yaml.safe_load ms",
+        "CSafeLoader ms",
+        "json.loads ms",
+        "÷ safe_load",
+        "÷ CSafeLoader",
+        "÷ json",
+        "target s",
+        "status",
+    ]
     rows = []
     for r in results:
-        target = LOAD_TARGET_S if r.steps == LOAD_TARGET_STEPS else None
-        rows.append([
-            str(r.steps), f"{r.yaml_bytes / 1024:.0f}", _ms(r.cloudml_loads), f"{r.cloudml_loads / r.steps * 1e3:.3f}",
-            _ms(r.parse_with_positions), _ms(r.validate), _ms(r.yaml_safe_load), _ms(r.yaml_csafe_load),
-            _ms(r.json_loads), _ratio(r.cloudml_loads, r.yaml_safe_load), _ratio(r.cloudml_loads, r.yaml_csafe_load),
-            _ratio(r.cloudml_loads, r.json_loads), _s(target) if target else "-", _status(r.cloudml_loads, target),
-        ])
+        target = load_target(r.steps)
+        rows.append(
+            [
+                str(r.steps),
+                f"{r.yaml_bytes / 1024:.0f}",
+                _ms(r.cloudml_loads),
+                f"{r.cloudml_loads / r.steps * 1e3:.3f}",
+                _ms(r.parse_with_positions),
+                _ms(r.validate),
+                _ms(r.yaml_safe_load),
+                _ms(r.yaml_csafe_load),
+                _ms(r.json_loads),
+                _ratio(r.cloudml_loads, r.yaml_safe_load),
+                _ratio(r.cloudml_loads, r.yaml_csafe_load),
+                _ratio(r.cloudml_loads, r.json_loads),
+                _s(target),
+                _status(r.cloudml_loads, target),
+            ]
+        )
     return header, rows
 
 
@@ -341,8 +435,9 @@ def linearity(results: list[LoadResult]) -> tuple[float, str]:
 
 
 def environment(runs: int, repeats: int) -> dict[str, Any]:
-    import cloudml
     import pydantic
+
+    import cloudml
 
     return {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -378,39 +473,73 @@ def _print_table(title: str, header: list[str], rows: list[list[str]], note: str
 
 
 def _print_plain(title: str, header: list[str], rows: list[list[str]], note: str) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     print(f"\n{title}")
     for row in (header, *rows):
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     print(note)
 
 
 def report(env: dict[str, Any], imports: list[ImportResult], loads: list[LoadResult]) -> None:
-    print(f"cloudml {env['cloudml']} | Python {env['python']} ({env['executable_resolved']}) | {env['cpus']} CPUs | "
-          f"pydantic {env['pydantic']} | PyYAML {env['pyyaml']} (libyaml={env['libyaml']}) | {env['date']}")
+    print(
+        f"cloudml {env['cloudml']} | Python {env['python']} {env['executable']} -> "
+        f"{env['executable_resolved']} | {env['cpus']} CPUs | pydantic {env['pydantic']} | "
+        f"PyYAML {env['pyyaml']} (libyaml={env['libyaml']}) | {env['date']}"
+    )
     header, rows = import_rows(imports)
-    _print_table(f"Whole-process `python -c CODE` wall time: median of {env['import_runs']} fresh subprocesses",
-                 header, rows, "≈ ratio uses the earlier measurement from the issue (peer not installed here). "
-                 "Target from the issue: import cloudml <= 0.15 s.")
+    _print_table(
+        f"Whole-process `python -c CODE` wall time: median of {env['import_runs']} fresh subprocesses",
+        header,
+        rows,
+        IMPORT_NOTE,
+    )
     header, rows = load_rows(loads)
     growth, verdict = linearity(loads)
-    _print_table(f"Load + validate in-process: median of {env['load_repeats']} calls after warm-up",
-                 header, rows, f"÷ = cloudml.loads time divided by the parse-only floor. Per-step cost at "
-                 f"{loads[-1].steps} steps is {growth:.2f}× the cost at {loads[-2].steps} steps "
-                 f"(linear if <= {LINEAR_TOLERANCE}×): {verdict}. Target: {LOAD_TARGET_STEPS} steps <= "
-                 f"{LOAD_TARGET_S} s.")
+    _print_table(
+        f"Load + validate in-process: median of {env['load_repeats']} calls after warm-up",
+        header,
+        rows,
+        LOAD_NOTE.format(
+            big=loads[-1].steps, mid=loads[-2].steps, growth=growth, tol=LINEAR_TOLERANCE, verdict=verdict
+        ),
+    )
+
+
+IMPORT_NOTE = (
+    "Target from the issue: import cloudml <= 0.15 s; the two first-use rows are held to the same bar\n"
+    "(informational). ≈ ratio: the peer is not installed in this interpreter, so the earlier measurement\n"
+    "from the issue is used instead of a measured one."
+)
+LOAD_NOTE = (
+    "÷ = cloudml.loads time divided by the parse-only floor on the same document. parse+positions and\n"
+    "validate are the two halves of cloudml.loads. Target from the issue: 500 steps <= 0.25 s; 10 and 100\n"
+    "steps get the pro-rata share. Per-step cost at {big} steps is {growth:.2f}x the cost at {mid} steps\n"
+    "(linear if <= {tol}x): {verdict}."
+)
 
 
 def as_json(env: dict[str, Any], imports: list[ImportResult], loads: list[LoadResult]) -> dict[str, Any]:
     growth, verdict = linearity(loads)
     return {
         "environment": env,
-        "imports": [{**asdict(r), "median_s": r.median_s, "min_s": r.min_s,
-                     "status": _status(r.median_s, r.target_s)} for r in imports],
-        "loads": [{**asdict(r), "per_step_s": r.cloudml_loads / r.steps,
-                   "target_s": LOAD_TARGET_S if r.steps == LOAD_TARGET_STEPS else None,
-                   "status": _status(r.cloudml_loads, LOAD_TARGET_S if r.steps == LOAD_TARGET_STEPS else None)}
-                  for r in loads],
+        "imports": [
+            {**asdict(r), "median_s": r.median_s, "min_s": r.min_s, "status": _status(r.median_s, r.target_s)}
+            for r in imports
+        ],
+        "loads": [
+            {
+                **asdict(r),
+                "per_step_s": r.cloudml_loads / r.steps,
+                "target_s": load_target(r.steps),
+                "status": _status(r.cloudml_loads, load_target(r.steps)),
+            }
+            for r in loads
+        ],
         "linearity": {"per_step_growth": growth, "tolerance": LINEAR_TOLERANCE, "status": verdict},
     }
 
@@ -418,7 +547,9 @@ def as_json(env: dict[str, Any], imports: list[ImportResult], loads: list[LoadRe
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (5 subprocesses, 5 load calls)")
-    parser.add_argument("--json", action="store_true", help="print machine-readable results instead of tables")
+    parser.add_argument(
+        "--json", action="store_true", help="print machine-readable results instead of tables"
+    )
     parser.add_argument("--runs", type=int, help="fresh subprocesses per import case (default 15, quick 5)")
     parser.add_argument("--repeats", type=int, help="timed calls per load measurement (default 15, quick 5)")
     return parser.parse_args(argv)

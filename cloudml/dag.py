@@ -164,7 +164,8 @@ class StepGraph:
         seen = {start}
         node = start
         while True:
-            nxt = next(n for n in down[node] if n in comp)
+            # a self-edge is only the cycle when the component is that one step
+            nxt = next((n for n in down[node] if n in comp and n != node), node)
             if nxt == start or nxt in seen:
                 path.append(nxt)
                 if nxt != start:

@@ -204,7 +204,8 @@ class _Parser:
                 break
             m = _TOKEN.match(text, pos)
             if not m or m.end() == pos:
-                raise ConditionSyntaxError(f"unexpected character {text[pos:].lstrip()[:1]!r}", pos + 1)
+                at = len(text) - len(text[pos:].lstrip())
+                raise ConditionSyntaxError(f"unexpected character {text[at]!r}", at + 1)
             kind = m.lastgroup or ""
             value = m.group(kind)
             self.tokens.append((kind, value, m.start(kind) + 1))
@@ -271,10 +272,9 @@ class _Parser:
     def operand(self) -> Operand:
         kind, v, col = self.take()
         if kind == "num":
-            number = float(v)
-            return LiteralOperand(int(v) if re.fullmatch(r"-?\d+", v) else number)
+            return LiteralOperand(_number(v, col))
         if kind == "str":
-            return LiteralOperand(json.loads(v) if v.startswith('"') else v[1:-1].replace("\\'", "'"))
+            return LiteralOperand(_string(v, col))
         if kind == "name":
             if v in ("true", "false"):
                 return LiteralOperand(v == "true")
@@ -304,7 +304,7 @@ class _Parser:
             if punct == "[":
                 k, key, c = self.take()
                 if k == "str":
-                    path.append(json.loads(key) if key.startswith('"') else key[1:-1])
+                    path.append(_string(key, c))
                 elif k == "num" and re.fullmatch(r"\d+", key):
                     path.append(int(key))
                 else:
@@ -322,6 +322,26 @@ class _Parser:
                 col,
             )
         return MetricOperand(step, output, tuple(path))
+
+
+def _number(v: str, col: int) -> int | float:
+    try:
+        number: int | float = int(v) if re.fullmatch(r"-?\d+", v) else float(v)
+    except ValueError:
+        raise ConditionSyntaxError(f"number {v[:20]}... is too long", col) from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConditionSyntaxError(f"number {v} is out of range", col)
+    return number
+
+
+def _string(v: str, col: int) -> str:
+    if v.startswith("'"):
+        return v[1:-1].replace("\\'", "'")
+    try:
+        text: str = json.loads(v)
+    except ValueError:
+        raise ConditionSyntaxError(f"string {v} has a bad escape or a raw control character", col) from None
+    return text
 
 
 def parse_condition(text: str) -> Expr:
@@ -347,6 +367,8 @@ def _lookup(data: Any, path: tuple[str | int, ...]) -> Any:
 
 def _compare(a: Any, op: str, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
+        if not (isinstance(a, bool) and isinstance(b, bool)):
+            raise TypeError(f"cannot compare {type(a).__name__} with {type(b).__name__}")
         if op not in ("==", "!="):
             raise TypeError("booleans can only be compared with == or !=")
         return (a == b) if op == "==" else (a != b)
@@ -369,7 +391,8 @@ def _compare(a: Any, op: str, b: Any) -> bool:
 def evaluate_condition(e: Expr, metrics: dict[tuple[str, str], Any], params: dict[str, Any]) -> bool:
     """Evaluate against real values: ``metrics[(step, output)]`` is the parsed JSON document.
 
-    Raises KeyError when a metric path is absent and TypeError on incomparable values.
+    Raises KeyError when a metric path is absent and TypeError on incomparable values (a boolean
+    only compares with a boolean, a string with a string; ints and floats mix).
 
     Example:
         >>> e = parse_condition('ev.outputs.m["auc"] >= params.min_auc')

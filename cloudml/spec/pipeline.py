@@ -12,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from cloudml.spec.steps import (
     Cache,
@@ -62,12 +64,13 @@ def coerce_param(ptype: str, value: Any) -> Any:
             return int(value)
         raise ValueError(f"{value!r} is not an int")
     if ptype == "float":
-        if isinstance(value, (int, float)):
-            return float(value)
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{value!r} is not a float") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite float")
+        return number
     if isinstance(value, (str, int, float)):
         return str(value)
     raise ValueError(f"{value!r} is not a string")
@@ -98,10 +101,17 @@ class Parameter(SpecModel):
             raise ValueError(f"min/max only apply to int and float parameters, not {self.type}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is greater than max {self.max}")
+        # distinct error types let validation point at the 'allowed' or 'default' key itself
         if self.allowed is not None:
-            self.__dict__["allowed"] = [coerce_param(self.type, a) for a in self.allowed]
+            try:
+                self.__dict__["allowed"] = [coerce_param(self.type, a) for a in self.allowed]
+            except ValueError as e:
+                raise PydanticCustomError("parameter_allowed", "allowed value {reason}", {"reason": str(e)}) from None
         if self.default is not None:
-            self.__dict__["default"] = self.check(self.default)
+            try:
+                self.__dict__["default"] = self.check(self.default)
+            except ValueError as e:
+                raise PydanticCustomError("parameter_default", "default {reason}", {"reason": str(e)}) from None
         return self
 
     def check(self, value: Any) -> Any:
@@ -223,7 +233,8 @@ class Pipeline(SpecModel):
         Example:
             >>> import cloudml
             >>> b = cloudml.PipelineBuilder("p", defaults={"timeout": "1h"})
-            >>> p = b.add_step("a", command="echo").build()
+            >>> _ = b.add_step("a", command="echo")
+            >>> p = b.build()
             >>> p.effective(p.step("a")).timeout
             3600.0
         """
@@ -247,7 +258,8 @@ class Pipeline(SpecModel):
             >>> import cloudml
             >>> b = cloudml.PipelineBuilder("p")
             >>> _ = b.param("n", "int", default=5, min=1)
-            >>> b.add_step("a", command="echo {{params.n}}").build().resolve_parameters({"n": "7"})
+            >>> _ = b.add_step("a", command="echo {{params.n}}")
+            >>> b.build().resolve_parameters({"n": "7"})
             {'n': 7}
         """
         from cloudml.errors import Issue, SpecError

@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, StringConstraints, WithJsonSchema
@@ -46,6 +48,8 @@ Identifier = Annotated[str, StringConstraints(pattern=IDENT_RE)]
 class SpecModel(BaseModel):
     """Base of every spec model: unknown fields are errors, values are checked on assignment.
 
+    Numbers must be finite: ``.nan`` and ``.inf`` are rejected everywhere.
+
     Example:
         >>> class M(SpecModel):
         ...     x: int = 1
@@ -59,12 +63,14 @@ class SpecModel(BaseModel):
         populate_by_name=True,
         validate_default=False,
         use_enum_values=True,
+        allow_inf_nan=False,
     )
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DUR_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DUR_FULL = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+_NUMBER = re.compile(r"^[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?$|^[-+]?\.\d+(?:e[-+]?\d+)?$")
 _ISO_DUR = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
@@ -78,44 +84,51 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration, like '30s', '10m' or '2h', not a boolean")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _finite_seconds(value)
     if not isinstance(value, str):
         raise ValueError("a duration, like '30s', '10m' or '2h'")
     text = value.strip().lower().replace(" ", "")
     if _DUR_FULL.match(text):
-        return float(sum(float(n) * _UNITS[u] for n, u in _DUR_PART.findall(text)))
+        return _finite_seconds(sum(float(n) * _UNITS[u] for n, u in _DUR_PART.findall(text)))
     iso = _ISO_DUR.match(value.strip().upper())
     if iso and value.strip().upper() not in ("P", "PT"):
         d, h, m, s = (float(x) if x else 0.0 for x in iso.groups())
-        return d * 86400 + h * 3600 + m * 60 + s
+        return _finite_seconds(d * 86400 + h * 3600 + m * 60 + s)
+    if not _NUMBER.match(text):
+        raise ValueError(f"'{value}' is not a duration; write e.g. '30s', '10m', '2h' or '1h30m'")
+    return _finite_seconds(float(text))
+
+
+def _finite_seconds(value: float) -> float:
     try:
-        number = float(text)
-    except ValueError:
-        raise ValueError(f"'{value}' is not a duration; write e.g. '30s', '10m', '2h' or '1h30m'") from None
-    if number < 0:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
+    if seconds < 0:
         raise ValueError("a duration cannot be negative")
-    return number
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact unit string for a number of seconds.
+    """The shortest exact unit string for a number of seconds; ``parse_duration`` reads it back exactly.
 
     Example:
-        >>> format_duration(600.0), format_duration(0.25), format_duration(90.0)
-        ('10m', '250ms', '90s')
+        >>> format_duration(600.0), format_duration(0.25), format_duration(90.0), format_duration(1e-7)
+        ('10m', '250ms', '90s', '0.0000001s')
     """
     if seconds == 0:
         return "0s"
     for unit in ("w", "d", "h", "m", "s"):
         size = _UNITS[unit]
-        if seconds >= size and (seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
+        count = seconds / size
+        if seconds >= size and count.is_integer() and int(count) * size == seconds:
+            return f"{int(count)}{unit}"
     ms = seconds * 1000
-    if abs(ms - round(ms)) < 1e-9:
+    if abs(ms - round(ms)) < 1e-9 and round(ms) * _UNITS["ms"] == seconds:
         return f"{round(ms)}ms"
-    return f"{seconds!r}s"
+    return f"{format(Decimal(repr(float(seconds))), 'f')}s"
 
 
 Duration = Annotated[
@@ -148,11 +161,11 @@ _MEM_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?$", re.IGNORECASE)
 
 
 def parse_memory(value: Any) -> int:
-    """Parse ``"8Gi"``, ``"512Mi"``, ``"16G"`` or a number of bytes into bytes.
+    """Parse ``"8Gi"``, ``"512Mi"``, ``"16G"`` or a number of bytes into a whole number of bytes.
 
     Example:
-        >>> parse_memory("512Mi"), parse_memory("2G")
-        (536870912, 2000000000)
+        >>> parse_memory("512Mi"), parse_memory("2G"), parse_memory("1.5Ki")
+        (536870912, 2000000000, 1536)
     """
     if isinstance(value, bool):
         raise ValueError("a memory size like '8Gi', not a boolean")
@@ -167,24 +180,27 @@ def parse_memory(value: Any) -> int:
     m = _MEM_RE.match(value.strip())
     if not m:
         raise ValueError(f"'{value}' is not a memory size; write e.g. '512Mi', '8Gi' or '16G'")
-    amount = float(m.group(1)) * _MEM_UNITS[(m.group(2) or "").lower()]
+    amount = Decimal(m.group(1)) * _MEM_UNITS[(m.group(2) or "").lower()]
     if amount <= 0:
         raise ValueError("a memory size must be positive")
+    if amount != amount.to_integral_value():
+        raise ValueError(f"'{value}' is not a whole number of bytes; use a smaller unit")
     return int(amount)
 
 
 def format_memory(size: int) -> str:
-    """The shortest exact unit string for a number of bytes.
+    """The shortest exact unit string for a number of bytes (binary units win a tie).
 
     Example:
         >>> format_memory(8 * 1024**3), format_memory(2_000_000_000), format_memory(1500)
         ('8Gi', '2G', '1500')
     """
+    best = str(size)
     for unit in ("Ti", "Gi", "Mi", "Ki", "T", "G", "M", "K"):
         base = _MEM_UNITS[unit.lower()]
-        if size >= base and size % base == 0:
-            return f"{size // base}{unit}"
-    return str(size)
+        if size >= base and size % base == 0 and len(f"{size // base}{unit}") < len(best):
+            best = f"{size // base}{unit}"
+    return best
 
 
 Memory = Annotated[

@@ -112,10 +112,23 @@ def _pydantic_issues(err: ValidationError, data: Any, prefix: Loc = ()) -> list[
             issues.append(_issue(f"missing required field '{loc[-1] if loc else '?'}'", loc, fix="add it",
                                  code="missing_field"))
             continue
+        if kind in _SUB_KEY:
+            key = _SUB_KEY[kind]
+            if isinstance(_at(data, loc[len(prefix):]), dict) and key in _at(data, loc[len(prefix):]):
+                loc = (*loc, key)
         msgs = list(dict.fromkeys(_clean(e["msg"]) for e in errs))
         message = msgs[0] if len(msgs) == 1 else "expected one of: " + "; ".join(msgs)
         issues.append(_issue(message, loc, code=kind))
     return issues
+
+
+_SUB_KEY = {"parameter_default": "default", "parameter_allowed": "allowed"}
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
 
 
 def _clean(msg: str) -> str:
@@ -185,6 +198,8 @@ def check_pipeline(params: dict[str, Parameter], steps: Sequence[tuple[int, Any]
     graph = StepGraph.from_steps([s for _, s in steps])
     index_of = {s.name: i for i, s in steps}
     for cycle in graph.find_cycles():
+        if len(cycle) == 2:
+            continue  # a step on itself: reported above with a specific message
         issues.append(_issue("cycle: " + " -> ".join(cycle), ("steps", index_of[cycle[0]]), step=cycle[0],
                              fix="remove one of these references so the steps can run in order", code="cycle"))
     return issues
@@ -230,7 +245,9 @@ def _check_text(text: str, loc: Loc, step: str, params: dict[str, Parameter], *,
     for ph in find_placeholders(text):
         if ph.namespace not in allowed:
             want = ", ".join("{{%s.NAME}}" % a for a in allowed)
-            issues.append(_issue(f"placeholder {ph.raw} names nothing", loc, step=step, expected=want,
+            close = _suggest(ph.namespace, allowed) if ph.namespace else None
+            fix = ("did you mean {{%s.%s}}?" % (close, ph.name)) if close else f"write one of {want}"
+            issues.append(_issue(f"placeholder {ph.raw} names nothing", loc, step=step, expected=want, fix=fix,
                                  code="bad_placeholder"))
         elif ph.name not in names[ph.namespace]:
             what = {"inputs": "input", "outputs": "output", "params": "parameter"}[ph.namespace]
@@ -347,7 +364,8 @@ def _check_backend_options(data: Any) -> list[Issue]:
 
     issues: list[Issue] = []
     blocks: list[tuple[Loc, Any]] = [(("backend_options",), data.get("backend_options"))]
-    for i, st in enumerate(data.get("steps") or []):
+    raw_steps = data.get("steps")
+    for i, st in enumerate(raw_steps if isinstance(raw_steps, list) else []):
         if isinstance(st, dict):
             blocks.append((("steps", i, "backend_options"), st.get("backend_options")))
     for loc, block in blocks:
@@ -371,9 +389,9 @@ def validate_data(data: Any, doc: Document | None = None) -> Pipeline | Deployme
         raise SpecError([_issue("a spec is a mapping with 'kind: Pipeline' or 'kind: Deployment'", (),
                                 code="not_a_mapping")], source=source)
     kind = data.get("kind")
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         close = _suggest(str(kind), _KINDS) if isinstance(kind, str) else None
-        raise SpecError([_issue(f"unknown kind {kind!r}" if kind else "missing 'kind'", ("kind",),
+        raise SpecError([_issue("missing 'kind'" if kind is None else f"unknown kind {kind!r}", ("kind",),
                                 expected="Pipeline or Deployment",
                                 fix=f"did you mean '{close}'?" if close else "add 'kind: Pipeline'",
                                 code="kind")], source=source)
