@@ -82,6 +82,7 @@ class _Builder:
         self.alias_nodes = 0
         self.issues: list[Issue] = []
         self.repeated: set[int] = set()
+        self.open: set[int] = set()  # collections being built: meeting one again means a recursive alias
 
     def issue(self, message: str, node: Any, loc: Loc, fix: str | None = None) -> None:
         self.issues.append(
@@ -101,21 +102,34 @@ class _Builder:
             raise _Abort(Issue(f"document has more than {MAX_NODES} values", file=self.doc.source, code="yaml"))
         self.doc.marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
-            maker = _SCALARS.get(node.tag)
-            if maker is None:
-                self.issue(f"YAML tag '{node.tag}' is not allowed", node, loc,
-                           "remove the tag: specs hold plain strings, numbers, booleans, lists and mappings")
-                return None
-            return maker(node)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _T + "seq":
-                self.issue(f"YAML tag '{node.tag}' is not allowed", node, loc, "remove the tag")
-                return None
-            return [self.build(child, (*loc, i), in_alias) for i, child in enumerate(node.value)]
-        if node.tag != _T + "map":
-            self.issue(f"YAML tag '{node.tag}' is not allowed", node, loc, "remove the tag")
+            return self.scalar(node, loc)
+        if id(node) in self.open:
+            self.issue("recursive YAML alias: a value contains itself", node, loc, "write the values out")
             return None
-        return self.mapping(node, loc, in_alias)
+        want = _T + ("seq" if isinstance(node, yaml.SequenceNode) else "map")
+        if node.tag != want:
+            self.issue(f"YAML tag '{_tag(node.tag)}' is not allowed", node, loc, _NO_TAG)
+            return None
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(child, (*loc, i), in_alias) for i, child in enumerate(node.value)]
+            return self.mapping(node, loc, in_alias)
+        finally:
+            self.open.discard(id(node))
+
+    def scalar(self, node: Any, loc: Loc) -> Any:
+        maker = _SCALARS.get(node.tag)
+        if maker is None:
+            self.issue(f"YAML tag '{_tag(node.tag)}' is not allowed", node, loc, _NO_TAG)
+            return None
+        try:
+            return maker(node)
+        except (ValueError, KeyError, IndexError, OverflowError):
+            kind = node.tag[len(_T):]
+            self.issue(f"'{node.value[:40]}' is not a valid {kind}", node, loc,
+                       f"write a plain {kind} or quote the value to make it a string")
+            return None
 
     def mapping(self, node: Any, loc: Loc, in_alias: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -132,6 +146,9 @@ class _Builder:
             if not isinstance(knode, yaml.ScalarNode):
                 self.issue("mapping keys must be plain strings", knode, loc)
                 continue
+            if knode.tag not in _SCALARS:
+                self.issue(f"YAML tag '{_tag(knode.tag)}' is not allowed", knode, loc, _NO_TAG)
+                continue
             key = str(knode.value)
             if key in out:
                 self.issue(f"duplicate key '{key}'", knode, (*loc, key), "keep one of them")
@@ -147,6 +164,14 @@ class _Builder:
             column=node.start_mark.column + 1, fix="write the values out or use fewer nested aliases", code="yaml",
             loc=loc,
         )
+
+
+_NO_TAG = "remove the tag: specs hold plain strings, numbers, booleans, lists and mappings"
+
+
+def _tag(tag: str) -> str:
+    """``!!python/object`` rather than ``tag:yaml.org,2002:python/object``."""
+    return "!!" + tag[len(_T):] if tag.startswith(_T) else tag
 
 
 class _Abort(Exception):
@@ -172,6 +197,11 @@ def _mark_aliases(root: Any) -> set[int]:
                 stack.append(k)
                 stack.append(v)
     return repeated
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
 def _fmt(loc: Loc) -> str:
@@ -205,8 +235,20 @@ def parse_yaml(text: str, source: str = "<string>") -> Document:
                    fix="check indentation, colons and quotes around this position", code="yaml")],
             source=source,
         ) from None
+    except yaml.reader.ReaderError as e:
+        line, col = _line_col(text, e.position)
+        code = ord(e.character) if isinstance(e.character, str) else int(e.character)
+        raise SpecError([Issue(f"YAML: character U+{code:04X} is not allowed ({e.reason})", file=source,
+                               line=line, column=col, fix="remove the control character", code="yaml")],
+                        source=source) from None
     except yaml.YAMLError as e:
         raise SpecError([Issue(f"YAML: {e}", file=source, code="yaml")], source=source) from None
+    except UnicodeError as e:
+        line, col = _line_col(text, getattr(e, "start", 0))
+        raise SpecError([Issue("text is not valid Unicode (a lone surrogate?)", file=source, line=line,
+                               column=col, code="yaml")], source=source) from None
+    except RecursionError:
+        raise SpecError([Issue("document is nested too deeply", file=source, code="yaml")], source=source) from None
     if len(nodes) != 1:
         raise SpecError(
             [Issue(f"expected one YAML document, found {len(nodes)}", file=source,

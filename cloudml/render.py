@@ -42,8 +42,24 @@ def _kind(step: object) -> str:
     return "python" if step.python else ("training" if step.kind == "training" else "task")
 
 
-def _mid(name: str) -> str:
-    return name.replace("-", "_")
+# words Mermaid reads as syntax; a node id equal to one of them breaks the chart
+_MERMAID_WORDS = {"end", "graph", "flowchart", "subgraph", "style", "class", "classdef", "click", "linkstyle",
+                  "direction", "default"}
+
+
+def _mermaid_ids(names: list[str]) -> dict[str, str]:
+    """A distinct, safe Mermaid id per step: ``-`` becomes ``_``; clashes and keywords get a suffix."""
+    ids: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = candidate = name.replace("-", "_")
+        n = 1
+        while candidate in used or candidate.lower() in _MERMAID_WORDS:
+            n += 1
+            candidate = f"{base}_{n}"
+        ids[name] = candidate
+        used.add(candidate)
+    return ids
 
 
 def _esc(text: str) -> str:
@@ -51,12 +67,21 @@ def _esc(text: str) -> str:
 
 
 def to_mermaid(p: Pipeline) -> str:
-    """A Mermaid ``flowchart`` of the pipeline."""
+    """A Mermaid ``flowchart`` of the pipeline; every step gets a distinct id that Mermaid accepts.
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("end", command="echo")
+        >>> print(to_mermaid(b.build()))
+        flowchart TD
+            end_2["end"]
+    """
     from cloudml.spec.steps import ConditionStep
 
     lines = ["flowchart TD"]
+    mid = _mermaid_ids(p.step_names)
     for s in p.steps:
-        k, n = _kind(s), _mid(s.name)
+        k, n = _kind(s), mid[s.name]
         label = s.name
         if isinstance(s, ConditionStep):
             label = f"{s.name}: {s.condition}"
@@ -68,7 +93,7 @@ def to_mermaid(p: Pipeline) -> str:
         }.get(k, f'{n}["{_esc(label)}"]')
         lines.append(f"    {shape}")
     for e in StepGraph.from_pipeline(p).edges:
-        u, d = _mid(e.upstream), _mid(e.downstream)
+        u, d = mid[e.upstream], mid[e.downstream]
         if e.why == "branch":
             lines.append(f"    {u} -.->|{e.label}| {d}")
         elif e.why == "depends_on":
@@ -77,7 +102,7 @@ def to_mermaid(p: Pipeline) -> str:
             lines.append(f'    {u} -->|"{_esc(e.label)}"| {d}')
         else:
             lines.append(f"    {u} --> {d}")
-    fails = [_mid(s.name) for s in p.steps if _kind(s) == "fail"]
+    fails = [mid[s.name] for s in p.steps if _kind(s) == "fail"]
     if fails:
         lines.append("    classDef fail fill:#fdd,stroke:#c00")
         lines.append(f"    class {','.join(fails)} fail")
@@ -85,7 +110,21 @@ def to_mermaid(p: Pipeline) -> str:
 
 
 def to_dot(p: Pipeline) -> str:
-    """A Graphviz DOT digraph of the pipeline (``dot -Tsvg`` turns it into a picture)."""
+    """A Graphviz DOT digraph of the pipeline (``dot -Tsvg`` turns it into a picture).
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("a", command="echo")
+        >>> _ = b.add_step("b", command="echo", depends_on=["a"])
+        >>> print(to_dot(b.build()))
+        digraph "p" {
+          rankdir=TB;
+          node [fontname="Helvetica", shape=box, style=rounded];
+          "a" [label="a"];
+          "b" [label="b"];
+          "a" -> "b" [style=dotted];
+        }
+    """
     from cloudml.spec.steps import ConditionStep
 
     def q(text: str) -> str:

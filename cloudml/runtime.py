@@ -29,6 +29,7 @@ import argparse
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 import traceback
@@ -78,9 +79,16 @@ def _convert(value: str, annotation: Any, name: str) -> Any:
         raise RuntimeCallError(f"param '{name}': {value!r} is not a bool")
     if annotation in (int, "int"):
         try:
-            return int(float(value)) if float(value).is_integer() else int(value)
+            return int(value)
         except ValueError:
-            raise RuntimeCallError(f"param '{name}': {value!r} is not an int") from None
+            pass
+        try:
+            number = float(value)  # "1e3" or "200.0": whole numbers written as floats
+        except ValueError:
+            number = math.nan
+        if not number.is_integer():
+            raise RuntimeCallError(f"param '{name}': {value!r} is not an int")
+        return int(number)
     if annotation in (float, "float"):
         try:
             return float(value)
@@ -124,15 +132,15 @@ def call_step_function(
             target.parent.mkdir(parents=True, exist_ok=True)
         else:
             target.mkdir(parents=True, exist_ok=True)
-    available: dict[str, Any] = {}
-    for name, value in inputs.items():
-        available[name] = _as_path(value, hints.get(name, sig.parameters.get(name, inspect.Parameter.empty)))
-    for name, value in outputs.items():
-        available[name] = _as_path(value, hints.get(name))
-    for name, value in params.items():
+    def annotation(name: str) -> Any:
         param = sig.parameters.get(name)
-        annotation = hints.get(name, param.annotation if param else inspect.Parameter.empty)
-        available[name] = _convert(value, annotation, name)
+        return hints.get(name, param.annotation if param else inspect.Parameter.empty)
+
+    available: dict[str, Any] = {}
+    for name, value in [*inputs.items(), *outputs.items()]:
+        available[name] = _as_path(value, annotation(name))
+    for name, value in params.items():
+        available[name] = _convert(value, annotation(name), name)
     kwargs: dict[str, Any] = {}
     for name, p in sig.parameters.items():
         if p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):

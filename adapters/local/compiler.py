@@ -29,37 +29,48 @@ from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, substi
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 from cloudml.spec.types import format_duration
 
-__all__ = ["PLAN_VERSION", "compile_plan", "output_path"]
+__all__ = ["PLAN_VERSION", "compile_plan", "output_path", "param_text"]
 
 PLAN_VERSION = 1
 
 
-def output_path(step: str, output: str, otype: str) -> str:
+def output_path(step: str, output: str, otype: str, base: str = "") -> str:
     """Where a step's output lives, relative to the run folder.
 
     Example:
         >>> output_path("evaluate", "metrics", "metrics")
         'steps/evaluate/outputs/metrics/metrics.json'
     """
-    base = f"steps/{step}/outputs/{output}"
-    return f"{base}/metrics.json" if otype == "metrics" else base
+    path = f"{base}steps/{step}/outputs/{output}"
+    return f"{path}/metrics.json" if otype == "metrics" else path
 
 
 def _env_name(name: str) -> str:
     return name.upper().replace("-", "_")
 
 
-def _param_values(p: Pipeline) -> dict[str, str]:
+def param_text(value: Any) -> str:
+    """How a parameter value is written into a command: ``true``/``false`` for booleans.
+
+    Example:
+        >>> param_text(True), param_text(0.5)
+        ('true', '0.5')
+    """
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _param_values(p: Pipeline, given: dict[str, Any] | None) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, spec in p.parameters.items():
-        if spec.default is not None:
-            values[name] = str(spec.default).lower() if isinstance(spec.default, bool) else str(spec.default)
+        value = (given or {}).get(name, spec.default)
+        if value is not None:
+            values[name] = param_text(value)
     return values
 
 
-def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str]) -> dict[str, Any]:
+def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str) -> dict[str, Any]:
     s = p.effective(raw)
-    outputs = {n: output_path(s.name, n, o.type) for n, o in s.outputs.items()}
+    outputs = {n: output_path(s.name, n, o.type, base) for n, o in s.outputs.items()}
     inputs: dict[str, dict[str, Any]] = {}
     input_paths: dict[str, str] = {}
     for n, spec in s.inputs.items():
@@ -67,14 +78,14 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str]) -> dict[str, 
         if isinstance(ref, StepOutputRef):
             producer = p.step(ref.step)
             otype = producer.outputs[ref.output].type if isinstance(producer, TaskStep) else "generic"
-            path = output_path(ref.step, ref.output, otype)
+            path = output_path(ref.step, ref.output, otype, base)
             inputs[n] = {"from": str(ref), "path": path}
         elif isinstance(ref, ParamSourceRef):
-            path = f"inputs/{s.name}/{n}"
+            path = f"{base}inputs/{s.name}/{n}"
             inputs[n] = {"param": ref.param, "resolve": params.get(ref.param, str(ref)), "path": path}
         else:
             assert isinstance(ref, ExternalRef)
-            path = f"inputs/{s.name}/{n}"
+            path = f"{base}inputs/{s.name}/{n}"
             inputs[n] = {"external": substitute(ref.uri, {"params": params}), "path": path}
         input_paths[n] = path
     values = {"inputs": input_paths, "outputs": outputs, "params": params}
@@ -116,8 +127,12 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str]) -> dict[str, 
     return plan
 
 
-def compile_plan(p: Pipeline) -> dict[str, Any]:
+def compile_plan(p: Pipeline, *, parameters: dict[str, Any] | None = None, run_dir: str | None = None
+                 ) -> dict[str, Any]:
     """The local execution plan of a validated pipeline, as plain data.
+
+    ``parameters`` are resolved values (defaults otherwise); with ``run_dir`` every path is
+    absolute under that folder (what the runner executes), else relative to it (what users read).
 
     Example:
         >>> import cloudml
@@ -126,7 +141,8 @@ def compile_plan(p: Pipeline) -> dict[str, Any]:
         ['python', '-m', 'cloudml.runtime', '--function', 'job:run', '--param=n=3']
     """
     graph = StepGraph.from_pipeline(p)
-    params = _param_values(p)
+    params = _param_values(p, parameters)
+    base = run_dir.rstrip("/") + "/" if run_dir else ""
     upstream = graph.upstream()
     guards: dict[str, dict[str, str]] = {}
     for s in p.steps:
@@ -139,7 +155,7 @@ def compile_plan(p: Pipeline) -> dict[str, Any]:
     for s in p.steps:
         entry: dict[str, Any]
         if isinstance(s, TaskStep):
-            entry = _task_plan(p, s, params)
+            entry = _task_plan(p, s, params, base)
         elif isinstance(s, ConditionStep):
             entry = {"type": "condition", "condition": str(s.condition), "then": s.then, "else": s.else_,
                      "reads": sorted({f"{m.step}.outputs.{m.output}" for m in s.condition.metric_operands()})}
@@ -155,7 +171,8 @@ def compile_plan(p: Pipeline) -> dict[str, Any]:
     return {
         "plan_version": PLAN_VERSION,
         "pipeline": p.name,
-        "parameters": {n: {"type": v.type, "default": v.default} for n, v in p.parameters.items()},
+        "parameters": {n: {"type": v.type, "default": v.default, "value": (parameters or {}).get(n, v.default)}
+                       for n, v in p.parameters.items()},
         "waves": graph.levels(),
         "steps": steps,
         "schedule": p.schedule.model_dump(mode="json") if p.schedule else None,

@@ -386,15 +386,16 @@ def validate_data(data: Any, doc: Document | None = None) -> Pipeline | Deployme
     """
     source = doc.source if doc else "<data>"
     if not isinstance(data, dict):
-        raise SpecError([_issue("a spec is a mapping with 'kind: Pipeline' or 'kind: Deployment'", (),
-                                code="not_a_mapping")], source=source)
+        raise SpecError(_locate([_issue("a spec is a mapping with 'kind: Pipeline' or 'kind: Deployment'", (),
+                                        code="not_a_mapping")], data, doc), source=source)
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in _KINDS:
         close = _suggest(str(kind), _KINDS) if isinstance(kind, str) else None
-        raise SpecError([_issue("missing 'kind'" if kind is None else f"unknown kind {kind!r}", ("kind",),
-                                expected="Pipeline or Deployment",
-                                fix=f"did you mean '{close}'?" if close else "add 'kind: Pipeline'",
-                                code="kind")], source=source)
+        issue = _issue("missing 'kind'" if kind is None else f"unknown kind {kind!r}", ("kind",),
+                       expected="Pipeline or Deployment",
+                       fix=f"did you mean '{close}'?" if close else "write 'kind: Pipeline' or 'kind: Deployment'",
+                       code="kind")
+        raise SpecError(_locate([issue], data, doc), source=source)
     model_cls = _KINDS[kind]
     issues: list[Issue] = []
     result: Pipeline | Deployment | None = None

@@ -1,0 +1,323 @@
+"""The local adapter: runs, resume, and the model registry, all under one root folder.
+
+Layout of the root (``.cloudml`` by default)::
+
+    meta.db            SQLite metadata (WAL)
+    store/objects/     content-addressed artifacts
+    runs/<run-id>/     working folders: steps/<step>/outputs/..., attempt logs, inputs/
+
+Example:
+    >>> import cloudml, tempfile
+    >>> backend = cloudml.get_adapter("local", root=tempfile.mkdtemp())
+    >>> b = cloudml.PipelineBuilder("hello"); _ = b.add_step("say", command="echo hello")
+    >>> run = backend.run(b.build())
+    >>> run.wait()
+    'succeeded'
+    >>> run.logs("say").strip()
+    'hello'
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from cloudml.adapter import Adapter, Capabilities, Compiled, ModelVersion
+from cloudml.adapters.local.metadata import MetadataStore
+from cloudml.adapters.local.runner import DONE_STATES, Events, RunExecutor
+from cloudml.adapters.local.store import ArtifactStore
+from cloudml.config import LocalSettings
+from cloudml.errors import CloudMLError, NotFoundError, RunError
+from cloudml.spec.pipeline import Pipeline
+
+__all__ = ["LocalAdapter", "LocalOptions", "LocalRun"]
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class LocalOptions(BaseModel):
+    """``backend_options.local``: per-spec knobs for the local backend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_workers: int | None = None
+    fail_fast: bool = False
+    in_process: bool | None = None
+
+
+class LocalRun:
+    """A handle on one local run: ``status``, ``steps``, ``logs``, ``artifacts``, ``metrics``, ``wait``, ``cancel``."""
+
+    def __init__(self, backend: LocalAdapter, run_id: str, executor: RunExecutor | None = None,
+                 thread: threading.Thread | None = None) -> None:
+        self.backend = backend
+        self.id = run_id
+        self._executor = executor
+        self._thread = thread
+
+    def __repr__(self) -> str:
+        return f"LocalRun({self.id!r}, status={self.status!r})"
+
+    @property
+    def status(self) -> str:
+        """pending, running, succeeded, failed or cancelled."""
+        return str(self.backend.meta.get_run(self.id)["status"])
+
+    @property
+    def error(self) -> str | None:
+        """Why the run failed (the first failing step and its cause), else None."""
+        value = self.backend.meta.get_run(self.id)["error"]
+        return None if value is None else str(value)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """One row per step: name, status, attempts, cache_hit, started, finished, error, result."""
+        return self.backend.meta.steps(self.id)
+
+    def step(self, name: str) -> dict[str, Any]:
+        """The row of one step (KeyError when the run has no such step)."""
+        for row in self.steps:
+            if row["name"] == name:
+                return row
+        raise KeyError(name)
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """``{step: {metric: value}}`` from every metrics output."""
+        return self.backend.meta.metrics(self.id)
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        """Outputs written by the run's steps, with their SHA-256 digests."""
+        return self.backend.meta.io(self.id, direction="out")
+
+    def output_path(self, step: str, output: str) -> Path:
+        """Where an output of a step lives in the run folder."""
+        plan = self.backend.meta.get_run(self.id)["plan"]
+        return Path(plan["steps"][step]["outputs"][output]["path"])
+
+    def logs(self, step: str, attempt: int | None = None, stream: str = "stdout") -> str:
+        """The stdout (or stderr) of a step's attempt (the last one by default)."""
+        rows = self.backend.meta.attempts(self.id, step)
+        if not rows:
+            return ""
+        row = rows[-1] if attempt is None else next((r for r in rows if r["attempt"] == attempt), rows[-1])
+        path = Path(row["log_dir"]) / f"{stream}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run ends (or ``timeout`` seconds pass); returns its status."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            deadline = None if timeout is None else time.time() + timeout
+            while self.status not in TERMINAL and (deadline is None or time.time() < deadline):
+                time.sleep(0.1)
+        return self.status
+
+    def cancel(self) -> None:
+        """Stop the run: running steps' process groups are killed, pending steps are cancelled."""
+        if self._executor is None:
+            raise RunError(f"run {self.id} is not executing in this process", hint="stop the process that runs it")
+        self._executor.cancel_event.set()
+
+
+class LocalAdapter(Adapter):
+    """Runs pipelines as local processes and serves endpoints on 127.0.0.1."""
+
+    name = "local"
+    extra = None
+    requires = ()
+    description = "runs on this machine: processes, files, SQLite, HTTP endpoints"
+    options_model: ClassVar[type[BaseModel] | None] = LocalOptions
+    capabilities = Capabilities(
+        "local",
+        {"deploy.existing_alarm": ("never", "cloud alarms cannot be read locally; use a neutral alarm")},
+    )
+
+    def __init__(self, settings: LocalSettings | None = None) -> None:
+        super().__init__(settings or LocalSettings())
+        self.settings: LocalSettings
+        self.root = Path(self.settings.root).resolve()
+        self._meta: MetadataStore | None = None
+        self._store: ArtifactStore | None = None
+
+    # lazily opened so that compiling never touches the disk
+    @property
+    def meta(self) -> MetadataStore:
+        """The metadata store of this root (opened on first use)."""
+        if self._meta is None:
+            self._meta = MetadataStore(self.root / "meta.db")
+        return self._meta
+
+    @property
+    def store(self) -> ArtifactStore:
+        """The artifact store of this root (opened on first use)."""
+        if self._store is None:
+            self._store = ArtifactStore(self.root / "store")
+        return self._store
+
+    def compile(self, pipeline: Pipeline) -> Compiled:
+        """The local execution plan (see :mod:`cloudml.adapters.local.compiler`)."""
+        from cloudml.adapters.local.compiler import compile_plan
+
+        return Compiled("local", pipeline.name, compile_plan(pipeline), "json")
+
+    # -- runs ------------------------------------------------------------------------------
+    def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> LocalRun:
+        """Start a run in the background and return its handle; ``wait()`` for the outcome.
+
+        Options: ``spec_dir`` (where relative code and data paths start; default: the working
+        directory), ``max_workers``, ``use_cache`` (default True), ``fail_fast``, ``in_process``,
+        ``on_event`` (a callback for each step transition).
+        """
+        from cloudml.adapters.local.compiler import compile_plan
+        from cloudml.loader import to_data
+
+        self.check_supported(_features(pipeline))
+        values = pipeline.resolve_parameters(parameters)
+        run_id = f"{pipeline.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        run_dir = self.root / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        plan = compile_plan(pipeline, parameters=values, run_dir=str(run_dir))
+        spec_dir = Path(options.pop("spec_dir", None) or os.getcwd()).resolve()
+        self.meta.create_run(run_id, pipeline.name, values, to_data(pipeline), plan, str(spec_dir))
+        return self._start(run_id, **options)
+
+    def resume(self, run_id: str, **options: Any) -> LocalRun:
+        """Re-run only the failed, cancelled or never-run steps of ``run_id``; finished steps are kept."""
+        try:
+            row = self.meta.get_run(run_id)
+        except KeyError:
+            raise NotFoundError(f"no run '{run_id}' under {self.root}", backend="local",
+                                hint="`cloudml runs list` shows the runs") from None
+        self.store.clean_tmp()
+        for step in self.meta.steps(run_id):
+            if step["status"] == "running":
+                _kill_orphan(run_id, self.meta.attempts(run_id, step["name"]))
+            if step["status"] not in DONE_STATES:
+                self.meta.set_step(run_id, step["name"], status="pending", error=None, finished=None)
+        self.meta.set_run(run_id, status="pending", resumed=row["resumed"] + 1, finished=None)
+        return self._start(run_id, **options)
+
+    def _start(self, run_id: str, *, max_workers: int | None = None, use_cache: bool = True,
+               fail_fast: bool = False, in_process: bool | None = None, on_event: Events | None = None) -> LocalRun:
+        row = self.meta.get_run(run_id)
+        opts = row["spec"].get("backend_options", {}).get("local", {})
+        workers = max_workers or opts.get("max_workers") or self.settings.max_workers or (os.cpu_count() or 2) * 2
+        executor = RunExecutor(
+            run_id=run_id, plan=row["plan"], params=row["parameters"], spec_dir=Path(row["spec_dir"]),
+            run_dir=self.root / "runs" / run_id, meta=self.meta, store=self.store, max_workers=int(workers),
+            use_cache=use_cache, fail_fast=fail_fast or bool(opts.get("fail_fast")),
+            in_process=self.settings.in_process if in_process is None else in_process, on_event=on_event,
+        )
+        lock_path = self.root / "runs" / run_id / ".lock"
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run, closed by the thread
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RunError(f"run {run_id} is being executed by another process", hint="wait for it to finish") from None
+
+        def body() -> None:
+            try:
+                executor.execute()
+            except Exception as e:  # recorded, never lost: the run shows why it stopped
+                self.meta.set_run(run_id, status="failed", finished=time.time(), error=f"runner crashed: {e!r}")
+            finally:
+                lock.close()
+
+        thread = threading.Thread(target=body, name=f"cloudml-run-{run_id}")
+        thread.start()
+        return LocalRun(self, run_id, executor, thread)
+
+    def get_run(self, run_id: str) -> LocalRun:
+        """A handle on an existing run of this root."""
+        try:
+            self.meta.get_run(run_id)
+        except KeyError:
+            raise NotFoundError(f"no run '{run_id}' under {self.root}", backend="local",
+                                hint="`cloudml runs list` shows the runs") from None
+        return LocalRun(self, run_id)
+
+    def list_runs(self, pipeline: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Recent runs, newest first."""
+        return self.meta.list_runs(pipeline, limit)
+
+    # -- model registry ----------------------------------------------------------------------
+    def register_model(self, group: str, uri: str, **info: Any) -> ModelVersion:
+        """Register a model folder or file (copied into the store) as the next version of ``group``."""
+        ref = self.store.put(Path(uri))
+        version = self.meta.add_model_version(group, ref.digest, info.get("approval", "pending"),
+                                              info.get("metrics", {}), info.get("run_id"), info.get("step"),
+                                              info.get("tags", {}), info.get("description"))
+        return self._model(group, version)
+
+    def _model(self, group: str, version: int) -> ModelVersion:
+        for row in self.meta.model_versions(group):
+            if row["version"] == version:
+                return _to_model(row, self.store)
+        raise NotFoundError(f"model {group} v{version} does not exist", backend="local",
+                            hint="`cloudml models list` shows registered versions")
+
+    def list_models(self, group: str | None = None) -> list[ModelVersion]:
+        """Registered versions (newest first within each group)."""
+        return [_to_model(r, self.store) for r in self.meta.model_versions(group)]
+
+    def set_approval(self, group: str, version: int, approval: str) -> ModelVersion:
+        """Approve, reject or reset a version to pending."""
+        if approval not in ("pending", "approved", "rejected"):
+            raise CloudMLError(f"approval must be pending, approved or rejected, not {approval!r}")
+        try:
+            self.meta.set_approval(group, version, approval)
+        except KeyError:
+            raise NotFoundError(f"model {group} v{version} does not exist", backend="local") from None
+        return self._model(group, version)
+
+    def latest_approved(self, group: str) -> ModelVersion:
+        """The newest approved version of ``group``."""
+        for row in self.meta.model_versions(group):
+            if row["approval"] == "approved":
+                return _to_model(row, self.store)
+        raise NotFoundError(f"model group '{group}' has no approved version", backend="local",
+                            hint=f"approve one: cloudml models approve {group} VERSION")
+
+
+def _to_model(row: dict[str, Any], store: ArtifactStore) -> ModelVersion:
+    return ModelVersion(
+        group=row["grp"], version=row["version"], uri=str(store.path(row["digest"])), approval=row["approval"],
+        metrics=row["metrics"], run_id=row["run_id"], tags=row["tags"],
+        created_at=datetime.fromtimestamp(row["created"], tz=timezone.utc),
+    )
+
+
+def _features(pipeline: Pipeline) -> list[Any]:
+    from cloudml.adapter import pipeline_features
+
+    return pipeline_features(pipeline)
+
+
+def _kill_orphan(run_id: str, attempts: list[dict[str, Any]]) -> None:
+    """Kill a step process left behind by a runner that died, if it is still ours and alive."""
+    if not attempts:
+        return
+    pid_file = Path(attempts[-1]["log_dir"]) / "pid"
+    try:
+        pid = int(pid_file.read_text())
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, ValueError):
+        return
+    if f"CLOUDML_RUN_ID={run_id}".encode() in environ.split(b"\0"):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

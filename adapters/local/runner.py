@@ -1,0 +1,523 @@
+"""Execute one run of a pipeline on this machine: a scheduler over the compiled local plan.
+
+Steps run as subprocesses in their own process group (or, for Python steps in ``in_process``
+mode, inside this process), in parallel up to ``max_workers`` as soon as their upstream steps are
+done. Conditions are evaluated on the metrics files steps really wrote; steps on the branch not
+taken, and everything downstream of them, are recorded as skipped. A failed step stops its
+dependents; independent branches finish unless ``fail_fast`` is set.
+
+Every transition is committed to the metadata store before the next one starts, so a runner
+killed at any moment can be resumed: finished steps are kept, the rest run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudml.adapters.local.metadata import MetadataStore
+from cloudml.adapters.local.store import ArtifactStore, digest_path
+from cloudml.errors import ArtifactError, CloudMLError
+from cloudml.spec.conditions import evaluate_condition, parse_condition
+from cloudml.spec.types import parse_duration
+
+__all__ = ["DONE_STATES", "RunExecutor", "StepEvent", "flatten_metrics"]
+
+DONE_STATES = ("succeeded", "cached", "skipped")
+Events = Callable[["StepEvent"], None]
+
+
+@dataclass
+class StepEvent:
+    """What the live view shows: a step changed state."""
+
+    step: str
+    status: str
+    attempt: int = 0
+    duration: float | None = None
+    cache_hit: bool = False
+    message: str = ""
+
+
+def flatten_metrics(data: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a metrics document, keyed by dotted path.
+
+    Example:
+        >>> flatten_metrics({"auc": 0.9, "per_class": {"a": 1, "b": "x"}, "ok": True})
+        {'auc': 0.9, 'per_class.a': 1.0}
+    """
+    out: dict[str, float] = {}
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out.update(flatten_metrics(v, f"{prefix}{k}."))
+    elif isinstance(data, (int, float)) and not isinstance(data, bool):
+        out[prefix[:-1]] = float(data)
+    return out
+
+
+class _StepFailure(Exception):
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class RunExecutor:
+    """Runs (or resumes) one run; all state lives in ``meta``, ``store`` and ``run_dir``."""
+
+    run_id: str
+    plan: dict[str, Any]
+    params: dict[str, Any]
+    spec_dir: Path
+    run_dir: Path
+    meta: MetadataStore
+    store: ArtifactStore
+    max_workers: int = 4
+    use_cache: bool = True
+    fail_fast: bool = False
+    in_process: bool = False
+    on_event: Events | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _code_digests: dict[str, str] = field(default_factory=dict)
+
+    # -- driver ------------------------------------------------------------------------------
+    def execute(self) -> str:
+        """Run every step that is not finished yet; returns the run's final status."""
+        steps: dict[str, Any] = self.plan["steps"]
+        status = {r["name"]: r["status"] for r in self.meta.steps(self.run_id)}
+        results: dict[str, Any] = {}
+        for r in self.meta.steps(self.run_id):
+            if r["status"] in DONE_STATES:
+                results[r["name"]] = r.get("result")
+        self.meta.set_run(self.run_id, status="running", started=time.time(), error=None)
+        failure: str | None = None
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="cloudml-step") as pool:
+            running: dict[Future[tuple[str, Any]], str] = {}
+            while True:
+                if self.cancel_event.is_set():
+                    break
+                for name in self._ready(steps, status, running.values()):
+                    decision = self._decide(name, steps, status, results)
+                    if decision is not None:
+                        status[name] = decision[0]
+                        self._finish_without_running(name, *decision)
+                        continue
+                    status[name] = "running"
+                    running[pool.submit(self._run_step, name, steps[name])] = name
+                if not running:
+                    if not self._ready(steps, status, ()):
+                        break
+                    continue
+                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    name = running.pop(fut)
+                    final, result = fut.result()
+                    status[name] = final
+                    results[name] = result
+                    if final == "failed":
+                        failure = failure or self._failure_text(name)
+                        if self.fail_fast:
+                            self.cancel_event.set()
+            if self.cancel_event.is_set():
+                self._kill_all()
+                for fut in list(running):
+                    name = running.pop(fut)
+                    final, _ = fut.result()
+                    status[name] = final
+        return self._close_run(status, failure)
+
+    def _ready(self, steps: dict[str, Any], status: dict[str, str], running: Any) -> list[str]:
+        active = set(running)
+        return [n for n, s in steps.items() if status[n] == "pending" and n not in active
+                and all(status[u] not in ("pending", "running") for u in s["upstream"])]
+
+    def _decide(self, name: str, steps: dict[str, Any], status: dict[str, str],
+                results: dict[str, Any]) -> tuple[str, str] | None:
+        """Skip or stop a step whose upstream decided for it; None means: run it."""
+        step = steps[name]
+        guard = step.get("guard")
+        if guard and status.get(guard["condition"]) in DONE_STATES:
+            taken = results.get(guard["condition"])
+            if status[guard["condition"]] == "skipped" or (taken == "true") != (guard["branch"] == "then"):
+                return "skipped", f"branch '{guard['branch']}' of '{guard['condition']}' not taken"
+        for up in step["upstream"]:
+            if status[up] in ("failed", "upstream_failed", "cancelled"):
+                return "upstream_failed", f"upstream step '{up}' did not succeed"
+        for up in step["upstream"]:
+            if status[up] == "skipped" and not (guard and guard["condition"] == up):
+                return "skipped", f"upstream step '{up}' was skipped"
+        return None
+
+    def _finish_without_running(self, name: str, state: str, why: str) -> None:
+        self.meta.set_step(self.run_id, name, status=state, error=why, finished=time.time())
+        self._emit(StepEvent(name, state, message=why))
+
+    def _failure_text(self, name: str) -> str:
+        rows = [r for r in self.meta.steps(self.run_id) if r["name"] == name]
+        return f"step '{name}' failed: {rows[0]['error'] if rows else 'unknown error'}"
+
+    def _close_run(self, status: dict[str, str], failure: str | None) -> str:
+        if self.cancel_event.is_set() and not failure:
+            final = "cancelled"
+            for n, s in status.items():
+                if s in ("pending", "running"):
+                    self.meta.set_step(self.run_id, n, status="cancelled", error="run cancelled")
+        elif any(s in ("failed", "upstream_failed", "cancelled") for s in status.values()):
+            final = "failed"
+        else:
+            final = "succeeded"
+        self.meta.set_run(self.run_id, status=final, finished=time.time(), error=failure)
+        return final
+
+    def _emit(self, event: StepEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- one step ------------------------------------------------------------------------------
+    def _run_step(self, name: str, step: dict[str, Any]) -> tuple[str, Any]:
+        started = time.time()
+        try:
+            kind = step["type"]
+            if kind == "condition":
+                result = self._condition(name, step)
+            elif kind == "fail":
+                raise _StepFailure(step["message"], retryable=False)
+            elif kind == "register_model":
+                result = self._register(name, step)
+            else:
+                return self._task(name, step)
+            self.meta.set_step(self.run_id, name, status="succeeded", result=result, finished=time.time(),
+                               started=started)
+            self._emit(StepEvent(name, "succeeded", duration=time.time() - started, message=str(result or "")))
+            return "succeeded", result
+        except (_StepFailure, CloudMLError, OSError) as e:
+            self.meta.set_step(self.run_id, name, status="failed", error=str(e), finished=time.time(),
+                               started=started)
+            self._emit(StepEvent(name, "failed", duration=time.time() - started, message=str(e)))
+            return "failed", None
+
+    def _condition(self, name: str, step: dict[str, Any]) -> str:
+        expr = parse_condition(step["condition"])
+        docs: dict[tuple[str, str], Any] = {}
+        for m in expr.metric_operands():
+            path = self._output_path(m.step, m.output)
+            docs[(m.step, m.output)] = self._read_metrics(path, m.step)
+        try:
+            value = evaluate_condition(expr, docs, self.params)
+        except KeyError as e:
+            raise _StepFailure(f"metric {e} is missing from the metrics file", retryable=False) from None
+        except TypeError as e:
+            raise _StepFailure(f"cannot evaluate '{step['condition']}': {e}", retryable=False) from None
+        return "true" if value else "false"
+
+    def _read_metrics(self, path: Path, producer: str) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise _StepFailure(f"step '{producer}' wrote no metrics file at {path}", retryable=False) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise _StepFailure(f"metrics file of step '{producer}' is not JSON: {e}", retryable=False) from None
+
+    def _output_path(self, step: str, output: str) -> Path:
+        out = self.plan["steps"][step]["outputs"][output]
+        return Path(out["path"])
+
+    def _register(self, name: str, step: dict[str, Any]) -> str:
+        model_step, _, model_out = step["model"].partition(".outputs.")
+        rows = [r for r in self.meta.io(self.run_id, model_step, "out") if r["name"] == model_out]
+        if not rows:
+            raise _StepFailure(f"no recorded artifact for {step['model']}", retryable=False)
+        metrics: dict[str, Any] = {}
+        if step.get("metrics"):
+            m_step, _, m_out = step["metrics"].partition(".outputs.")
+            metrics = flatten_metrics(self._read_metrics(self._output_path(m_step, m_out), m_step))
+        version = self.meta.add_model_version(step["group"], rows[0]["digest"], step.get("approval", "pending"),
+                                              metrics, self.run_id, name, step.get("tags", {}),
+                                              step.get("description"))
+        return f"{step['group']}:v{version}"
+
+    # -- task steps ------------------------------------------------------------------------------
+    def _task(self, name: str, step: dict[str, Any]) -> tuple[str, Any]:
+        started = time.time()
+        try:
+            inputs = self._stage_inputs(name, step)
+            key = self._cache_key(step, inputs)
+        except (_StepFailure, CloudMLError, OSError) as e:
+            self.meta.set_step(self.run_id, name, status="failed", error=str(e), finished=time.time())
+            self._emit(StepEvent(name, "failed", message=str(e)))
+            return "failed", None
+        cache = step["cache"]
+        if self.use_cache and cache["enabled"]:
+            max_age = parse_duration(cache["expire"]) if cache["expire"] else None
+            hit = self.meta.cache_get(key, max_age)
+            if hit is not None and all(self.store.exists(d) for d in hit["outputs"].values()):
+                for out, digest in hit["outputs"].items():
+                    self.store.materialize(digest, step["outputs"][out]["path"])
+                self._record_outputs(name, step, inputs)
+                self.meta.set_step(self.run_id, name, status="cached", cache_hit=1, cache_key=key,
+                                   started=started, finished=time.time(), error=None)
+                self._emit(StepEvent(name, "cached", cache_hit=True, duration=time.time() - started))
+                return "cached", None
+        attempts = step["retry"]["attempts"]
+        backoff = parse_duration(step["retry"]["backoff"])
+        error = ""
+        for attempt in range(1, attempts + 1):
+            if self.cancel_event.is_set():
+                break
+            self._emit(StepEvent(name, "running", attempt=attempt))
+            try:
+                self._attempt(name, step, attempt)
+                outputs = self._record_outputs(name, step, inputs)
+            except _StepFailure as e:
+                error = str(e)
+                if not e.retryable or attempt == attempts or self.cancel_event.is_set():
+                    break
+                delay = backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                self._emit(StepEvent(name, "retrying", attempt=attempt, message=f"{e}; retry in {delay:.1f}s"))
+                self.cancel_event.wait(delay)
+                continue
+            self.meta.cache_put(key, self.run_id, name, outputs)
+            self.meta.set_step(self.run_id, name, status="succeeded", cache_key=key, finished=time.time(), error=None)
+            self._emit(StepEvent(name, "succeeded", attempt=attempt, duration=time.time() - started))
+            return "succeeded", None
+        state = "cancelled" if self.cancel_event.is_set() and not error else "failed"
+        self.meta.set_step(self.run_id, name, status=state, error=error or "cancelled", finished=time.time())
+        self._emit(StepEvent(name, state, duration=time.time() - started, message=error))
+        return state, None
+
+    def _stage_inputs(self, name: str, step: dict[str, Any]) -> dict[str, str]:
+        """Copy external inputs into the run and return ``{input: digest}`` for every input."""
+        digests: dict[str, str] = {}
+        for iname, spec in step["inputs"].items():
+            target = Path(spec["path"])
+            if "from" in spec:
+                producer, _, out = spec["from"].partition(".outputs.")
+                rows = [r for r in self.meta.io(self.run_id, producer, "out") if r["name"] == out]
+                if not rows:
+                    raise _StepFailure(f"input '{iname}': {spec['from']} was never recorded", retryable=False)
+                digests[iname] = rows[0]["digest"]
+                continue
+            uri = spec.get("external") or spec.get("resolve") or ""
+            source = self._local_source(uri, name, iname)
+            ref = self.store.put(source)
+            if not target.exists():
+                self.store.materialize(ref.digest, target)
+            self.meta.record_io(self.run_id, name, "in", iname, ref.digest, ref.kind, ref.size, None, uri)
+            digests[iname] = ref.digest
+        return digests
+
+    def _local_source(self, uri: str, step: str, iname: str) -> Path:
+        if "://" in uri and not uri.startswith("file://"):
+            scheme = uri.split("://", 1)[0]
+            raise _StepFailure(f"input '{iname}': the local backend reads local files, not {scheme}:// "
+                               f"({uri}); download it first or pass a file path", retryable=False)
+        path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+        if not path.is_absolute():
+            path = self.spec_dir / path
+        if not path.exists():
+            raise _StepFailure(f"input '{iname}': {path} does not exist", retryable=False)
+        return path
+
+    def _cache_key(self, step: dict[str, Any], inputs: dict[str, str]) -> str:
+        definition = {k: step.get(k) for k in ("kind", "argv", "env", "image", "secrets")}
+        definition["argv"] = [a.replace(str(self.run_dir), "<run>") for a in step["argv"]]
+        definition["env"] = {k: v.replace(str(self.run_dir), "<run>") for k, v in step["env"].items()}
+        definition["code"] = self._code_digest(step["cwd"])
+        definition["inputs"] = dict(sorted(inputs.items()))
+        blob = json.dumps(definition, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def _code_digest(self, cwd: str) -> str:
+        if cwd not in self._code_digests:
+            folder = self.spec_dir / cwd
+            if cwd == "." or not folder.is_dir():
+                self._code_digests[cwd] = "-"
+            else:
+                files = [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts]
+                h = hashlib.sha256()
+                for f in sorted(files):
+                    h.update(f"{f.relative_to(folder)}\0{digest_path(f)[0]}\n".encode())
+                self._code_digests[cwd] = h.hexdigest()
+        return self._code_digests[cwd]
+
+    def _prepare_outputs(self, step: dict[str, Any]) -> None:
+        for out in step["outputs"].values():
+            path = Path(out["path"])
+            folder = path.parent if out["type"] == "metrics" else path
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+
+    def _attempt(self, name: str, step: dict[str, Any], attempt: int) -> None:
+        log_dir = self.run_dir / "steps" / name / f"attempt-{attempt}"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_outputs(step)
+        self.meta.start_attempt(self.run_id, name, attempt, str(log_dir))
+        timeout = parse_duration(step["timeout"]) if step.get("timeout") else None
+        if self.in_process and step["argv"][:3] == ["python", "-m", "cloudml.runtime"]:
+            code, why = self._in_process(step, log_dir, timeout)
+        else:
+            code, why = self._subprocess(name, step, log_dir, timeout)
+        self.meta.finish_attempt(self.run_id, name, attempt, "succeeded" if code == 0 else "failed", code)
+        if code != 0:
+            raise _StepFailure(why)
+
+    def _env(self, step: dict[str, Any]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(step["env"])
+        env.update({"CLOUDML_RUN_ID": self.run_id, "CLOUDML_RUN_DIR": str(self.run_dir),
+                    "CLOUDML_BACKEND": "local", "PYTHONUNBUFFERED": "1"})
+        for var, ref in step.get("secrets", {}).items():
+            scheme, _, target = ref.partition("://")
+            if scheme != "env":
+                raise _StepFailure(f"secret {var}: the local backend resolves env:// references only, not "
+                                   f"{scheme}:// (set it as env://NAME for local runs)", retryable=False)
+            if target not in os.environ:
+                raise _StepFailure(f"secret {var}: environment variable {target} is not set", retryable=False)
+            env[var] = os.environ[target]
+        return env
+
+    def _argv(self, step: dict[str, Any]) -> list[str]:
+        argv = list(step["argv"])
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        if "--code" in argv:
+            i = argv.index("--code") + 1
+            argv[i] = str((self.spec_dir / argv[i]).resolve())
+        return argv
+
+    def _subprocess(self, name: str, step: dict[str, Any], log_dir: Path,
+                    timeout: float | None) -> tuple[int, str]:
+        cwd = (self.spec_dir / step["cwd"]).resolve()
+        argv = self._argv(step)
+        env = self._env(step)
+        with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
+            try:
+                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, start_new_session=True)
+            except OSError as e:
+                return 127, f"cannot start {argv[0]!r}: {e.strerror}"
+            (log_dir / "pid").write_text(str(proc.pid))
+            with self._lock:
+                self._procs[name] = proc
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return -9, f"timed out after {step['timeout']} (process group killed)"
+            finally:
+                with self._lock:
+                    self._procs.pop(name, None)
+        if code == 0:
+            return 0, ""
+        if self.cancel_event.is_set():
+            return code, "cancelled"
+        tail = _tail(log_dir / "stderr.log")
+        return code, f"exit code {code}" + (f": {tail}" if tail else "")
+
+    def _in_process(self, step: dict[str, Any], log_dir: Path, timeout: float | None) -> tuple[int, str]:
+        from cloudml.runtime import RuntimeCallError, call_step_function, resolve_function
+
+        argv = self._argv(step)
+        opts: dict[str, dict[str, str]] = {"--input": {}, "--output": {}, "--param": {}, "--output-type": {}}
+        for a in argv:
+            for flag, bucket in opts.items():
+                if a.startswith(flag + "="):
+                    k, _, v = a[len(flag) + 1:].partition("=")
+                    bucket[k] = v
+        code_dir = argv[argv.index("--code") + 1] if "--code" in argv else str((self.spec_dir / step["cwd"]))
+        box: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                func = resolve_function(argv[argv.index("--function") + 1], code_dir)
+                call_step_function(func, opts["--input"], opts["--output"], opts["--param"], opts["--output-type"])
+            except RuntimeCallError as e:
+                box["error"] = (2, str(e))
+            except Exception as e:
+                box["error"] = (1, f"{type(e).__name__}: {e}")
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return -9, f"timed out after {step['timeout']} (in-process step abandoned)"
+        if "error" in box:
+            (log_dir / "stderr.log").write_text(box["error"][1])
+            return int(box["error"][0]), box["error"][1]
+        return 0, ""
+
+    def _record_outputs(self, name: str, step: dict[str, Any], inputs: dict[str, str]) -> dict[str, str]:
+        """Check declared outputs, store them, and record lineage, metrics and params."""
+        digests: dict[str, str] = {}
+        for out, spec in step["outputs"].items():
+            path = Path(spec["path"])
+            if spec["type"] == "metrics":
+                doc = self._read_output_metrics(path, out)
+                self.meta.record_metrics(self.run_id, name, flatten_metrics(doc))
+            elif not path.is_dir() or not any(path.iterdir()):
+                raise _StepFailure(f"declared output '{out}' was not written (expected files in {path})")
+            try:
+                ref = self.store.put(path)
+            except ArtifactError as e:
+                raise _StepFailure(f"output '{out}': {e}", retryable=False) from e
+            self.meta.record_io(self.run_id, name, "out", out, ref.digest, ref.kind, ref.size, spec["type"])
+            digests[out] = ref.digest
+        for iname, spec in step["inputs"].items():
+            if "from" in spec:
+                producer, _, out = spec["from"].partition(".outputs.")
+                row = next(r for r in self.meta.io(self.run_id, producer, "out") if r["name"] == out)
+                self.meta.record_io(self.run_id, name, "in", iname, row["digest"], "dir", 0, row["type"], spec["from"])
+        params = {a.split("=", 2)[1]: a.split("=", 2)[2] for a in step["argv"] if a.startswith("--param=")}
+        if params:
+            self.meta.record_params(self.run_id, name, params)
+        return digests
+
+    def _read_output_metrics(self, path: Path, out: str) -> Any:
+        if not path.is_file():
+            raise _StepFailure(f"declared metrics output '{out}' was not written (expected {path})")
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise _StepFailure(f"metrics output '{out}' is not JSON: {e}", retryable=False) from None
+
+    def _kill_all(self) -> None:
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, limit: int = 300) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1][-limit:] if lines else ""
