@@ -208,6 +208,17 @@ def backends(
         out.print(matrix)
 
 
+def _register_verbs() -> None:
+    from cloudml.cli.runs import models_app, run, runs_app
+
+    app.command("run")(run)
+    app.add_typer(runs_app, name="runs")
+    app.add_typer(models_app, name="models")
+
+
+_register_verbs()
+
+
 def main() -> None:
     """Console-script entry point: run the app and turn stray cloudml errors into short messages.
 

@@ -1,0 +1,295 @@
+"""CLI verbs for runs and models: ``cloudml run``, ``cloudml runs ...``, ``cloudml models ...``.
+
+Example:
+    >>> from typer.testing import CliRunner
+    >>> from cloudml.cli.main import app
+    >>> CliRunner().invoke(app, ["runs", "--help"]).exit_code
+    0
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from cloudml.errors import CloudMLError
+
+__all__ = ["models_app", "run", "runs_app", "step_table"]
+
+runs_app = typer.Typer(help="Inspect runs: list, show, logs, lineage.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: list, show, approve, reject.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_STYLE = {"succeeded": "green", "cached": "cyan", "running": "yellow", "retrying": "yellow", "failed": "bold red",
+          "upstream_failed": "red", "skipped": "dim", "pending": "dim", "cancelled": "magenta"}
+_ICON = {"succeeded": "✓", "cached": "↺", "running": "▶", "failed": "✗", "upstream_failed": "⊘", "skipped": "↷",
+         "pending": "·", "cancelled": "■"}
+
+
+def _fail(e: CloudMLError) -> typer.Exit:
+    from cloudml.cli.main import _fail as fail
+
+    return fail(e)
+
+
+def _backend(name: str | None, root: str | None = None) -> Any:
+    from cloudml.registry import get_adapter
+
+    settings = {"root": root} if root else {}
+    return get_adapter(name, **settings)
+
+
+def _duration(row: dict[str, Any]) -> str:
+    if not row.get("started"):
+        return ""
+    end = row.get("finished") or time.time()
+    return f"{max(0.0, end - row['started']):.1f}s"
+
+
+def step_table(run_id: str, rows: list[dict[str, Any]], status: str) -> Table:
+    """The live view: one line per step with state, attempt, duration, cache hit and detail.
+
+    Example:
+        >>> t = step_table("r1", [{"name": "a", "status": "succeeded", "attempts": 1, "cache_hit": 0,
+        ...                        "started": 1.0, "finished": 2.5, "error": None, "result": None}], "succeeded")
+        >>> t.row_count
+        1
+    """
+    table = Table(title=f"run {run_id} — {status}", title_justify="left", header_style="bold", expand=False)
+    for col in ("step", "state", "attempt", "time", "detail"):
+        table.add_column(col)
+    for r in rows:
+        state = r["status"]
+        detail = r.get("error") or (f"→ {r['result']}" if r.get("result") else "")
+        if r.get("cache_hit"):
+            detail = "cache hit" + (f"; {detail}" if detail else "")
+        table.add_row(r["name"], Text(f"{_ICON.get(state, '?')} {state}", style=_STYLE.get(state, "")),
+                      str(r.get("attempts") or ""), _duration(r), Text(str(detail)[:120]))
+    return table
+
+
+def _parse_params(values: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        if "=" not in item:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        k, v = item.split("=", 1)
+        params[k.strip()] = v
+    return params
+
+
+def _watch(handle: Any, live_view: bool) -> str:
+    if live_view:
+        with Live(step_table(handle.id, handle.steps, handle.status), console=out, refresh_per_second=8) as live:
+            while handle.wait(0.15) not in ("succeeded", "failed", "cancelled"):
+                live.update(step_table(handle.id, handle.steps, handle.status))
+            live.update(step_table(handle.id, handle.steps, handle.status))
+        return str(handle.status)
+    status = handle.wait()
+    out.print(step_table(handle.id, handle.steps, status))
+    return str(status)
+
+
+def run(
+    file: Annotated[Path | None, typer.Argument(help="pipeline file (not needed with --resume)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE, repeatable")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
+    max_workers: Annotated[int | None, typer.Option("--max-workers", "-j", min=1, help="parallel steps")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="run every step even if cached")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="stop everything at the first failure")] = False,
+    resume: Annotated[str | None, typer.Option("--resume", help="re-run only failed or unrun steps of RUN_ID")] = None,
+    root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
+) -> None:
+    """Run a pipeline (live view of every step); exits 1 when the run fails."""
+    from cloudml.loader import load
+    from cloudml.spec.pipeline import Pipeline
+
+    try:
+        adapter = _backend(backend, root)
+        options: dict[str, Any] = {"max_workers": max_workers, "use_cache": not no_cache, "fail_fast": fail_fast}
+        if resume:
+            handle = adapter.resume(resume, **options)
+        else:
+            if file is None:
+                err.print("[bold red]error:[/] give a pipeline file, or --resume RUN_ID")
+                raise typer.Exit(2)
+            spec = load(file)
+            if not isinstance(spec, Pipeline):
+                err.print(f"[bold red]error:[/] {file} is a {spec.kind}; use `cloudml deploy` for deployments")
+                raise typer.Exit(2)
+            handle = adapter.run(spec, _parse_params(param or []), spec_dir=str(file.resolve().parent), **options)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    status = _watch(handle, out.is_terminal)
+    if status != "succeeded":
+        err.print(f"[bold red]✗ run {handle.id} {status}[/]: {escape(handle.error or '')}")
+        err.print(f"[green]next:[/] cloudml runs logs {handle.id} STEP   ·   "
+                  f"fix it, then: cloudml run --resume {handle.id}")
+        raise typer.Exit(1)
+    out.print(f"[green]✓ run {handle.id} succeeded[/]")
+
+
+@runs_app.command("list")
+def runs_list(
+    pipeline: Annotated[str | None, typer.Option("--pipeline", help="only this pipeline")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    root: Annotated[str | None, typer.Option("--root")] = None,
+) -> None:
+    """Recent runs, newest first."""
+    try:
+        rows = _backend(backend, root).list_runs(pipeline, limit)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    table = Table(header_style="bold")
+    for col in ("run", "pipeline", "status", "started", "took"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("parameters")
+    for r in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"]))
+        took = f"{r['finished'] - r['started']:.1f}s" if r.get("finished") and r.get("started") else ""
+        table.add_row(r["id"], r["pipeline"], Text(r["status"], style=_STYLE.get(r["status"], "")), started, took,
+                      escape(" ".join(f"{k}={v}" for k, v in r["parameters"].items())))
+    out.print(table)
+
+
+def _handle(run_id: str, backend: str | None, root: str | None) -> Any:
+    try:
+        return _backend(backend, root).get_run(run_id)
+    except CloudMLError as e:
+        raise _fail(e) from None
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+              root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Steps, parameters and metrics of a run."""
+    h = _handle(run_id, backend, root)
+    meta = h.backend.meta
+    row = meta.get_run(run_id)
+    params_table = Table(title="parameters", title_justify="left", header_style="bold")
+    params_table.add_column("name")
+    params_table.add_column("value")
+    for k, v in row["parameters"].items():
+        params_table.add_row(k, escape(json.dumps(v)))
+    metrics_table = Table(title="metrics", title_justify="left", header_style="bold")
+    for col in ("step", "metric", "value"):
+        metrics_table.add_column(col)
+    for step, values in h.metrics.items():
+        for k, v in values.items():
+            metrics_table.add_row(step, k, f"{v:.6g}")
+    out.print(Group(step_table(run_id, h.steps, h.status), params_table, metrics_table))
+    if h.error:
+        err.print(f"[bold red]error:[/] {escape(h.error)}")
+
+
+@runs_app.command("logs")
+def runs_logs(run_id: str, step: str,
+              attempt: Annotated[int | None, typer.Option("--attempt", "-a", help="default: the last")] = None,
+              stderr: Annotated[bool, typer.Option("--stderr", help="show stderr instead of stdout")] = False,
+              backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+              root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Print what a step wrote to stdout (or stderr)."""
+    h = _handle(run_id, backend, root)
+    try:
+        h.step(step)
+    except KeyError:
+        err.print(f"[bold red]error:[/] run {run_id} has no step '{escape(step)}'")
+        raise typer.Exit(2) from None
+    typer.echo(h.logs(step, attempt, "stderr" if stderr else "stdout"), nl=False)
+
+
+@runs_app.command("lineage")
+def runs_lineage(run_id: str, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+                 root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Which artifact (by SHA-256) each step read and wrote: the data lineage of a run."""
+    from rich.tree import Tree
+
+    h = _handle(run_id, backend, root)
+    meta = h.backend.meta
+    tree = Tree(f"run {run_id}")
+    for s in h.steps:
+        rows = meta.io(run_id, s["name"])
+        if not rows:
+            continue
+        node = tree.add(f"[bold]{s['name']}[/] ({s['status']})")
+        for r in rows:
+            arrow = "←" if r["direction"] == "in" else "→"
+            source = f" from {escape(r['source'])}" if r.get("source") else ""
+            node.add(f"{arrow} {r['name']}: sha256:{r['digest'][:16]}…{source}")
+    out.print(tree)
+
+
+@models_app.command("list")
+def models_list(group: Annotated[str | None, typer.Argument(help="only this model group")] = None,
+                backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+                root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Registered model versions, newest first."""
+    try:
+        models = _backend(backend, root).list_models(group)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    table = Table(header_style="bold")
+    for col in ("group", "version", "approval"):
+        table.add_column(col, no_wrap=True)
+    for col in ("metrics", "run", "created"):
+        table.add_column(col)
+    for m in models:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(m.metrics.items())[:4])
+        created = m.created_at.strftime("%Y-%m-%d %H:%M") if m.created_at else ""
+        table.add_row(m.group, str(m.version), m.approval, metrics, m.run_id or "", created)
+    out.print(table)
+
+
+def _approval(group: str, version: int, approval: str, backend: str | None, root: str | None) -> None:
+    try:
+        m = _backend(backend, root).set_approval(group, version, approval)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    out.print(f"[green]✓[/] {m.group} v{m.version} is {m.approval}")
+
+
+@models_app.command("approve")
+def models_approve(group: str, version: int, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+                   root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Mark a model version approved (deployments of `latest-approved` pick it up)."""
+    _approval(group, version, "approved", backend, root)
+
+
+@models_app.command("reject")
+def models_reject(group: str, version: int, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+                  root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Mark a model version rejected."""
+    _approval(group, version, "rejected", backend, root)
+
+
+@models_app.command("show")
+def models_show(group: str, version: Annotated[str, typer.Argument(help="a number or latest-approved")] = "latest-approved",
+                backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+                root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """One model version: where it is, its metrics and the run that made it."""
+    try:
+        adapter = _backend(backend, root)
+        if version == "latest-approved":
+            m = adapter.latest_approved(group)
+        else:
+            m = next((x for x in adapter.list_models(group) if str(x.version) == version), None)
+            if m is None:
+                err.print(f"[bold red]error:[/] {escape(group)} has no version {escape(version)}")
+                raise typer.Exit(2)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    out.print(f"[bold]{m.group} v{m.version}[/] ({m.approval})\n  uri: {m.uri}\n  run: {m.run_id}")
+    for k, v in m.metrics.items():
+        out.print(f"  {k}: {v}")
+
