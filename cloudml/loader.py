@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,15 +44,24 @@ MAX_BYTES = 16 * 1024 * 1024
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ctor = yaml.constructor.SafeConstructor()
 _T = "tag:yaml.org,2002:"
-_SCALARS = {
+_SCALARS: dict[str, Callable[[Any], Any]] = {
     _T + "null": lambda n: None,
     _T + "bool": _ctor.construct_yaml_bool,
     _T + "int": _ctor.construct_yaml_int,
     _T + "float": _ctor.construct_yaml_float,
     _T + "str": lambda n: n.value,
     _T + "timestamp": lambda n: n.value,  # dates stay strings: the spec has no date fields
+    # YAML 1.1 gives a plain '=' and a '<<' outside a key their own tags; as values they are strings
+    _T + "value": lambda n: _plain_only(n, "="),
+    _T + "merge": lambda n: _plain_only(n, "<<"),
 }
 Loc = tuple[str | int, ...]
+
+
+def _plain_only(node: Any, text: str) -> str:
+    if node.value != text:
+        raise ValueError(node.value)
+    return text
 
 
 @dataclass
@@ -127,6 +137,9 @@ class _Builder:
             return maker(node)
         except (ValueError, KeyError, IndexError, OverflowError):
             kind = node.tag[len(_T):]
+            if kind in ("value", "merge"):
+                self.issue(f"YAML tag '{_tag(node.tag)}' is not allowed", node, loc, _NO_TAG)
+                return None
             self.issue(f"'{node.value[:40]}' is not a valid {kind}", node, loc,
                        f"write a plain {kind} or quote the value to make it a string")
             return None
@@ -134,7 +147,8 @@ class _Builder:
     def mapping(self, node: Any, loc: Loc, in_alias: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
         merged: dict[str, Any] = {}
-        for knode, vnode in node.value:
+        own_mark = self.doc.marks[loc]
+        for knode, vnode in node.value:  # merges first, so the mapping's own keys keep their own positions
             if knode.tag == _T + "merge":
                 for src in vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]:
                     value = self.build(src, loc, True)
@@ -142,6 +156,9 @@ class _Builder:
                         merged = {**value, **merged}
                     else:
                         self.issue("'<<' merges only mappings", src, loc)
+        self.doc.marks[loc] = own_mark
+        for knode, vnode in node.value:
+            if knode.tag == _T + "merge":
                 continue
             if not isinstance(knode, yaml.ScalarNode):
                 self.issue("mapping keys must be plain strings", knode, loc)
@@ -153,8 +170,9 @@ class _Builder:
             if key in out:
                 self.issue(f"duplicate key '{key}'", knode, (*loc, key), "keep one of them")
                 continue
-            self.doc.key_marks[(*loc, key)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
-            out[key] = self.build(vnode, (*loc, key), in_alias)
+            key_loc: Loc = (*loc, key)
+            self.doc.key_marks[key_loc] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+            out[key] = self.build(vnode, key_loc, in_alias)
         return {**merged, **out} if merged else out
 
     def _bomb(self, node: Any, loc: Loc) -> Issue:

@@ -231,6 +231,8 @@ class LocalAdapter(Adapter):
         def body() -> None:
             try:
                 executor.execute()
+                if self.settings.tracking == "mlflow":
+                    self._track(run_id)
             except Exception as e:  # recorded, never lost: the run shows why it stopped
                 self.meta.set_run(run_id, status="failed", finished=time.time(), error=f"runner crashed: {e!r}")
             finally:
@@ -239,6 +241,18 @@ class LocalAdapter(Adapter):
         thread = threading.Thread(target=body, name=f"cloudml-run-{run_id}")
         thread.start()
         return LocalRun(self, run_id, executor, thread)
+
+    def _track(self, run_id: str) -> None:
+        """Log a finished run to MLflow; a tracking failure is recorded on the run, never lost."""
+        from cloudml.adapters.local.tracking import log_run
+
+        uri = self.settings.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+        try:
+            mlflow_id = log_run(self.meta, run_id, uri, self.root / "mlflow-artifacts")
+        except Exception as e:
+            self.meta.set_run(run_id, tracking=f"failed: {e}")
+        else:
+            self.meta.set_run(run_id, tracking=f"mlflow:{mlflow_id}")
 
     def get_run(self, run_id: str) -> LocalRun:
         """A handle on an existing run of this root."""

@@ -33,7 +33,8 @@ MIGRATIONS: list[list[str]] = [
     [  # version 1
         """CREATE TABLE runs (id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, status TEXT NOT NULL,
             parameters TEXT NOT NULL, spec TEXT NOT NULL, plan TEXT NOT NULL, spec_dir TEXT NOT NULL,
-            created REAL NOT NULL, started REAL, finished REAL, error TEXT, resumed INTEGER NOT NULL DEFAULT 0)""",
+            created REAL NOT NULL, started REAL, finished REAL, error TEXT, resumed INTEGER NOT NULL DEFAULT 0,
+            tracking TEXT)""",
         """CREATE TABLE steps (run_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0, cache_hit INTEGER NOT NULL DEFAULT 0, cache_key TEXT,
             started REAL, finished REAL, error TEXT, result TEXT, PRIMARY KEY (run_id, name))""",

@@ -221,7 +221,7 @@ class _Parser:
         return tok
 
     def expect(self, value: str) -> None:
-        kind, v, col = self.take()
+        _, v, col = self.take()
         if v != value:
             raise ConditionSyntaxError(f"expected {value!r}, found {v or 'end of condition'!r}", col)
 
@@ -239,14 +239,17 @@ class _Parser:
         while self.peek()[1] == "or":
             self.take()
             terms.append(self.term())
-        return terms[0] if len(terms) == 1 else Or(tuple(terms))
+        # "a or (b or c)" is "a or b or c": one flat form, so printing and parsing again gives an equal tree
+        flat = tuple(x for t in terms for x in (t.terms if isinstance(t, Or) else (t,)))
+        return flat[0] if len(flat) == 1 else Or(flat)
 
     def term(self) -> Expr:
         factors = [self.factor()]
         while self.peek()[1] == "and":
             self.take()
             factors.append(self.factor())
-        return factors[0] if len(factors) == 1 else And(tuple(factors))
+        flat = tuple(x for f in factors for x in (f.terms if isinstance(f, And) else (f,)))
+        return flat[0] if len(flat) == 1 else And(flat)
 
     def factor(self) -> Expr:
         kind, v, col = self.peek()
@@ -345,11 +348,13 @@ def _string(v: str, col: int) -> str:
 
 
 def parse_condition(text: str) -> Expr:
-    """Parse a condition string into an expression tree.
+    """Parse a condition string into an expression tree (nested ``and``/``or`` groups are flattened).
 
     Example:
         >>> str(parse_condition("not (params.a > 1 or params.b == 'x')"))
         'not (params.a > 1 or params.b == "x")'
+        >>> len(parse_condition("params.a > 1 or (params.b > 2 or params.c > 3)").terms)
+        3
     """
     return _Parser(text).parse()
 

@@ -178,7 +178,7 @@ class Schedule(SpecModel):
         fields = v.split()
         if len(fields) != 5:
             raise ValueError(f"cron '{v}' has {len(fields)} fields; write 5: minute hour day month weekday")
-        for f, (lo, hi) in zip(fields, _CRON_RANGES):
+        for f, (lo, hi) in zip(fields, _CRON_RANGES, strict=True):
             if not _CRON_FIELD.match(f):
                 raise ValueError(f"cron field '{f}' in '{v}' is not valid")
             for n in re.findall(r"(?<![/\d])\d+", f):
@@ -267,7 +267,7 @@ class Pipeline(SpecModel):
         values = dict(values or {})
         out: dict[str, Any] = {}
         issues: list[Issue] = []
-        for name, value in values.items():
+        for name in values:
             if name not in self.parameters:
                 issues.append(
                     Issue(
@@ -296,7 +296,7 @@ class Pipeline(SpecModel):
 
 
 def _describe(p: Parameter) -> str:
-    bits = [p.type]
+    bits: list[str] = [p.type]
     if p.allowed is not None:
         bits.append(f"one of {p.allowed}")
     if p.min is not None:

@@ -236,13 +236,13 @@ class TaskStep(_StepBase):
 
 
 def _parse_cond(v: Any) -> Expr:
-    if isinstance(v, (str)):
+    if not isinstance(v, str) and hasattr(v, "comparisons"):
+        v = str(v)  # an expression built in Python: keep the canonical tree its text form gives
+    if isinstance(v, str):
         try:
             return parse_condition(v)
         except ConditionSyntaxError as e:
             raise ValueError(str(e)) from None
-    if hasattr(v, "comparisons"):
-        return v  # type: ignore[no-any-return]
     raise ValueError('a condition string, e.g. evaluate.outputs.metrics["auc"] >= params.min_auc')
 
 

@@ -16,9 +16,16 @@ from __future__ import annotations
 import math
 import re
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 __all__ = [
     "API_VERSION",
@@ -33,7 +40,7 @@ __all__ = [
     "parse_memory",
 ]
 
-API_VERSION = "cloudml/v1"
+API_VERSION: Final = "cloudml/v1"
 
 STEP_NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"

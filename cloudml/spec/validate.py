@@ -76,10 +76,9 @@ def _walk_loc(data: Any, loc: tuple[Any, ...], missing: bool) -> Loc:
     out: list[str | int] = []
     cur = data
     for i, part in enumerate(loc):
-        if isinstance(cur, dict) and isinstance(part, str) and part in cur:
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+        if (isinstance(cur, dict) and isinstance(part, str) and part in cur) or (
+            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        ):
             out.append(part)
             cur = cur[part]
         elif missing and i == len(loc) - 1 and isinstance(part, str):
@@ -91,7 +90,7 @@ def _walk_loc(data: Any, loc: tuple[Any, ...], missing: bool) -> Loc:
 
 
 def _pydantic_issues(err: ValidationError, data: Any, prefix: Loc = ()) -> list[Issue]:
-    grouped: dict[Loc, list[dict[str, Any]]] = {}
+    grouped: dict[Loc, list[Any]] = {}
     for e in err.errors(include_url=False):
         loc = _walk_loc(data, tuple(e["loc"]), e["type"] == "missing")
         grouped.setdefault(prefix + loc, []).append(e)
@@ -244,9 +243,9 @@ def _check_text(text: str, loc: Loc, step: str, params: dict[str, Parameter], *,
     names = {"inputs": set(inputs), "outputs": set(outputs), "params": set(params)}
     for ph in find_placeholders(text):
         if ph.namespace not in allowed:
-            want = ", ".join("{{%s.NAME}}" % a for a in allowed)
+            want = ", ".join("{{" + a + ".NAME}}" for a in allowed)
             close = _suggest(ph.namespace, allowed) if ph.namespace else None
-            fix = ("did you mean {{%s.%s}}?" % (close, ph.name)) if close else f"write one of {want}"
+            fix = ("did you mean {{" + f"{close}.{ph.name}" + "}}?") if close else f"write one of {want}"
             issues.append(_issue(f"placeholder {ph.raw} names nothing", loc, step=step, expected=want, fix=fix,
                                  code="bad_placeholder"))
         elif ph.name not in names[ph.namespace]:
