@@ -13,32 +13,35 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-from cloudml import errors
-from cloudml.errors import (
-    AdapterNotInstalledError,
-    CloudMLError,
-    ConfigError,
-    SpecError,
-    UnsupportedFeatureError,
-)
-
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False  # `import typing` costs more than the rest of this module
 if TYPE_CHECKING:
-    from cloudml import registry
+    from typing import Any
+
+    from cloudml import errors, registry
     from cloudml.adapter import Adapter, Capabilities, Compiled, RolloutResult, RunState
     from cloudml.api import compile, validate
     from cloudml.builder import PipelineBuilder
     from cloudml.config import Config, load_config
+    from cloudml.errors import (
+        AdapterNotInstalledError,
+        CloudMLError,
+        ConfigError,
+        SpecError,
+        UnsupportedFeatureError,
+    )
     from cloudml.loader import dump, dumps, load, loads
     from cloudml.registry import get_adapter
     from cloudml.spec.deployment import Deployment
     from cloudml.spec.pipeline import Pipeline
 
 _LAZY: dict[str, str] = {
+    "AdapterNotInstalledError": "cloudml.errors",
+    "CloudMLError": "cloudml.errors",
+    "ConfigError": "cloudml.errors",
+    "SpecError": "cloudml.errors",
+    "UnsupportedFeatureError": "cloudml.errors",
     "Adapter": "cloudml.adapter",
     "Capabilities": "cloudml.adapter",
     "Compiled": "cloudml.adapter",
@@ -57,7 +60,7 @@ _LAZY: dict[str, str] = {
     "Deployment": "cloudml.spec.deployment",
     "Pipeline": "cloudml.spec.pipeline",
 }
-_SUBMODULES = {"registry", "spec", "adapter", "config", "loader", "dag", "runtime", "api", "builder"}
+_SUBMODULES = {"errors", "registry", "spec", "adapter", "config", "loader", "dag", "runtime", "api", "builder"}
 
 __all__ = [
     "Adapter",
@@ -89,6 +92,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

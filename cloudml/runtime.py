@@ -25,20 +25,20 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import inspect
-import json
-import math
 import os
 import sys
-import traceback
-import typing
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+
+# Imported lazily below: this module starts once per step, so every import is paid per step.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 __all__ = ["RuntimeCallError", "call_step_function", "main", "resolve_function"]
+
+_EMPTY = object()
 
 
 class RuntimeCallError(Exception):
@@ -69,7 +69,7 @@ def resolve_function(target: str, code: str | None = None) -> Callable[..., Any]
 
 
 def _convert(value: str, annotation: Any, name: str) -> Any:
-    if annotation in (inspect.Parameter.empty, Any, str, "str"):
+    if annotation is _EMPTY or annotation in (str, "str", "Any", "typing.Any"):
         return value
     if annotation in (bool, "bool"):
         if value.lower() in ("true", "1", "yes"):
@@ -85,7 +85,7 @@ def _convert(value: str, annotation: Any, name: str) -> Any:
         try:
             number = float(value)  # "1e3" or "200.0": whole numbers written as floats
         except ValueError:
-            number = math.nan
+            number = float("nan")
         if not number.is_integer():
             raise RuntimeCallError(f"param '{name}': {value!r} is not an int")
         return int(number)
@@ -99,6 +99,28 @@ def _convert(value: str, annotation: Any, name: str) -> Any:
 
 def _as_path(value: str, annotation: Any) -> Any:
     return value if annotation in (str, "str") else Path(value)
+
+
+def _signature(func: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(annotations by name, defaults by name, accepts **kwargs) without importing inspect when possible."""
+    code = getattr(func, "__code__", None)
+    if code is None or not hasattr(func, "__defaults__"):
+        import inspect
+
+        sig = inspect.signature(func)
+        params = {n: p for n, p in sig.parameters.items()
+                  if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+        ann = {n: (_EMPTY if p.annotation is inspect.Parameter.empty else p.annotation) for n, p in params.items()}
+        defaults = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
+        kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+        return ann, defaults, kwargs
+    names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+    positional = names[: code.co_argcount]
+    defaults = dict(zip(positional[len(positional) - len(func.__defaults__ or ()):], func.__defaults__ or (), strict=True))
+    defaults.update(func.__kwdefaults__ or {})
+    annotations = getattr(func, "__annotations__", {})
+    ann = {n: annotations.get(n, _EMPTY) for n in names}
+    return ann, defaults, bool(code.co_flags & 0x08)
 
 
 def call_step_function(
@@ -120,34 +142,23 @@ def call_step_function(
         {'y': 2.5}
     """
     output_types = output_types or {}
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:
-        hints = {}
-    sig = inspect.signature(func)
-    accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    hints, defaults, accepts_kwargs = _signature(func)
     for name, path in outputs.items():
         target = Path(path)
         if output_types.get(name) == "metrics":
             target.parent.mkdir(parents=True, exist_ok=True)
         else:
             target.mkdir(parents=True, exist_ok=True)
-    def annotation(name: str) -> Any:
-        param = sig.parameters.get(name)
-        return hints.get(name, param.annotation if param else inspect.Parameter.empty)
-
     available: dict[str, Any] = {}
     for name, value in [*inputs.items(), *outputs.items()]:
-        available[name] = _as_path(value, annotation(name))
+        available[name] = _as_path(value, hints.get(name, _EMPTY))
     for name, value in params.items():
-        available[name] = _convert(value, annotation(name), name)
+        available[name] = _convert(value, hints.get(name, _EMPTY), name)
     kwargs: dict[str, Any] = {}
-    for name, p in sig.parameters.items():
-        if p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
-            continue
+    for name in hints:
         if name in available:
             kwargs[name] = available[name]
-        elif p.default is inspect.Parameter.empty:
+        elif name not in defaults:
             raise RuntimeCallError(
                 f"function argument '{name}' has no input, output or param of that name "
                 f"(have: {', '.join(sorted(available)) or 'none'})"
@@ -157,18 +168,46 @@ def call_step_function(
     result = func(**kwargs)
     metrics = [n for n, t in output_types.items() if t == "metrics" and n in outputs]
     if isinstance(result, dict) and len(metrics) == 1 and not Path(outputs[metrics[0]]).exists():
+        import json
+
         Path(outputs[metrics[0]]).write_text(json.dumps(result, sort_keys=True, default=str))
     return result
 
 
-def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values or []:
-        if "=" not in item:
-            raise RuntimeCallError(f"{flag} expects NAME=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = v
-    return out
+_USAGE = ("usage: python -m cloudml.runtime --function MODULE:FUNCTION [--code DIR] [--input NAME=PATH]... "
+          "[--output NAME=PATH]... [--output-type NAME=TYPE]... [--param NAME=VALUE]...")
+_PAIR_FLAGS = ("--input", "--output", "--output-type", "--param")
+
+
+def _parse(argv: Sequence[str]) -> tuple[str, str | None, dict[str, dict[str, str]]]:
+    """Parse ``--flag value`` and ``--flag=value`` forms (argparse costs a few ms per step)."""
+    function: str | None = None
+    code: str | None = None
+    pairs: dict[str, dict[str, str]] = {f: {} for f in _PAIR_FLAGS}
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if not eq:
+            if i + 1 >= len(args):
+                raise RuntimeCallError(f"{flag} needs a value")
+            value = args[i + 1]
+            i += 1
+        i += 1
+        if flag == "--function":
+            function = value
+        elif flag == "--code":
+            code = value
+        elif flag in pairs:
+            if "=" not in value:
+                raise RuntimeCallError(f"{flag} expects NAME=VALUE, got {value!r}")
+            k, v = value.split("=", 1)
+            pairs[flag][k] = v
+        else:
+            raise RuntimeCallError(f"unknown argument {flag!r}")
+    if function is None:
+        raise RuntimeCallError("--function MODULE:FUNCTION is required")
+    return function, code, pairs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,31 +217,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> main(["--function", "json:nope"])
         2
     """
-    parser = argparse.ArgumentParser(prog="python -m cloudml.runtime", description="Run a cloudml Python step.")
-    parser.add_argument("--function", required=True, help="module:function")
-    parser.add_argument("--code", help="folder to import the module from")
-    parser.add_argument("--input", action="append", metavar="NAME=PATH")
-    parser.add_argument("--output", action="append", metavar="NAME=PATH")
-    parser.add_argument("--output-type", action="append", metavar="NAME=TYPE")
-    parser.add_argument("--param", action="append", metavar="NAME=VALUE")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(_USAGE)
+        return 0
     try:
-        func = resolve_function(args.function, args.code)
-        call_step_function(
-            func,
-            _pairs(args.input, "--input"),
-            _pairs(args.output, "--output"),
-            _pairs(args.param, "--param"),
-            _pairs(args.output_type, "--output-type"),
-        )
+        function, code, pairs = _parse(argv)
+        func = resolve_function(function, code)
+        call_step_function(func, pairs["--input"], pairs["--output"], pairs["--param"], pairs["--output-type"])
     except RuntimeCallError as e:
         print(f"cloudml.runtime: {e}", file=sys.stderr)
+        print(_USAGE, file=sys.stderr)
         return 2
     except Exception:
+        import traceback
+
         traceback.print_exc()
         return 1
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
