@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -331,7 +332,5 @@ def _kill_orphan(run_id: str, attempts: list[dict[str, Any]]) -> None:
     except (OSError, ValueError):
         return
     if f"CLOUDML_RUN_ID={run_id}".encode() in environ.split(b"\0"):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -268,9 +268,10 @@ class RunExecutor:
             if hit is not None and all(self.store.exists(d) for d in hit["outputs"].values()):
                 for out, digest in hit["outputs"].items():
                     self.store.materialize(digest, step["outputs"][out]["path"])
-                self._record_outputs(name, step, inputs)
-                self.meta.set_step(self.run_id, name, status="cached", cache_hit=1, cache_key=key,
-                                   started=started, finished=time.time(), error=None)
+                with self.meta.tx():
+                    self._record_outputs(name, step, inputs)
+                    self.meta.set_step(self.run_id, name, status="cached", cache_hit=1, cache_key=key,
+                                       started=started, finished=time.time(), error=None)
                 self._emit(StepEvent(name, "cached", cache_hit=True, duration=time.time() - started))
                 return "cached", None
         attempts = step["retry"]["attempts"]
@@ -282,7 +283,11 @@ class RunExecutor:
             self._emit(StepEvent(name, "running", attempt=attempt))
             try:
                 self._attempt(name, step, attempt)
-                outputs = self._record_outputs(name, step, inputs)
+                with self.meta.tx():
+                    outputs = self._record_outputs(name, step, inputs)
+                    self.meta.cache_put(key, self.run_id, name, outputs)
+                    self.meta.set_step(self.run_id, name, status="succeeded", cache_key=key, finished=time.time(),
+                                       error=None)
             except _StepFailure as e:
                 error = str(e)
                 if not e.retryable or attempt == attempts or self.cancel_event.is_set():
@@ -291,8 +296,6 @@ class RunExecutor:
                 self._emit(StepEvent(name, "retrying", attempt=attempt, message=f"{e}; retry in {delay:.1f}s"))
                 self.cancel_event.wait(delay)
                 continue
-            self.meta.cache_put(key, self.run_id, name, outputs)
-            self.meta.set_step(self.run_id, name, status="succeeded", cache_key=key, finished=time.time(), error=None)
             self._emit(StepEvent(name, "succeeded", attempt=attempt, duration=time.time() - started))
             return "succeeded", None
         state = "cancelled" if self.cancel_event.is_set() and not error else "failed"
@@ -439,7 +442,7 @@ class RunExecutor:
                 if a.startswith(flag + "="):
                     k, _, v = a[len(flag) + 1:].partition("=")
                     bucket[k] = v
-        code_dir = argv[argv.index("--code") + 1] if "--code" in argv else str((self.spec_dir / step["cwd"]))
+        code_dir = argv[argv.index("--code") + 1] if "--code" in argv else str(self.spec_dir / step["cwd"])
         box: dict[str, Any] = {}
 
         def call() -> None:
@@ -451,11 +454,14 @@ class RunExecutor:
             except Exception as e:
                 box["error"] = (1, f"{type(e).__name__}: {e}")
 
-        worker = threading.Thread(target=call, daemon=True)
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            return -9, f"timed out after {step['timeout']} (in-process step abandoned)"
+        if timeout is None:
+            call()
+        else:
+            worker = threading.Thread(target=call, daemon=True)
+            worker.start()
+            worker.join(timeout)
+            if worker.is_alive():
+                return -9, f"timed out after {step['timeout']} (in-process step abandoned)"
         if "error" in box:
             (log_dir / "stderr.log").write_text(box["error"][1])
             return int(box["error"][0]), box["error"][1]
