@@ -493,6 +493,7 @@ def environment(runs: int, repeats: int, bytecode_cache: bool) -> dict[str, Any]
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "cloudml": cloudml.__version__,
+        "git": git_revision(),
         "pydantic": pydantic.VERSION,
         "pyyaml": yaml.__version__,
         "libyaml": bool(getattr(yaml, "__with_libyaml__", False)),
@@ -504,6 +505,25 @@ def environment(runs: int, repeats: int, bytecode_cache: bool) -> dict[str, Any]
         "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
         "cpu_busy_before": cpu_busy(),
     }
+
+
+def git_revision() -> str | None:
+    """Short commit of the checkout cloudml runs from; ``+dirty`` when tracked files have local edits."""
+    import cloudml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cloudml.__file__ or ".")))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _cpu_counters() -> tuple[int, int]:
@@ -554,7 +574,7 @@ def _pct(x: float | None) -> str:
 
 def report(env: dict[str, Any], imports: list[ImportResult], loads: list[LoadResult]) -> None:
     print(
-        f"cloudml {env['cloudml']} | Python {env['python']} {env['executable']} -> "
+        f"cloudml {env['cloudml']} (git {env['git']}) | Python {env['python']} {env['executable']} -> "
         f"{env['executable_resolved']} | {env['cpus']} CPUs | pydantic {env['pydantic']} | "
         f"PyYAML {env['pyyaml']} (libyaml={env['libyaml']}) | {env['date']}\n"
         f"bytecode cache for the children: {env['bytecode_cache']} | CPUs busy with other work: "

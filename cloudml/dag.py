@@ -110,7 +110,7 @@ class StepGraph:
         return down
 
     def find_cycles(self) -> list[list[str]]:
-        """One cycle per strongly connected component, as a closed path ``[a, b, a]``.
+        """One cycle per strongly connected component, as a closed path ``[a, b, a]``, in document order.
 
         Example:
             >>> StepGraph(["a", "b"], [Edge("a", "b", "data"), Edge("b", "a", "data")]).find_cycles()
@@ -156,6 +156,8 @@ class StepGraph:
                 if work:
                     parent = work[-1][0]
                     low[parent] = min(low[parent], low[node])
+        order = {n: i for i, n in enumerate(self.nodes)}
+        sccs.sort(key=lambda comp: min(order[n] for n in comp))  # report in document order
         return [self._cycle_path(set(c), down) for c in sccs]
 
     def _cycle_path(self, comp: set[str], down: dict[str, list[str]]) -> list[str]:

@@ -128,7 +128,8 @@ def to_dot(p: Pipeline) -> str:
     from cloudml.spec.steps import ConditionStep
 
     def q(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # \n is DOT's documented line break inside a label; a raw newline is not portable
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
     lines = [f"digraph {q(p.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica", shape=box, style=rounded];']
     for s in p.steps:

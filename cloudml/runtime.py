@@ -104,7 +104,7 @@ def _as_path(value: str, annotation: Any) -> Any:
 def _signature(func: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(annotations by name, defaults by name, accepts **kwargs) without importing inspect when possible."""
     code = getattr(func, "__code__", None)
-    if code is None or not hasattr(func, "__defaults__"):
+    if code is None or not hasattr(func, "__defaults__") or hasattr(func, "__self__"):  # bound methods: no self
         import inspect
 
         sig = inspect.signature(func)
@@ -223,11 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         function, code, pairs = _parse(argv)
-        func = resolve_function(function, code)
-        call_step_function(func, pairs["--input"], pairs["--output"], pairs["--param"], pairs["--output-type"])
     except RuntimeCallError as e:
         print(f"cloudml.runtime: {e}", file=sys.stderr)
         print(_USAGE, file=sys.stderr)
+        return 2
+    try:
+        func = resolve_function(function, code)
+        call_step_function(func, pairs["--input"], pairs["--output"], pairs["--param"], pairs["--output-type"])
+    except RuntimeCallError as e:
+        print(f"cloudml.runtime: {e}", file=sys.stderr)  # one line: the call is wrong, not its syntax
         return 2
     except Exception:
         import traceback

@@ -341,6 +341,7 @@ class RunExecutor:
         definition["argv"] = [a.replace(str(self.run_dir), "<run>") for a in step["argv"]]
         definition["env"] = {k: v.replace(str(self.run_dir), "<run>") for k, v in step["env"].items()}
         definition["code"] = self._code_digest(step["cwd"])
+        definition["scripts"] = self._script_digests(step)
         definition["inputs"] = dict(sorted(inputs.items()))
         blob = json.dumps(definition, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
@@ -357,6 +358,21 @@ class RunExecutor:
                     h.update(f"{f.relative_to(folder)}\0{digest_path(f)[0]}\n".encode())
                 self._code_digests[cwd] = h.hexdigest()
         return self._code_digests[cwd]
+
+    def _script_digests(self, step: dict[str, Any]) -> dict[str, str]:
+        """Digests of files the command names (``python validate.py``): editing one invalidates the cache."""
+        cwd = self.spec_dir / step["cwd"]
+        found: dict[str, str] = {}
+        for token in step["argv"][1:]:
+            if token.startswith("-") or token.startswith(str(self.run_dir)) or len(token) > 512:
+                continue
+            path = cwd / token
+            try:
+                if path.is_file():
+                    found[token] = digest_path(path)[0]
+            except (OSError, ArtifactError):
+                continue
+        return found
 
     def _prepare_outputs(self, step: dict[str, Any]) -> None:
         for out in step["outputs"].values():

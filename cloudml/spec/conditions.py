@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -382,15 +383,13 @@ def _compare(a: Any, op: str, b: Any) -> bool:
             return op == "!="
     elif type(a) is not type(b):
         raise TypeError(f"cannot compare {type(a).__name__} with {type(b).__name__}")
-    result: bool = {
-        ">=": a >= b,
-        ">": a > b,
-        "<=": a <= b,
-        "<": a < b,
-        "==": a == b,
-        "!=": a != b,
-    }[op]
+    result: bool = _OPERATORS[op](a, b)  # only the one asked for: None == None holds, None >= None does not
     return result
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+}
 
 
 def evaluate_condition(e: Expr, metrics: dict[tuple[str, str], Any], params: dict[str, Any]) -> bool:

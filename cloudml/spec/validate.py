@@ -71,14 +71,18 @@ def _issue(msg: str, loc: Loc, *, step: str | None = None, expected: str | None 
     return Issue(msg, path=_fmt(loc), step=step, expected=expected, fix=fix, code=code, loc=loc)
 
 
+def _has(cur: Any, part: Any) -> bool:
+    if isinstance(cur, dict):
+        return isinstance(part, str) and part in cur
+    return isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+
+
 def _walk_loc(data: Any, loc: tuple[Any, ...], missing: bool) -> Loc:
     """Map a pydantic error location onto the document: drop union members and step tags."""
     out: list[str | int] = []
     cur = data
     for i, part in enumerate(loc):
-        if (isinstance(cur, dict) and isinstance(part, str) and part in cur) or (
-            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
-        ):
+        if _has(cur, part):
             out.append(part)
             cur = cur[part]
         elif missing and i == len(loc) - 1 and isinstance(part, str):
@@ -236,6 +240,20 @@ def _check_output_ref(ref: StepOutputRef, loc: Loc, step: str, by_name: dict[str
     return []
 
 
+def _check_input_type(declared: str | None, ref: StepOutputRef, by_name: dict[str, Any], loc: Loc,
+                      step: str) -> list[Issue]:
+    """An input that declares a type must read an output of that type (``generic`` matches anything)."""
+    producer = by_name.get(ref.step)
+    if declared in (None, "generic") or not isinstance(producer, TaskStep) or ref.output not in producer.outputs:
+        return []
+    actual = producer.outputs[ref.output].type
+    if actual in (declared, "generic"):
+        return []
+    return [_issue(f"input is declared {declared} but '{ref}' is a {actual} output", loc, step=step,
+                   expected=f"a {declared} output", fix=f"declare the input as {actual} or read another output",
+                   code="output_type")]
+
+
 def _check_text(text: str, loc: Loc, step: str, params: dict[str, Parameter], *,
                 inputs: Iterable[str] = (), outputs: Iterable[str] = (),
                 allowed: tuple[str, ...] = ("inputs", "outputs", "params")) -> list[Issue]:
@@ -265,7 +283,8 @@ def _check_task(s: TaskStep, base: Loc, params: dict[str, Parameter], by_name: d
             if ref.step == s.name:
                 issues.append(_issue("a step cannot read its own output", loc, step=s.name, code="cycle"))
             else:
-                issues += _check_output_ref(ref, loc, s.name, by_name, known)
+                found = _check_output_ref(ref, loc, s.name, by_name, known)
+                issues += found or _check_input_type(spec.type, ref, by_name, loc, s.name)
         elif isinstance(ref, ParamSourceRef):
             p = params.get(ref.param)
             if p is None:
