@@ -1,0 +1,384 @@
+"""The vendor-neutral rollout controller: a persisted state machine over a small traffic interface.
+
+Every backend that lacks native guarded rollouts (local, Vertex AI, Azure ML) implements
+:class:`TrafficBackend`; the controller executes the plan from :func:`cloudml.rollout_plan.plan_rollout`:
+create the new deployment (green), wait until it is ready, move traffic or mirror a share, bake while
+watching alarms, and retire the old deployment (blue). Any alarm in ALARM during a bake rolls all
+traffic back to blue; green is removed after the termination wait.
+
+State is saved after every transition, so a controller killed at any moment can be resumed and
+either finishes or rolls back. Weights only ever name deployments that are ready.
+
+Example:
+    >>> from cloudml.rollout import RolloutController, MemoryStateStore
+    >>> from cloudml.rollout import FakeTrafficBackend  # an in-memory backend for examples and tests
+    >>> from cloudml.spec.deployment import Deployment
+    >>> backend = FakeTrafficBackend()
+    >>> ctl = RolloutController(backend, MemoryStateStore(), poll=0.001)
+    >>> d = Deployment(endpoint="churn", model={"group": "churn", "version": 1}, strategy="all_at_once")
+    >>> ctl.deploy(d, model_name="churn-v1").outcome.value
+    'succeeded'
+    >>> backend.traffic["churn"]
+    {'churn-v1': 100}
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from cloudml.adapter import RolloutOutcome, RolloutResult
+from cloudml.alarms import AlarmStatus, evaluate_alarm
+from cloudml.errors import DeploymentError, NotFoundError, RollbackError
+from cloudml.rollout_plan import plan_rollout
+from cloudml.spec.deployment import Alarm, Deployment
+
+__all__ = [
+    "FakeTrafficBackend",
+    "MemoryStateStore",
+    "RolloutController",
+    "StateStore",
+    "TrafficBackend",
+]
+
+
+class TrafficBackend(Protocol):
+    """What the controller needs from an endpoint: deployments, readiness, weights, alarms."""
+
+    def create_deployment(self, endpoint: str, name: str, deployment: Deployment, model: dict[str, Any]) -> None:
+        """Start a deployment of ``model`` (it takes no traffic yet)."""
+
+    def is_ready(self, endpoint: str, name: str) -> bool:
+        """True once the deployment answers its readiness check."""
+
+    def set_traffic(self, endpoint: str, weights: dict[str, int], mirror: dict[str, int]) -> None:
+        """Set integer percentages (summing to 100) and mirrored shares."""
+
+    def alarm_datapoints(self, endpoint: str, name: str, alarm: Alarm) -> list[float | None]:
+        """Per-period values of the alarm's metric for one deployment, oldest first, complete periods only."""
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        """Remove a deployment that takes no traffic."""
+
+
+class StateStore(Protocol):
+    """Where rollout state lives between transitions (a file, a table, ...)."""
+
+    def load(self, endpoint: str) -> dict[str, Any] | None:
+        """The saved state, or None."""
+
+    def save(self, endpoint: str, state: dict[str, Any]) -> None:
+        """Persist the state atomically."""
+
+
+class MemoryStateStore:
+    """A StateStore in a dict (tests and examples)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, dict[str, Any]] = {}
+
+    def load(self, endpoint: str) -> dict[str, Any] | None:
+        """The saved state, or None."""
+        import copy
+
+        state = self.states.get(endpoint)
+        return copy.deepcopy(state) if state is not None else None
+
+    def save(self, endpoint: str, state: dict[str, Any]) -> None:
+        """Keep a copy of the state."""
+        import copy
+
+        self.states[endpoint] = copy.deepcopy(state)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RolloutController:
+    """Executes rollout plans against a :class:`TrafficBackend`, persisting every transition."""
+
+    def __init__(self, backend: TrafficBackend, store: StateStore, *, poll: float = 0.2,
+                 ready_timeout: float = 300.0, clock: Callable[[], float] = time.time,
+                 stop: threading.Event | None = None) -> None:
+        self.backend = backend
+        self.store = store
+        self.poll = poll
+        self.ready_timeout = ready_timeout
+        self.clock = clock
+        self.stop = stop or threading.Event()
+
+    # -- entry points ---------------------------------------------------------------------------
+    def deploy(self, deployment: Deployment, *, model_name: str, model: dict[str, Any] | None = None) -> RolloutResult:
+        """Start a rollout of a new deployment called ``model_name`` and drive it to its outcome."""
+        endpoint = deployment.endpoint
+        previous = self.store.load(endpoint)
+        if previous and previous["status"] in ("in_progress", "rolling_back"):
+            raise DeploymentError(f"endpoint {endpoint} has a rollout in progress",
+                                  hint=f"cloudml rollout resume {endpoint}  (or cloudml rollback {endpoint})")
+        blue = previous.get("live") if previous else None
+        if blue == model_name:
+            raise DeploymentError(f"{model_name} is already live on {endpoint}", hint="deploy another model version")
+        plan = plan_rollout(deployment)
+        state: dict[str, Any] = {
+            "endpoint": endpoint, "spec": deployment.model_dump(mode="json", by_alias=True),
+            "model": model or {}, "blue": blue, "green": model_name, "live": blue,
+            "phases": plan["phases"], "phase": 0, "status": "in_progress", "started": self.clock(),
+            "phase_started": None, "weights": previous.get("weights", {}) if previous else {},
+            "mirror": {}, "history": (previous or {}).get("history", [])[-200:], "outcome": None,
+        }
+        self._event(state, "rollout started", strategy=plan["strategy"], blue=blue, green=model_name)
+        self._save(state)
+        return self._drive(state, deployment)
+
+    def resume(self, endpoint: str) -> RolloutResult:
+        """Continue an interrupted rollout (or finish an interrupted rollback)."""
+        state = self._load(endpoint)
+        deployment = Deployment.model_validate(state["spec"])
+        if state["status"] == "rolling_back":
+            return self._rollback(state, state.get("rollback_reason", "resumed rollback"), None, None)
+        if state["status"] != "in_progress":
+            return self._result(state)
+        self._event(state, "resumed", phase=state["phase"])
+        for name, weight in state["weights"].items():
+            if weight > 0 and not self.backend.is_ready(endpoint, name):
+                return self._rollback(state, f"deployment {name} is not ready after resume", None, None)
+        return self._drive(state, deployment)
+
+    def rollback(self, endpoint: str, reason: str = "manual rollback") -> RolloutResult:
+        """Send all traffic back to blue now and remove green (after the termination wait)."""
+        state = self._load(endpoint)
+        if state["status"] not in ("in_progress", "rolling_back"):
+            if not state.get("previous_live"):
+                raise RollbackError(f"endpoint {endpoint} has nothing to roll back to",
+                                    hint="deploy another model version instead")
+            state = self._reopen_last(state)
+        return self._rollback(state, reason, None, None)
+
+    def promote(self, endpoint: str) -> RolloutResult:
+        """Skip the remaining bakes: all traffic to green, then retire blue."""
+        state = self._load(endpoint)
+        if state["status"] != "in_progress":
+            raise DeploymentError(f"no rollout in progress on {endpoint}")
+        self._event(state, "manual promotion")
+        self._shift(state, {"blue": 0, "green": 100})
+        return self._finish(state)
+
+    # -- the state machine ------------------------------------------------------------------------
+    def _drive(self, state: dict[str, Any], deployment: Deployment) -> RolloutResult:
+        alarms = deployment.alarms if deployment.rollback.automatic else []
+        deadline = state["started"] + deployment.max_duration
+        while state["phase"] < len(state["phases"]):
+            phase = state["phases"][state["phase"]]
+            kind = phase["phase"]
+            if kind == "create":
+                self.backend.create_deployment(state["endpoint"], state["green"], deployment, state["model"])
+                self._event(state, "created", deployment=state["green"])
+            elif kind == "wait_ready":
+                if not self._wait_ready(state):
+                    return self._rollback(state, f"{state['green']} did not become ready in {self.ready_timeout:g}s",
+                                          None, None, failed=True)
+                self._event(state, "ready", deployment=state["green"])
+            elif kind == "shift":
+                self._shift(state, phase["weights"])
+            elif kind == "mirror":
+                self._set(state, state["weights"] or self._blue_only(state), {state["green"]: round(phase["percent"])})
+                self._event(state, "mirroring", percent=phase["percent"])
+            elif kind == "bake":
+                fired = self._bake(state, phase["seconds"], alarms, deadline)
+                if fired is not None:
+                    return self._rollback(state, f"alarm {fired.name} in ALARM: {fired.reason}", fired.name,
+                                          fired.value)
+                if self.stop.is_set():
+                    return self._result(state)
+            elif kind in ("promote", "discard"):
+                if kind == "discard":
+                    return self._discard(state)
+                self._event(state, "promoting")
+            elif kind == "retire":
+                return self._finish(state, wait=self._termination_wait(state))
+            state["phase"] += 1
+            state["phase_started"] = None
+            self._save(state)
+        return self._finish(state)
+
+    def _blue_only(self, state: dict[str, Any]) -> dict[str, int]:
+        return {state["blue"]: 100} if state["blue"] else {}
+
+    def _weights(self, state: dict[str, Any], roles: dict[str, int]) -> dict[str, int]:
+        blue, green = state["blue"], state["green"]
+        if not blue:
+            return {green: 100}
+        return {blue: int(roles["blue"]), green: int(roles["green"])}
+
+    def _shift(self, state: dict[str, Any], roles: dict[str, int]) -> None:
+        weights = self._weights(state, roles)
+        self._set(state, weights, {} if roles.get("green", 0) == 100 else state["mirror"])
+        self._event(state, "traffic", weights=weights)
+
+    def _set(self, state: dict[str, Any], weights: dict[str, int], mirror: dict[str, int]) -> None:
+        for name, w in weights.items():
+            if w > 0 and not self.backend.is_ready(state["endpoint"], name):
+                raise DeploymentError(f"refusing to send traffic to {name}: it is not ready")
+        self.backend.set_traffic(state["endpoint"], weights, mirror)
+        state["weights"], state["mirror"] = weights, mirror
+        self._save(state)
+
+    def _wait_ready(self, state: dict[str, Any]) -> bool:
+        end = self.clock() + self.ready_timeout
+        while self.clock() < end:
+            if self.backend.is_ready(state["endpoint"], state["green"]):
+                return True
+            if self.stop.wait(self.poll):
+                return False
+        return False
+
+    def _bake(self, state: dict[str, Any], seconds: float, alarms: list[Alarm], deadline: float) -> AlarmStatus | None:
+        if state.get("phase_started") is None:
+            state["phase_started"] = self.clock()
+            self._event(state, "baking", seconds=seconds, alarms=[a.name for a in alarms])
+            self._save(state)
+        end = state["phase_started"] + seconds
+        while True:
+            for alarm in alarms:
+                if alarm.existing:
+                    continue
+                points = self.backend.alarm_datapoints(state["endpoint"], state["green"], alarm)
+                status = evaluate_alarm(alarm, points)
+                if status.state == "ALARM":
+                    return status
+            if self.clock() >= deadline:
+                return AlarmStatus("max_duration", "ALARM", (), 0, None, "the rollout exceeded max_duration")
+            if self.clock() >= end or self.stop.wait(self.poll):
+                return None
+
+    def _termination_wait(self, state: dict[str, Any]) -> float:
+        return float(Deployment.model_validate(state["spec"]).rollback.termination_wait)
+
+    def _finish(self, state: dict[str, Any], wait: float = 0.0) -> RolloutResult:
+        weights = self._weights(state, {"blue": 0, "green": 100})
+        if state["weights"] != weights or state["mirror"]:
+            self._set(state, weights, {})
+        if state["blue"]:
+            if wait and self.stop.wait(wait):
+                return self._result(state)
+            self.backend.delete_deployment(state["endpoint"], state["blue"])
+            self._event(state, "retired", deployment=state["blue"])
+        state.update(status="succeeded", previous_live=state["blue"], live=state["green"],
+                     outcome={"outcome": "succeeded"}, weights={state["green"]: 100})
+        self._event(state, "rollout succeeded")
+        self._save(state)
+        return self._result(state)
+
+    def _discard(self, state: dict[str, Any]) -> RolloutResult:
+        self._set(state, state["weights"] or self._blue_only(state), {})
+        self.backend.delete_deployment(state["endpoint"], state["green"])
+        state.update(status="succeeded", live=state["blue"], outcome={"outcome": "succeeded",
+                     "reason": "shadow deployment compared and discarded"})
+        self._event(state, "shadow discarded", deployment=state["green"])
+        self._save(state)
+        return self._result(state)
+
+    def _rollback(self, state: dict[str, Any], reason: str, alarm: str | None, value: float | None,
+                  failed: bool = False) -> RolloutResult:
+        endpoint = state["endpoint"]
+        state["status"] = "rolling_back"
+        state["rollback_reason"] = reason
+        self._save(state)
+        if state["blue"]:
+            self.backend.set_traffic(endpoint, {state["blue"]: 100, state["green"]: 0}, {})
+            state["weights"], state["mirror"] = {state["blue"]: 100, state["green"]: 0}, {}
+            self._event(state, "rolled back", reason=reason, alarm=alarm, value=value, weights=state["weights"])
+            self._save(state)
+            wait = self._termination_wait(state)
+            if wait:
+                self.stop.wait(wait)
+            try:
+                self.backend.delete_deployment(endpoint, state["green"])
+            except NotFoundError:
+                pass
+            self._event(state, "removed", deployment=state["green"])
+            state["live"] = state["blue"]
+            outcome = RolloutOutcome.FAILED if failed else RolloutOutcome.ROLLED_BACK
+        else:
+            self._event(state, "alarm with nothing to roll back to", reason=reason, alarm=alarm, value=value)
+            outcome = RolloutOutcome.FAILED
+            state["live"] = state["green"]
+        state["status"] = outcome.value
+        state["outcome"] = {"outcome": outcome.value, "alarm": alarm, "value": value, "reason": reason, "at": _now()}
+        self._save(state)
+        return self._result(state)
+
+    def _reopen_last(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Manual rollback after a finished rollout: the previous live deployment must still exist."""
+        raise RollbackError(
+            f"the previous deployment of {state['endpoint']} ({state['previous_live']}) was already retired",
+            hint="redeploy the previous model version: cloudml deploy with model.version set",
+        )
+
+    # -- persistence and results ----------------------------------------------------------------------
+    def _load(self, endpoint: str) -> dict[str, Any]:
+        state = self.store.load(endpoint)
+        if state is None:
+            raise NotFoundError(f"endpoint {endpoint} has no rollout", hint="cloudml endpoints list")
+        return state
+
+    def _save(self, state: dict[str, Any]) -> None:
+        self.store.save(state["endpoint"], state)
+
+    def _event(self, state: dict[str, Any], event: str, **data: Any) -> None:
+        state["history"].append({"at": _now(), "t": self.clock(), "event": event,
+                                 **{k: v for k, v in data.items() if v is not None}})
+
+    def _result(self, state: dict[str, Any]) -> RolloutResult:
+        outcome = state.get("outcome") or {}
+        status = outcome.get("outcome")
+        kind = RolloutOutcome(status) if status in ("succeeded", "rolled_back", "failed") else RolloutOutcome.FAILED
+        at = datetime.fromisoformat(outcome["at"]) if outcome.get("at") else None
+        reason = outcome.get("reason", "") if status else f"stopped while {state['status']}"
+        return RolloutResult(state["endpoint"], kind, alarm=outcome.get("alarm"), metric_value=outcome.get("value"),
+                             at=at, reason=reason, history=list(state["history"]))
+
+
+class FakeTrafficBackend:
+    """An in-memory TrafficBackend: deployments are ready at once; tests set alarm datapoints.
+
+    ``points[(endpoint, deployment, alarm_name)]`` holds the datapoints an alarm sees.
+    """
+
+    def __init__(self) -> None:
+        self.deployments: dict[str, set[str]] = {}
+        self.traffic: dict[str, dict[str, int]] = {}
+        self.mirror: dict[str, dict[str, int]] = {}
+        self.points: dict[tuple[str, str, str], list[float | None]] = {}
+
+    def create_deployment(self, endpoint: str, name: str, deployment: Deployment, model: dict[str, Any]) -> None:
+        """Record the deployment."""
+        self.deployments.setdefault(endpoint, set()).add(name)
+
+    def is_ready(self, endpoint: str, name: str) -> bool:
+        """Ready as soon as it exists."""
+        return name in self.deployments.get(endpoint, set())
+
+    def set_traffic(self, endpoint: str, weights: dict[str, int], mirror: dict[str, int]) -> None:
+        """Check the rules (sum 100, known deployments) and store the split."""
+        if sum(weights.values()) != 100:
+            raise DeploymentError(f"weights {weights} do not sum to 100")
+        unknown = set(weights) - self.deployments.get(endpoint, set())
+        if unknown:
+            raise DeploymentError(f"unknown deployments {sorted(unknown)}")
+        self.traffic[endpoint] = {k: v for k, v in weights.items() if v > 0}
+        self.mirror[endpoint] = dict(mirror)
+
+    def alarm_datapoints(self, endpoint: str, name: str, alarm: Alarm) -> list[float | None]:
+        """What the test put there (no data by default)."""
+        return list(self.points.get((endpoint, name, alarm.name), []))
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        """Forget the deployment (it must take no traffic)."""
+        if self.traffic.get(endpoint, {}).get(name, 0) > 0:
+            raise DeploymentError(f"{name} still takes traffic")
+        self.deployments.get(endpoint, set()).discard(name)
