@@ -145,10 +145,10 @@ def capabilities_markdown(caps: list[Capabilities]) -> str:
     """A Markdown matrix of features by adapter (what the docs embed; ``cloudml backends --markdown``).
 
     Example:
-        >>> print(capabilities_markdown([Capabilities("a"), Capabilities("b", {"fail": ("never", "no")})])[:60])
+        >>> md = capabilities_markdown([Capabilities("a"), Capabilities("b", {"fail": ("never", "no")})])
+        >>> print(md.splitlines()[0]); print([ln for ln in md.splitlines() if "`fail`" in ln][0])
         | feature | what it is | a | b |
-        |---|---|---|---|
-        | `step.co
+        | `fail` | fail steps | ✓ | by design: no |
     """
     head = "| feature | what it is | " + " | ".join(c.adapter for c in caps) + " |"
     rule = "|---|---|" + "---|" * len(caps)

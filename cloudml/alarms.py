@@ -70,8 +70,9 @@ def evaluate_alarm(alarm: Alarm, datapoints: Sequence[float | None],
         ('ALARM', 'OK')
     """
     assert alarm.threshold is not None and alarm.metric is not None
-    window = list(datapoints)[-alarm.evaluation_periods:]
-    window = [None] * (alarm.evaluation_periods - len(window)) + window
+    recent: list[float | None] = list(datapoints)[-alarm.evaluation_periods:]
+    padding: list[float | None] = [None] * (alarm.evaluation_periods - len(recent))
+    window = padding + recent
     need = alarm.required_datapoints
     bad = good = 0
     worst: float | None = None

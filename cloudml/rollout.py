@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -296,10 +297,8 @@ class RolloutController:
             wait = self._termination_wait(state)
             if wait:
                 self.stop.wait(wait)
-            try:
+            with contextlib.suppress(NotFoundError):
                 self.backend.delete_deployment(endpoint, state["green"])
-            except NotFoundError:
-                pass
             self._event(state, "removed", deployment=state["green"])
             state["live"] = state["blue"]
             outcome = RolloutOutcome.FAILED if failed else RolloutOutcome.ROLLED_BACK

@@ -24,7 +24,12 @@ MAX_ARTIFACT_BYTES = 50 * 1024 * 1024
 
 
 def mlflow_params(run_params: dict[str, Any], step_params: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Pipeline parameters plus step parameters prefixed with the step name."""
+    """Pipeline parameters plus step parameters prefixed with the step name.
+
+    Example:
+        >>> mlflow_params({"seed": 1}, {"train": {"n": 3}})
+        {'seed': 1, 'train.n': 3}
+    """
     out = dict(run_params)
     for step, values in step_params.items():
         out.update({f"{step}.{k}": v for k, v in values.items()})
@@ -36,6 +41,18 @@ def log_run(meta: MetadataStore, run_id: str, tracking_uri: str, artifact_root: 
 
     Outputs up to ``MAX_ARTIFACT_BYTES`` are logged as artifacts under ``<step>/<output>``; larger
     ones are recorded as a ``cloudml.artifact.<step>.<output>`` tag holding their SHA-256.
+
+    Example:
+        >>> import cloudml, tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> backend = cloudml.get_adapter("local", root=str(root))
+        >>> b = cloudml.PipelineBuilder("tracked"); _ = b.add_step("a", command="echo hi")
+        >>> run = backend.run(b.build()); run.wait()
+        'succeeded'
+        >>> mlflow_id = log_run(backend.meta, run.id, f"sqlite:///{root}/mlflow.db", root / "artifacts")
+        >>> from mlflow.tracking import MlflowClient
+        >>> MlflowClient(f"sqlite:///{root}/mlflow.db").get_run(mlflow_id).data.tags["cloudml.run_id"] == run.id
+        True
     """
     try:
         from mlflow.tracking import MlflowClient

@@ -45,8 +45,7 @@ def _fail(e: CloudMLError) -> typer.Exit:
 def _backend(name: str | None, root: str | None = None) -> Any:
     from cloudml.registry import get_adapter
 
-    settings = {"root": root} if root else {}
-    return get_adapter(name, **settings)
+    return get_adapter(name, root=root) if root else get_adapter(name)
 
 
 def _duration(row: dict[str, Any]) -> str:
@@ -110,7 +109,17 @@ def run(
     resume: Annotated[str | None, typer.Option("--resume", help="re-run only failed or unrun steps of RUN_ID")] = None,
     root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
 ) -> None:
-    """Run a pipeline (live view of every step); exits 1 when the run fails."""
+    """Run a pipeline (live view of every step); exits 1 when the run fails.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> d = pathlib.Path(tempfile.mkdtemp()); f = d / "p.yaml"
+        >>> _ = f.write_text("kind: Pipeline\\nname: p\\nsteps: [{name: a, command: echo hi}]\\n")
+        >>> CliRunner().invoke(app, ["run", str(f), "--root", str(d / "state")]).exit_code
+        0
+    """
     from cloudml.loader import load
     from cloudml.spec.pipeline import Pipeline
 

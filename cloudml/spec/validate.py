@@ -156,6 +156,12 @@ def check_pipeline(params: dict[str, Parameter], steps: Sequence[tuple[int, Any]
 
     ``steps`` holds ``(index, step model)`` for steps that parsed; ``all_names`` holds the names of
     every step in the document, parsed or not, so one bad step does not cause spurious errors.
+
+    Example:
+        >>> from cloudml.spec.steps import TaskStep
+        >>> step = TaskStep(name="b", command="cat {{inputs.x}}", inputs={"x": "a.outputs.o"})
+        >>> [i.message for i in check_pipeline({}, [(0, step)], ["b"])]
+        ["unknown step 'a'"]
     """
     issues: list[Issue] = []
     by_name: dict[str, Any] = {}
@@ -484,7 +490,13 @@ def _locate(issues: list[Issue], data: Any, doc: Document | None) -> list[Issue]
 
 
 def validate_document(doc: Document) -> Pipeline | Deployment:
-    """Validate a parsed :class:`~cloudml.loader.Document`; errors carry file:line:column."""
+    """Validate a parsed :class:`~cloudml.loader.Document`; errors carry file:line:column.
+
+    Example:
+        >>> from cloudml.loader import parse_yaml
+        >>> validate_document(parse_yaml("kind: Deployment\\nendpoint: ep\\nmodel: {group: g}\\n")).endpoint
+        'ep'
+    """
     return validate_data(doc.data, doc)
 
 

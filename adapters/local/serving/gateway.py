@@ -1,0 +1,282 @@
+"""The local gateway: one HTTP front for every endpoint of a backend root, with traffic splitting.
+
+    python -m cloudml.adapters.local.serving.gateway --root ROOT [--host 127.0.0.1] [--port 0]
+
+* ``POST /endpoints/{endpoint}/predict`` — routed to a deployment by weight; the header
+  ``X-Cloudml-Deployment: NAME`` pins a request to one deployment (smoke tests). A share of requests
+  is mirrored to shadow deployments; the client never sees their answers, which are compared with
+  the primary answer and recorded.
+* ``PUT /-/endpoints/{endpoint}`` — set deployments (name → URL), weights (integers summing to
+  100) and mirror shares; invalid maps are refused with 422. ``GET /-/endpoints`` and
+  ``GET /-/endpoints/{endpoint}/metrics`` read the state, ``DELETE`` removes an endpoint.
+* ``GET /metrics`` — Prometheus text; ``GET /health``.
+
+A deployment whose weight drops to 0 gets no new requests; requests already in flight finish, and
+``inflight`` tells the controller when it may stop the worker. A request whose deployment cannot be
+reached is retried once on another live deployment, so clients never see a refused connection.
+
+Example:
+    >>> check_traffic({"a": 90, "b": 10}, {}, {"a", "b"}) is None
+    True
+    >>> check_traffic({"a": 90, "b": 5}, {}, {"a", "b"})
+    'weights must sum to 100, got 95'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from cloudml.adapters.local.serving.metrics import DeploymentMetrics, period_value, prometheus_text
+
+__all__ = ["Gateway", "check_traffic", "main"]
+
+MAX_BODY = 6 * 1024 * 1024
+PIN_HEADER = "x-cloudml-deployment"
+
+
+def check_traffic(weights: dict[str, int], mirror: dict[str, int], deployments: set[str]) -> str | None:
+    """Why a traffic map is invalid, or None when it is fine."""
+    for name, w in {**weights, **mirror}.items():
+        if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 100:
+            return f"share of {name} must be an integer from 0 to 100, got {w!r}"
+        if name not in deployments:
+            return f"unknown deployment {name!r}"
+    if weights and sum(weights.values()) != 100:
+        return f"weights must sum to 100, got {sum(weights.values())}"
+    for name, share in mirror.items():
+        if share and weights.get(name, 0) > 0:
+            return f"{name} takes live traffic; a deployment is either live or mirrored"
+    return None
+
+
+class Gateway:
+    """Routing tables, metrics and the HTTP client to the workers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.routes: dict[str, dict[str, Any]] = {}
+        self.metrics: dict[tuple[str, str], DeploymentMetrics] = {}
+        self.shadow: dict[tuple[str, str], dict[str, int]] = {}
+        self.client: Any = None
+        self._load()
+
+    def _routes_file(self) -> Path:
+        return self.root / "gateway-routes.json"
+
+    def _load(self) -> None:
+        try:
+            self.routes = json.loads(self._routes_file().read_text())
+        except (OSError, ValueError):
+            self.routes = {}
+
+    def _persist(self) -> None:
+        tmp = self._routes_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.routes))
+        os.replace(tmp, self._routes_file())
+
+    def metric(self, endpoint: str, deployment: str) -> DeploymentMetrics:
+        key = (endpoint, deployment)
+        if key not in self.metrics:
+            self.metrics[key] = DeploymentMetrics()
+        return self.metrics[key]
+
+    def pick(self, route: dict[str, Any], exclude: str | None = None) -> str | None:
+        live = [(n, w) for n, w in route["weights"].items() if w > 0 and n != exclude]
+        if not live:
+            return None
+        r = random.uniform(0, sum(w for _, w in live))
+        for name, w in live:
+            r -= w
+            if r <= 0:
+                return str(name)
+        return str(live[-1][0])
+
+    async def forward(self, endpoint: str, name: str, url: str, body: bytes) -> tuple[int, bytes]:
+        m = self.metric(endpoint, name)
+        m.inflight += 1
+        start = time.perf_counter()
+        try:
+            resp = await self.client.post(url + "/predict", content=body,
+                                          headers={"content-type": "application/json"})
+            status, content = resp.status_code, resp.content
+        finally:
+            m.inflight -= 1
+        m.record(time.perf_counter() - start, error=status >= 500)
+        return status, content
+
+    async def mirror(self, endpoint: str, name: str, url: str, body: bytes, primary: bytes) -> None:
+        stats = self.shadow.setdefault((endpoint, name), {"compared": 0, "agreed": 0, "failed": 0})
+        try:
+            status, content = await self.forward(endpoint, name, url, body)
+        except Exception:
+            self.metric(endpoint, name).record(0.0, error=True)
+            stats["failed"] += 1
+            return
+        if status >= 400:
+            stats["failed"] += 1
+            return
+        stats["compared"] += 1
+        try:
+            if json.loads(content).get("predictions") == json.loads(primary).get("predictions"):
+                stats["agreed"] += 1
+        except ValueError:
+            pass
+
+
+def build_app(gw: Gateway) -> Any:
+    """The gateway's ASGI app."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def predict(request: Request) -> Response:
+        endpoint = request.path_params["endpoint"]
+        route = gw.routes.get(endpoint)
+        if route is None:
+            return error(404, f"unknown endpoint {endpoint!r}")
+        length = request.headers.get("content-length")
+        if length is not None and int(length) > MAX_BODY:
+            return error(413, f"body larger than {MAX_BODY} bytes")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return error(413, f"body larger than {MAX_BODY} bytes")
+        pin = request.headers.get(PIN_HEADER)
+        if pin is not None and pin not in route["urls"]:
+            return error(404, f"endpoint {endpoint!r} has no deployment {pin!r}")
+        name = pin or gw.pick(route)
+        if name is None:
+            return error(503, f"endpoint {endpoint!r} has no deployment taking traffic")
+        try:
+            status, content = await gw.forward(endpoint, name, route["urls"][name], body)
+        except httpx.TransportError:
+            gw.metric(endpoint, name).record(0.0, error=True)
+            other = None if pin else gw.pick(route, exclude=name)
+            if other is None:
+                return error(503, f"deployment {name!r} of {endpoint!r} is unreachable")
+            status, content = await gw.forward(endpoint, other, route["urls"][other], body)
+        for shadow, share in route.get("mirror", {}).items():
+            if share and shadow in route["urls"] and random.uniform(0, 100) < share:
+                asyncio.get_running_loop().create_task(gw.mirror(endpoint, shadow, route["urls"][shadow], body, content))
+        return Response(content, status_code=status, media_type="application/json")
+
+    async def put_endpoint(request: Request) -> JSONResponse:
+        endpoint = request.path_params["endpoint"]
+        try:
+            spec = await request.json()
+            urls = dict(spec["deployments"])
+            weights = {k: v for k, v in dict(spec.get("weights", {})).items()}
+            mirror = dict(spec.get("mirror", {}))
+        except (ValueError, KeyError, TypeError):
+            return error(400, 'expected {"deployments": {name: url}, "weights": {...}, "mirror": {...}}')
+        problem = check_traffic(weights, mirror, set(urls))
+        if problem:
+            return error(422, problem)
+        gw.routes[endpoint] = {"urls": urls, "weights": weights, "mirror": mirror}
+        gw._persist()
+        return JSONResponse(gw.routes[endpoint])
+
+    async def get_endpoints(request: Request) -> JSONResponse:
+        out = {}
+        for ep, route in gw.routes.items():
+            names = set(route["urls"]) | {d for (e, d) in gw.metrics if e == ep}
+            out[ep] = {**route, "metrics": {n: gw.metric(ep, n).snapshot() for n in sorted(names)},
+                       "shadow": {d: s for (e, d), s in gw.shadow.items() if e == ep}}
+        return JSONResponse(out)
+
+    async def delete_endpoint(request: Request) -> JSONResponse:
+        endpoint = request.path_params["endpoint"]
+        if gw.routes.pop(endpoint, None) is None:
+            return error(404, f"unknown endpoint {endpoint!r}")
+        gw._persist()
+        return JSONResponse({"deleted": endpoint})
+
+    async def endpoint_metrics(request: Request) -> JSONResponse:
+        endpoint = request.path_params["endpoint"]
+        q = request.query_params
+        try:
+            period, count = int(q.get("period", "60")), int(q.get("count", "5"))
+        except ValueError:
+            return error(400, "period and count are integers")
+        names = [q["deployment"]] if "deployment" in q else sorted({d for (e, d) in gw.metrics if e == endpoint})
+        out: dict[str, Any] = {}
+        for n in names:
+            periods = gw.metric(endpoint, n).periods(period, count)
+            out[n] = [{"start": p["start"], "requests": p["requests"], "errors": p["errors"],
+                       **{m: period_value(m, p) for m in ("error_rate", "latency_p50", "latency_p90", "latency_p99")}}
+                      for p in periods]
+        return JSONResponse(out)
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(prometheus_text(gw.metrics), media_type="text/plain; version=0.0.4")
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "endpoints": sorted(gw.routes)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        gw.client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=2.0),
+                                      limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        try:
+            yield
+        finally:
+            await gw.client.aclose()
+
+    routes = [
+        Route("/endpoints/{endpoint}/predict", predict, methods=["POST"]),
+        Route("/-/endpoints/{endpoint}", put_endpoint, methods=["PUT"]),
+        Route("/-/endpoints/{endpoint}", delete_endpoint, methods=["DELETE"]),
+        Route("/-/endpoints", get_endpoints),
+        Route("/-/endpoints/{endpoint}/metrics", endpoint_metrics),
+        Route("/metrics", metrics),
+        Route("/health", health),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bind, record ``gateway.json`` (pid, host, port) under the root, and serve until killed."""
+    parser = argparse.ArgumentParser(prog="python -m cloudml.adapters.local.serving.gateway")
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    root = Path(args.root)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        print(f"cloudml gateway: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr, flush=True)
+        return 3
+    info = {"pid": os.getpid(), "host": args.host, "port": sock.getsockname()[1]}
+    tmp = root / "gateway.json.tmp"
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, root / "gateway.json")
+    gw = Gateway(root)
+    config = uvicorn.Config(build_app(gw), log_level="warning", access_log=False, timeout_keep_alive=30)
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
