@@ -58,6 +58,7 @@ class LocalSettings(_Settings):
     max_workers: int | None = Field(None, ge=1, le=256, description="parallel steps (default: CPU count)")
     in_process: bool = Field(False, description="run Python steps inside this process (fast tests)")
     host: str = Field("127.0.0.1", description="address endpoints bind to; never 0.0.0.0 unless you ask")
+    port: int = Field(0, ge=0, le=65535, description="gateway port for endpoints (0: any free port)")
     tracking: Literal["none", "mlflow"] = "none"
     mlflow_tracking_uri: str | None = None
 

@@ -32,12 +32,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from cloudml.adapter import Adapter, Capabilities, Compiled, ModelVersion
+from cloudml.adapter import Adapter, Capabilities, Compiled, ModelVersion, RolloutResult, deployment_features
 from cloudml.adapters.local.metadata import MetadataStore
 from cloudml.adapters.local.runner import DONE_STATES, Events, RunExecutor
 from cloudml.adapters.local.store import ArtifactStore
 from cloudml.config import LocalSettings
-from cloudml.errors import CloudMLError, NotFoundError, RunError
+from cloudml.errors import CloudMLError, DeploymentError, NotFoundError, RunError
+from cloudml.spec.deployment import Deployment
 from cloudml.spec.pipeline import Pipeline
 
 __all__ = ["LocalAdapter", "LocalOptions", "LocalRun"]
@@ -305,6 +306,93 @@ class LocalAdapter(Adapter):
                 return _to_model(row, self.store)
         raise NotFoundError(f"model group '{group}' has no approved version", backend="local",
                             hint=f"approve one: cloudml models approve {group} VERSION")
+
+
+    # -- endpoints ------------------------------------------------------------------------------
+    @property
+    def endpoints(self) -> Any:
+        """The gateway and worker processes of this root (:class:`LocalEndpoints`)."""
+        from cloudml.adapters.local.serving.endpoints import LocalEndpoints
+
+        return LocalEndpoints(self.root, host=self.settings.host, port=self.settings.port)
+
+    def controller(self, stop: threading.Event | None = None, poll: float = 0.2) -> Any:
+        """A rollout controller over this root's endpoints, with state in files under the root."""
+        from cloudml.adapters.local.serving.endpoints import FileStateStore
+        from cloudml.rollout import RolloutController
+
+        return RolloutController(self.endpoints, FileStateStore(self.root), poll=poll, stop=stop)
+
+    def resolve_model(self, group: str, version: int | str) -> ModelVersion:
+        """A registry version by number, ``latest`` or ``latest-approved``."""
+        if version == "latest-approved":
+            return self.latest_approved(group)
+        versions = self.list_models(group)
+        if not versions:
+            raise NotFoundError(f"model group '{group}' has no versions", backend="local",
+                                hint="register one by running a pipeline with a register_model step")
+        if version == "latest":
+            return versions[0]
+        return self._model(group, int(version))
+
+    def deploy(self, deployment: Deployment, **options: Any) -> RolloutResult:
+        """Roll out ``deployment`` on a local endpoint and return the typed outcome.
+
+        Options: ``stop`` (a threading.Event that pauses the controller, as a kill would),
+        ``poll`` (seconds between alarm checks, default 0.2).
+        """
+        self.check_supported(deployment_features(deployment))
+        model = self.resolve_model(deployment.model.group, deployment.model.version)
+        digest = Path(model.uri).name
+        name = f"{model.group}-v{model.version}"
+        info = {"uri": model.uri, "digest": digest, "group": model.group, "version": model.version}
+        with self._endpoint_lock(deployment.endpoint):
+            return self.controller(options.get("stop"), options.get("poll", 0.2)).deploy(  # type: ignore[no-any-return]
+                deployment, model_name=name, model=info)
+
+    def resume_rollout(self, endpoint: str, **options: Any) -> RolloutResult:
+        """Resume an interrupted rollout: it finishes or rolls back."""
+        with self._endpoint_lock(endpoint):
+            return self.controller(options.get("stop"), options.get("poll", 0.2)).resume(endpoint)  # type: ignore[no-any-return]
+
+    def rollback(self, endpoint: str) -> RolloutResult:
+        """Return all traffic to the previous deployment now."""
+        with self._endpoint_lock(endpoint):
+            return self.controller().rollback(endpoint)  # type: ignore[no-any-return]
+
+    def endpoint_status(self, endpoint: str) -> dict[str, Any]:
+        """Deployments, readiness, traffic split, metrics and rollout state."""
+        return dict(self.endpoints.status(endpoint))
+
+    def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
+        """Send ``{"instances": [...]}`` through the gateway (``deployment=`` pins one deployment)."""
+        from cloudml.adapters.local.serving.endpoints import http_json
+
+        headers = {"x-cloudml-deployment": options["deployment"]} if options.get("deployment") else None
+        url = f"{self.endpoints.gateway_url(start=False)}/endpoints/{endpoint}/predict"
+        status, body = http_json("POST", url, {"instances": instances}, headers=headers)
+        if status == 404:
+            raise NotFoundError(str(body.get("error")), backend="local", hint="cloudml endpoints list")
+        if status >= 400:
+            raise DeploymentError(f"endpoint {endpoint} answered {status}: {body.get('error', body)}")
+        return dict(body)
+
+    def _endpoint_lock(self, endpoint: str) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def lock() -> Any:
+            folder = self.root / "endpoints" / endpoint
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise DeploymentError(f"another controller is working on endpoint {endpoint}",
+                                          hint="wait for it, or stop it and run `cloudml rollout resume`") from None
+                yield
+
+        return lock()
 
 
 def _to_model(row: dict[str, Any], store: ArtifactStore) -> ModelVersion:

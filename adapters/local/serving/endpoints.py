@@ -28,7 +28,9 @@ from typing import Any
 from cloudml.errors import AdapterNotInstalledError, DeploymentError, NotFoundError
 from cloudml.spec.deployment import Alarm, Deployment
 
-__all__ = ["FileStateStore", "LocalEndpoints", "http_json"]
+__all__ = ["MAX_LOCAL_INSTANCES", "FileStateStore", "LocalEndpoints", "http_json"]
+
+MAX_LOCAL_INSTANCES = 4
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0,
@@ -182,65 +184,84 @@ class LocalEndpoints:
         self.gateway_url()
         folder = self._folder(endpoint) / name
         folder.mkdir(parents=True, exist_ok=True)
-        port_file = folder / "port"
-        port_file.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "cloudml.adapters.local.serving.worker", "--name", name,
-               "--model-dir", model["uri"], "--host", self.host, "--port-file", str(port_file)]
-        if model.get("digest"):
-            cmd += ["--digest", model["digest"]]
-        if deployment.serving.predictor:
-            cmd += ["--predictor", deployment.serving.predictor]
-        if model.get("code"):
-            cmd += ["--code", model["code"]]
+        count = min(deployment.instances.count, os.cpu_count() or 1, MAX_LOCAL_INSTANCES)
         env = {**os.environ, **deployment.serving.env}
-        with open(folder / "worker.log", "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+        pids = []
+        for i in range(count):
+            port_file = folder / f"port-{i}"
+            port_file.unlink(missing_ok=True)
+            cmd = [sys.executable, "-m", "cloudml.adapters.local.serving.worker", "--name", name,
+                   "--model-dir", model["uri"], "--host", self.host, "--port-file", str(port_file)]
+            if model.get("digest"):
+                cmd += ["--digest", model["digest"]]
+            if deployment.serving.predictor:
+                cmd += ["--predictor", deployment.serving.predictor]
+            if model.get("code"):
+                cmd += ["--code", model["code"]]
+            with open(folder / f"worker-{i}.log", "ab") as log:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)
+            pids.append(proc.pid)
         deployments = self._deployments(endpoint)
-        deployments[name] = {"pid": proc.pid, "model": model, "started": time.time(), "folder": str(folder)}
+        deployments[name] = {"pids": pids, "model": model, "started": time.time(), "folder": str(folder)}
         self._save_deployments(endpoint, deployments)
 
-    def _url(self, endpoint: str, name: str) -> str | None:
-        try:
-            port = int((self._folder(endpoint) / name / "port").read_text())
-        except (OSError, ValueError):
-            return None
-        return f"http://{self.host}:{port}"
+    def _urls(self, endpoint: str, name: str) -> list[str]:
+        info = self._deployments(endpoint).get(name)
+        urls = []
+        for i in range(len(info["pids"]) if info else 0):
+            try:
+                port = int((self._folder(endpoint) / name / f"port-{i}").read_text())
+            except (OSError, ValueError):
+                continue
+            urls.append(f"http://{self.host}:{port}")
+        return urls
 
     def is_ready(self, endpoint: str, name: str) -> bool:
-        """True when the worker process is alive and its model is loaded."""
+        """True when every worker process of the deployment is alive and has loaded the model."""
         info = self._deployments(endpoint).get(name)
-        if info is None or not _alive(int(info["pid"])):
+        if info is None or not all(_alive(int(pid)) for pid in info["pids"]):
             return False
-        url = self._url(endpoint, name)
-        if url is None:
+        urls = self._urls(endpoint, name)
+        if len(urls) != len(info["pids"]):
             return False
-        try:
-            status, _ = http_json("GET", url + "/ready", timeout=2)
-        except OSError:
-            return False
-        return status == 200
+        for url in urls:
+            try:
+                status, _ = http_json("GET", url + "/ready", timeout=2)
+            except OSError:
+                return False
+            if status != 200:
+                return False
+        return True
 
     def worker_error(self, endpoint: str, name: str) -> str:
-        """The last line a worker logged (why it is not ready)."""
-        log = self._folder(endpoint) / name / "worker.log"
-        try:
-            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        except OSError:
-            return ""
-        return lines[-1] if lines else ""
+        """The last line a worker of the deployment logged (why it is not ready)."""
+        for log in sorted((self._folder(endpoint) / name).glob("worker-*.log")):
+            try:
+                lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            except OSError:
+                continue
+            if lines:
+                return lines[-1]
+        return ""
 
     def set_traffic(self, endpoint: str, weights: dict[str, int], mirror: dict[str, int]) -> None:
         """Tell the gateway the deployments, their weights and mirror shares."""
         urls = {}
         for name in self._deployments(endpoint):
-            url = self._url(endpoint, name)
-            if url is not None:
-                urls[name] = url
+            found = self._urls(endpoint, name)
+            if found:
+                urls[name] = found
         status, body = http_json("PUT", f"{self.gateway_url()}/-/endpoints/{endpoint}",
-                                 {"deployments": urls, "weights": weights, "mirror": mirror})
+                                 {"deployments": urls, "weights": weights, "mirror": mirror,
+                                  "capture": self._capture(endpoint)})
         if status != 200:
             raise DeploymentError(f"the gateway refused the traffic split {weights}: {body.get('error', body)}")
+
+    def _capture(self, endpoint: str) -> dict[str, Any] | None:
+        state = FileStateStore(self.root).load(endpoint) or {}
+        capture = (state.get("spec") or {}).get("capture")
+        return capture if capture and capture.get("enabled", True) else None
 
     def traffic(self, endpoint: str) -> dict[str, Any]:
         """The gateway's view of an endpoint: urls, weights, mirror, metrics, shadow comparisons."""
@@ -285,8 +306,9 @@ class LocalEndpoints:
             self._save_deployments(endpoint, {**deployments, name: info})
             urls = {n: u for n, u in view.get("urls", {}).items() if n != name}
             http_json("PUT", f"{self.gateway_url()}/-/endpoints/{endpoint}",
-                      {"deployments": urls, "weights": weights, "mirror": mirror})
-        _stop(int(info["pid"]))
+                      {"deployments": urls, "weights": weights, "mirror": mirror, "capture": self._capture(endpoint)})
+        for pid in info["pids"]:
+            _stop(int(pid))
         self._save_deployments(endpoint, deployments)
 
     # -- whole endpoints ---------------------------------------------------------------------------
@@ -299,7 +321,7 @@ class LocalEndpoints:
         if not self._folder(endpoint).is_dir():
             raise NotFoundError(f"no endpoint {endpoint!r}", backend="local", hint="cloudml endpoints list")
         deployments = {
-            name: {**info, "alive": _alive(int(info["pid"])), "ready": self.is_ready(endpoint, name)}
+            name: {**info, "alive": all(_alive(int(p)) for p in info["pids"]), "ready": self.is_ready(endpoint, name)}
             for name, info in self._deployments(endpoint).items()
         }
         rollout = FileStateStore(self.root).load(endpoint) or {}
@@ -315,7 +337,8 @@ class LocalEndpoints:
         with contextlib.suppress(OSError, NotFoundError):
             http_json("DELETE", f"{self.gateway_url(start=False)}/-/endpoints/{endpoint}")
         for info in self._deployments(endpoint).values():
-            _stop(int(info["pid"]))
+            for pid in info["pids"]:
+                _stop(int(pid))
         import shutil
 
         shutil.rmtree(self._folder(endpoint))
@@ -324,7 +347,8 @@ class LocalEndpoints:
         """Stop every worker and the gateway of this root (tests, `cloudml endpoints delete --all`)."""
         for endpoint in self.list():
             for info in self._deployments(endpoint).values():
-                _stop(int(info["pid"]))
+                for pid in info["pids"]:
+                    _stop(int(pid))
         self.stop_gateway()
 
 

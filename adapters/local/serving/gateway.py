@@ -102,7 +102,8 @@ class Gateway:
                 return str(name)
         return str(live[-1][0])
 
-    async def forward(self, endpoint: str, name: str, url: str, body: bytes) -> tuple[int, bytes]:
+    async def forward(self, endpoint: str, name: str, urls: list[str], body: bytes) -> tuple[int, bytes]:
+        url = urls[0] if len(urls) == 1 else random.choice(urls)
         m = self.metric(endpoint, name)
         m.inflight += 1
         start = time.perf_counter()
@@ -115,7 +116,19 @@ class Gateway:
         m.record(time.perf_counter() - start, error=status >= 500)
         return status, content
 
-    async def mirror(self, endpoint: str, name: str, url: str, body: bytes, primary: bytes) -> None:
+    def capture(self, endpoint: str, name: str, body: bytes, content: bytes) -> None:
+        """Append one request/response pair to the endpoint's capture log (JSON lines)."""
+        folder = self.root / "endpoints" / endpoint / "capture"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            record = {"at": time.time(), "deployment": name, "request": json.loads(body),
+                      "response": json.loads(content)}
+        except ValueError:
+            return
+        with open(folder / f"{time.strftime('%Y%m%d', time.gmtime())}.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    async def mirror(self, endpoint: str, name: str, url: list[str], body: bytes, primary: bytes) -> None:
         stats = self.shadow.setdefault((endpoint, name), {"compared": 0, "agreed": 0, "failed": 0})
         try:
             status, content = await self.forward(endpoint, name, url, body)
@@ -172,6 +185,9 @@ def build_app(gw: Gateway) -> Any:
             if other is None:
                 return error(503, f"deployment {name!r} of {endpoint!r} is unreachable")
             status, content = await gw.forward(endpoint, other, route["urls"][other], body)
+        capture = route.get("capture")
+        if capture and status < 400 and random.uniform(0, 100) < float(capture.get("percent", 100)):
+            gw.capture(endpoint, name, body, content)
         for shadow, share in route.get("mirror", {}).items():
             if share and shadow in route["urls"] and random.uniform(0, 100) < share:
                 asyncio.get_running_loop().create_task(gw.mirror(endpoint, shadow, route["urls"][shadow], body, content))
@@ -185,11 +201,14 @@ def build_app(gw: Gateway) -> Any:
             weights = {k: v for k, v in dict(spec.get("weights", {})).items()}
             mirror = dict(spec.get("mirror", {}))
         except (ValueError, KeyError, TypeError):
-            return error(400, 'expected {"deployments": {name: url}, "weights": {...}, "mirror": {...}}')
+            return error(400, 'expected {"deployments": {name: [url, ...]}, "weights": {...}, "mirror": {...}}')
+        if not all(isinstance(u, list) and u and all(isinstance(x, str) for x in u) for u in urls.values()):
+            return error(400, "each deployment maps to a non-empty list of worker URLs")
         problem = check_traffic(weights, mirror, set(urls))
         if problem:
             return error(422, problem)
-        gw.routes[endpoint] = {"urls": urls, "weights": weights, "mirror": mirror}
+        capture = spec.get("capture") or None
+        gw.routes[endpoint] = {"urls": urls, "weights": weights, "mirror": mirror, "capture": capture}
         gw._persist()
         return JSONResponse(gw.routes[endpoint])
 
