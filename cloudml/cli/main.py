@@ -209,11 +209,17 @@ def backends(
 
 
 def _register_verbs() -> None:
+    from cloudml.cli.deploy import deploy, endpoints_app, invoke, rollback, rollout_app
     from cloudml.cli.runs import models_app, run, runs_app
 
     app.command("run")(run)
     app.add_typer(runs_app, name="runs")
     app.add_typer(models_app, name="models")
+    app.command("deploy")(deploy)
+    app.command("rollback")(rollback)
+    app.command("invoke")(invoke)
+    app.add_typer(rollout_app, name="rollout")
+    app.add_typer(endpoints_app, name="endpoints")
 
 
 _register_verbs()
