@@ -96,7 +96,7 @@ def render_html(endpoint: str, history: list[dict[str, Any]],
         svg.append(f'<text x="{x(t) + 3:.1f}" y="{2 * h + 105 + (12 if bad else 0)}" font-size="10" '
                    f'fill="{color}">{html.escape(text)}</text>')
     svg.append(f'<text x="{pad}" y="{2 * h + 135}" font-size="11">seconds since the first traffic change '
-               f"(0 – {end:.1f} s)</text></svg>")
+               f"(0 to {end:.1f} s)</text></svg>")
     title = html.escape(f"rollout timeline: {endpoint}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
             f"<body><h2>{title}</h2>{''.join(svg)}</body></html>\n")

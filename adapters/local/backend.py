@@ -112,7 +112,14 @@ class LocalRun:
         rows = self.backend.meta.attempts(self.id, step)
         if not rows:
             return ""
-        row = rows[-1] if attempt is None else next((r for r in rows if r["attempt"] == attempt), rows[-1])
+        if attempt is None:
+            row = rows[-1]
+        else:
+            found = [r for r in rows if r["attempt"] == attempt]
+            if not found:
+                raise NotFoundError(f"step '{step}' of run {self.id} has no attempt {attempt} "
+                                    f"(attempts: {', '.join(str(r['attempt']) for r in rows)})", backend="local")
+            row = found[0]
         path = Path(row["log_dir"]) / f"{stream}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -202,6 +209,7 @@ class LocalAdapter(Adapter):
         except KeyError:
             raise NotFoundError(f"no run '{run_id}' under {self.root}", backend="local",
                                 hint="`cloudml runs list` shows the runs") from None
+        lock = self._lock_run(run_id)  # before touching anything: a live run must not be disturbed
         self.store.clean_tmp()
         for step in self.meta.steps(run_id):
             if step["status"] == "running":
@@ -209,10 +217,22 @@ class LocalAdapter(Adapter):
             if step["status"] not in DONE_STATES:
                 self.meta.set_step(run_id, step["name"], status="pending", error=None, finished=None)
         self.meta.set_run(run_id, status="pending", resumed=row["resumed"] + 1, finished=None)
-        return self._start(run_id, **options)
+        return self._start(run_id, lock=lock, **options)
+
+    def _lock_run(self, run_id: str) -> Any:
+        lock_path = self.root / "runs" / run_id / ".lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run, closed by the run thread
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise RunError(f"run {run_id} is being executed by another process", hint="wait for it to finish") from None
+        return lock
 
     def _start(self, run_id: str, *, max_workers: int | None = None, use_cache: bool = True,
-               fail_fast: bool = False, in_process: bool | None = None, on_event: Events | None = None) -> LocalRun:
+               fail_fast: bool = False, in_process: bool | None = None, on_event: Events | None = None,
+               lock: Any = None) -> LocalRun:
         row = self.meta.get_run(run_id)
         opts = row["spec"].get("backend_options", {}).get("local", {})
         workers = max_workers or opts.get("max_workers") or self.settings.max_workers or (os.cpu_count() or 2) * 2
@@ -220,15 +240,10 @@ class LocalAdapter(Adapter):
             run_id=run_id, plan=row["plan"], params=row["parameters"], spec_dir=Path(row["spec_dir"]),
             run_dir=self.root / "runs" / run_id, meta=self.meta, store=self.store, max_workers=int(workers),
             use_cache=use_cache, fail_fast=fail_fast or bool(opts.get("fail_fast")),
-            in_process=self.settings.in_process if in_process is None else in_process, on_event=on_event,
+            in_process=_first(in_process, opts.get("in_process"), self.settings.in_process), on_event=on_event,
         )
-        lock_path = self.root / "runs" / run_id / ".lock"
-        lock = open(lock_path, "a+")  # noqa: SIM115 - held for the whole run, closed by the thread
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise RunError(f"run {run_id} is being executed by another process", hint="wait for it to finish") from None
+        if lock is None:
+            lock = self._lock_run(run_id)
 
         def body() -> None:
             try:
@@ -272,6 +287,9 @@ class LocalAdapter(Adapter):
     # -- model registry ----------------------------------------------------------------------
     def register_model(self, group: str, uri: str, **info: Any) -> ModelVersion:
         """Register a model folder or file (copied into the store) as the next version of ``group``."""
+        approval = info.get("approval", "pending")
+        if approval not in ("pending", "approved", "rejected"):
+            raise CloudMLError(f"approval must be pending, approved or rejected, not {approval!r}")
         ref = self.store.put(Path(uri))
         version = self.meta.add_model_version(group, ref.digest, info.get("approval", "pending"),
                                               info.get("metrics", {}), info.get("run_id"), info.get("step"),
@@ -393,6 +411,10 @@ class LocalAdapter(Adapter):
                 yield
 
         return lock()
+
+
+def _first(*values: bool | None) -> bool:
+    return bool(next((v for v in values if v is not None), False))
 
 
 def _to_model(row: dict[str, Any], store: ArtifactStore) -> ModelVersion:

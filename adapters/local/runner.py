@@ -12,6 +12,7 @@ killed at any moment can be resumed: finished steps are kept, the rest run again
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -172,11 +173,14 @@ class RunExecutor:
         return f"step '{name}' failed: {rows[0]['error'] if rows else 'unknown error'}"
 
     def _close_run(self, status: dict[str, str], failure: str | None) -> str:
-        if self.cancel_event.is_set() and not failure:
-            final = "cancelled"
+        if self.cancel_event.is_set():
+            why = "stopped by --fail-fast after another step failed" if failure else "run cancelled"
             for n, s in status.items():
                 if s in ("pending", "running"):
-                    self.meta.set_step(self.run_id, n, status="cancelled", error="run cancelled")
+                    status[n] = "cancelled"
+                    self.meta.set_step(self.run_id, n, status="cancelled", error=why)
+        if self.cancel_event.is_set() and not failure:
+            final = "cancelled"
         elif any(s in ("failed", "upstream_failed", "cancelled") for s in status.values()):
             final = "failed"
         else:
@@ -276,8 +280,10 @@ class RunExecutor:
                 return "cached", None
         attempts = step["retry"]["attempts"]
         backoff = parse_duration(step["retry"]["backoff"])
+        cap = parse_duration(step["retry"]["max_backoff"]) if step["retry"].get("max_backoff") else None
+        first = 1 + max((a["attempt"] for a in self.meta.attempts(self.run_id, name)), default=0)
         error = ""
-        for attempt in range(1, attempts + 1):
+        for attempt in range(first, first + attempts):
             if self.cancel_event.is_set():
                 break
             self._emit(StepEvent(name, "running", attempt=attempt))
@@ -290,15 +296,17 @@ class RunExecutor:
                                        error=None)
             except _StepFailure as e:
                 error = str(e)
-                if not e.retryable or attempt == attempts or self.cancel_event.is_set():
+                if not e.retryable or attempt == first + attempts - 1 or self.cancel_event.is_set():
                     break
-                delay = backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                delay = backoff * (2 ** (attempt - first)) * (0.5 + random.random())
+                if cap is not None:
+                    delay = min(delay, cap)
                 self._emit(StepEvent(name, "retrying", attempt=attempt, message=f"{e}; retry in {delay:.1f}s"))
                 self.cancel_event.wait(delay)
                 continue
             self._emit(StepEvent(name, "succeeded", attempt=attempt, duration=time.time() - started))
             return "succeeded", None
-        state = "cancelled" if self.cancel_event.is_set() and not error else "failed"
+        state = "cancelled" if self.cancel_event.is_set() else "failed"
         self.meta.set_step(self.run_id, name, status=state, error=error or "cancelled", finished=time.time())
         self._emit(StepEvent(name, state, duration=time.time() - started, message=error))
         return state, None
@@ -318,7 +326,7 @@ class RunExecutor:
             uri = spec.get("external") or spec.get("resolve") or ""
             source = self._local_source(uri, name, iname)
             ref = self.store.put(source)
-            if not target.exists():
+            if not target.exists() or digest_path(target)[0] != ref.digest:
                 self.store.materialize(ref.digest, target)
             self.meta.record_io(self.run_id, name, "in", iname, ref.digest, ref.kind, ref.size, None, uri)
             digests[iname] = ref.digest
@@ -341,6 +349,7 @@ class RunExecutor:
         definition["argv"] = [a.replace(str(self.run_dir), "<run>") for a in step["argv"]]
         definition["env"] = {k: v.replace(str(self.run_dir), "<run>") for k, v in step["env"].items()}
         definition["code"] = self._code_digest(step["cwd"])
+        definition["module"] = self._module_digest(step)
         definition["scripts"] = self._script_digests(step)
         definition["inputs"] = dict(sorted(inputs.items()))
         blob = json.dumps(definition, sort_keys=True, default=str).encode()
@@ -358,6 +367,23 @@ class RunExecutor:
                     h.update(f"{f.relative_to(folder)}\0{digest_path(f)[0]}\n".encode())
                 self._code_digests[cwd] = h.hexdigest()
         return self._code_digests[cwd]
+
+    def _module_digest(self, step: dict[str, Any]) -> str:
+        """For a python step: digest of its module's file and the .py files beside it."""
+        argv = step["argv"]
+        if "--function" not in argv:
+            return "-"
+        module = argv[argv.index("--function") + 1].split(":", 1)[0]
+        base = Path(argv[argv.index("--code") + 1]) if "--code" in argv else Path(step["cwd"])
+        folder = base if base.is_absolute() else self.spec_dir / base
+        rel = Path(*module.split("."))
+        for candidate in (folder / rel.with_suffix(".py"), folder / rel / "__init__.py"):
+            if candidate.is_file():
+                h = hashlib.sha256()
+                for f in sorted(candidate.parent.glob("*.py")):
+                    h.update(f"{f.name}\0{digest_path(f)[0]}\n".encode())
+                return h.hexdigest()
+        return "-"
 
     def _script_digests(self, step: dict[str, Any]) -> dict[str, str]:
         """Digests of files the command names (``python validate.py``): editing one invalidates the cache."""
@@ -433,6 +459,8 @@ class RunExecutor:
             (log_dir / "pid").write_text(str(proc.pid))
             with self._lock:
                 self._procs[name] = proc
+            if self.cancel_event.is_set():
+                _kill_group(proc, grace=0.5)
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -459,6 +487,7 @@ class RunExecutor:
                     k, _, v = a[len(flag) + 1:].partition("=")
                     bucket[k] = v
         code_dir = argv[argv.index("--code") + 1] if "--code" in argv else str(self.spec_dir / step["cwd"])
+        _forget_modules_under(code_dir)
         box: dict[str, Any] = {}
 
         def call() -> None:
@@ -524,16 +553,30 @@ class RunExecutor:
             _kill_group(proc)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """SIGTERM the whole process group, give it ``grace`` seconds, then SIGKILL whatever is left.
+
+    The group is killed even when its leader already exited: children that ignore SIGTERM go too.
+    """
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    except ProcessLookupError:
-        pass
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _forget_modules_under(folder: str) -> None:
+    """Drop modules loaded from ``folder`` so an in-process step imports the code as it is now."""
+    import importlib
+
+    root = str(Path(folder).resolve())
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and str(Path(file).resolve()).startswith(root + os.sep):
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def _tail(path: Path, limit: int = 300) -> str:

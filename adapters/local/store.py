@@ -69,9 +69,11 @@ def digest_path(path: Path) -> tuple[str, Literal["file", "dir"], int]:
         raise ArtifactError(f"{path} does not exist")
     h = hashlib.sha256(b"cloudml-dir-v1\n")
     size = 0
-    for file in sorted(p for p in path.rglob("*") if not p.is_dir()):
-        if file.is_symlink():
-            raise ArtifactError(f"{file} is a symbolic link; artifacts hold real files only")
+    entries = list(path.rglob("*"))
+    for entry in entries:
+        if entry.is_symlink():
+            raise ArtifactError(f"{entry} is a symbolic link; artifacts hold real files only")
+    for file in sorted(p for p in entries if p.is_file()):
         rel = file.relative_to(path).as_posix()
         h.update(f"{rel}\0{_file_digest(file)}\n".encode())
         size += file.stat().st_size
@@ -91,6 +93,12 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _CopyFailed(Exception):
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class ArtifactStore:
@@ -132,11 +140,21 @@ class ArtifactStore:
         if final.exists():
             return ArtifactRef(digest, kind, size)
         staging = self.tmp / f"{digest}.{uuid.uuid4().hex}"
+
+        def copy(a: str, b: str) -> None:
+            try:
+                self._copy(a, b)
+            except OSError as e:
+                raise _CopyFailed(e) from e  # not an OSError: copytree stops at the first failure
+
         try:
-            if kind == "file":
-                self._copy(str(src), str(staging))
-            else:
-                shutil.copytree(src, staging, copy_function=self._copy, symlinks=False)
+            try:
+                if kind == "file":
+                    copy(str(src), str(staging))
+                else:
+                    shutil.copytree(src, staging, copy_function=copy, symlinks=False)
+            except _CopyFailed as failed:
+                raise failed.error from None
             _fsync_tree(staging)
             final.parent.mkdir(parents=True, exist_ok=True)
             try:

@@ -161,7 +161,8 @@ def runs_list(
     except CloudMLError as e:
         raise _fail(e) from None
     table = Table(header_style="bold")
-    for col in ("run", "pipeline", "status", "started", "took"):
+    table.add_column("run", no_wrap=True, min_width=max([len(r["id"]) for r in rows] + [3]))
+    for col in ("pipeline", "status", "started", "took"):
         table.add_column(col, no_wrap=True)
     table.add_column("parameters")
     for r in rows:
@@ -215,7 +216,11 @@ def runs_logs(run_id: str, step: str,
     except KeyError:
         err.print(f"[bold red]error:[/] run {run_id} has no step '{escape(step)}'")
         raise typer.Exit(2) from None
-    typer.echo(h.logs(step, attempt, "stderr" if stderr else "stdout"), nl=False)
+    try:
+        text = h.logs(step, attempt, "stderr" if stderr else "stdout")
+    except CloudMLError as e:
+        raise _fail(e) from None
+    typer.echo(text, nl=False)
 
 
 @runs_app.command("lineage")

@@ -193,7 +193,6 @@ def test_runs_list(project: Path, root: str) -> None:
     assert second in output and first not in output
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `runs list` ellipsizes run ids (no_wrap column) on an 80-column console")
 def test_runs_list_shows_whole_run_ids_on_a_narrow_terminal(
         project: Path, root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = run_ok(project, root, "-p", "word=a-rather-long-parameter-value")
@@ -236,8 +235,6 @@ def test_runs_logs(project: Path, root: str) -> None:
     assert code == 2 and f"run {run_id} has no step 'nope'" in output
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: LocalRun.logs falls back to the last attempt when the one asked for "
-                                       "does not exist")
 def test_runs_logs_of_an_attempt_that_never_ran_is_an_error(project: Path, root: str) -> None:
     cli("run", str(project / "pipeline.yaml"), "--root", root)
     run_id = backend(root).list_runs()[0]["id"]

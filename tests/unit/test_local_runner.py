@@ -395,7 +395,6 @@ def test_retries_exhausted_fail_with_the_last_error(local: LocalAdapter, spec_di
     assert (tmp_path / "count").read_text() == "2"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: retry.max_backoff is dropped by the local plan; waits are never capped")
 def test_retry_waits_are_capped_by_max_backoff(local: LocalAdapter, spec_dir: Path, tmp_path: Path) -> None:
     events: list[StepEvent] = []
     body = RETRY.replace("retry: {attempts: 4, backoff: 50ms}", "retry: {attempts: 2, backoff: 1s, max_backoff: 50ms}")
@@ -428,8 +427,6 @@ steps:
         kill_quietly(pidfile)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on timeout only SIGTERM reaches the group once the leader exits; "
-                                       "children ignoring SIGTERM survive")
 def test_timeout_kills_children_that_ignore_sigterm(local: LocalAdapter, spec_dir: Path, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     try:
@@ -536,7 +533,6 @@ def test_fail_fast_from_backend_options(local: LocalAdapter, spec_dir: Path, tmp
         kill_quietly(pidfile)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after --fail-fast, steps that never started stay 'pending' in a finished run")
 def test_fail_fast_leaves_no_step_pending(local: LocalAdapter, spec_dir: Path, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     try:
@@ -574,7 +570,6 @@ def test_cancel_stops_the_run(local: LocalAdapter, spec_dir: Path, tmp_path: Pat
         kill_quietly(pidfile)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a step killed by cancel/fail-fast is recorded 'failed' (error 'cancelled')")
 def test_cancel_records_the_killed_step_cancelled(local: LocalAdapter, spec_dir: Path, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     try:
@@ -794,8 +789,6 @@ def test_cached_steps_keep_their_metrics(local: LocalAdapter, spec_dir: Path) ->
     assert second.step("gate")["result"] == "true"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a python step without `code:` is cached on '-' instead of its module's "
-                                       "content; editing the module keeps serving stale results")
 def test_editing_a_python_step_module_without_code_dir_invalidates_the_cache(
         local: LocalAdapter, spec_dir: Path) -> None:
     module = f"nocode_{uuid.uuid4().hex[:8]}"
@@ -850,8 +843,6 @@ steps:
     assert "function argument 'times' has no input, output or param of that name" in handle.step("job")["error"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: in-process steps import through sys.modules, so edited code is never "
-                                       "reloaded")
 def test_in_process_picks_up_edited_code(local: LocalAdapter, spec_dir: Path) -> None:
     module = f"inproc_{uuid.uuid4().hex[:8]}"
     (spec_dir / "src").mkdir()
@@ -871,7 +862,6 @@ steps:
     assert second.metrics == {"job": {"v": 2.0}}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: backend_options.local.in_process is validated but never read by _start")
 def test_in_process_from_backend_options(local: LocalAdapter, spec_dir: Path) -> None:
     handle = run(local, spec_dir, """
 name: opts
@@ -980,7 +970,6 @@ def test_register_model_api_is_idempotent_per_artifact(local: LocalAdapter, tmp_
         local.register_model("fraud", str(tmp_path / "missing"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: register_model stores any approval string; set_approval refuses them")
 def test_register_model_api_refuses_an_unknown_approval(local: LocalAdapter, tmp_path: Path) -> None:
     (tmp_path / "m.bin").write_bytes(b"m")
     with pytest.raises(CloudMLError, match="approval"):
@@ -1022,8 +1011,6 @@ def test_resume_reruns_only_failed_and_unrun_steps(local: LocalAdapter, spec_dir
     assert local.meta.get_run(handle.id)["resumed"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resume numbers attempts from 1 again and overwrites the failed attempt's "
-                                       "row and logs")
 def test_resume_keeps_the_failed_attempts_history(local: LocalAdapter, spec_dir: Path, tmp_path: Path) -> None:
     flag = tmp_path / "flag"
     handle = run(local, spec_dir, PROPAGATE, {"flag": str(flag)})
@@ -1035,8 +1022,6 @@ def test_resume_keeps_the_failed_attempts_history(local: LocalAdapter, spec_dir:
     assert handle.logs("b", attempt=1, stream="stderr") == "flag flag is missing\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: on resume an external input is re-digested from its source but the "
-                                       "step reads the stale copy staged by the first run")
 def test_resume_reads_the_input_it_records(local: LocalAdapter, spec_dir: Path) -> None:
     (spec_dir / "data.txt").write_text("bad")
     body = """
@@ -1061,8 +1046,6 @@ def test_resume_of_an_unknown_run_is_not_found(local: LocalAdapter) -> None:
         local.resume("missing")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: resume() kills the live run's step and resets its state before it "
-                                       "checks the run lock")
 def test_resume_of_a_live_run_is_refused_without_touching_it(
         local: LocalAdapter, spec_dir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "started"

@@ -155,8 +155,6 @@ def test_symlinks_and_missing_sources_are_refused(tmp_path: Path) -> None:
     assert list(store.objects.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: digest_path skips a symlink to a folder (is_dir follows it) while copytree "
-                                       "copies its target in")
 def test_a_symlinked_folder_inside_an_artifact_is_refused(tmp_path: Path) -> None:
     outside = _folder(tmp_path / "outside", {"secret.txt": b"not part of the artifact"})
     art = _folder(tmp_path / "art", {"a.txt": b"1"})
@@ -207,8 +205,6 @@ def test_full_disk_on_a_folder_fails_and_leaves_nothing(tmp_path: Path) -> None:
     assert _leftovers(store) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: for a folder the message is the repr of shutil.Error's list, one "
-                                       "'No space left' per file (copytree goes on copying)")
 def test_full_disk_on_a_folder_says_it_once(tmp_path: Path) -> None:
     src = _folder(tmp_path / "model", {"a": b"1", "b": b"2", "c/d": b"3"})
     store = ArtifactStore(tmp_path / "store", copy=_full_disk)
