@@ -27,7 +27,12 @@ _COLORS = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
 
 
 def traffic_series(history: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
-    """Step series of each deployment's traffic share, from the weight-carrying events."""
+    """Step series of each deployment's traffic share, from the weight-carrying events.
+
+    Example:
+        >>> traffic_series([{"t": 10, "weights": {"a": 100}}, {"t": 12, "weights": {"a": 50, "b": 50}}])["b"]
+        [(0, 0), (2, 50)]
+    """
     events = [h for h in history if "weights" in h]
     names: list[str] = []
     for h in events:
@@ -51,10 +56,17 @@ def _markers(history: list[dict[str, Any]], t0: float) -> list[tuple[float, str,
 
 def render_html(endpoint: str, history: list[dict[str, Any]],
                 errors: dict[str, list[tuple[float, float | None]]]) -> str:
-    """A self-contained HTML page: traffic share (top) and error rate (bottom) over time."""
+    """A self-contained HTML page: traffic share (top) and error rate (bottom) over time.
+
+    Example:
+        >>> page = render_html("ep", [{"t": 0, "event": "traffic", "weights": {"a": 100}}], {"a": [(0.5, 0.0)]})
+        >>> page.startswith("<!doctype html>") and "error rate" in page
+        True
+    """
     shares = traffic_series(history)
-    t0 = next((h["t"] for h in history if "weights" in h), history[0]["t"] if history else 0.0)
-    end = max([h["t"] - t0 for h in history] + [x for s in errors.values() for x, _ in s] + [1.0])
+    t0 = float(next((h["t"] for h in history if "weights" in h), history[0]["t"] if history else 0.0))
+    rel = [float(t - t0 if t > 1e6 else t) for s in errors.values() for t, _ in s]
+    end = max([float(h["t"]) - t0 for h in history] + rel + [1.0])
     w, h, pad = 900, 200, 50
 
     def x(t: float) -> float:
@@ -104,7 +116,15 @@ def render_html(endpoint: str, history: list[dict[str, Any]],
 
 def render_png(endpoint: str, history: list[dict[str, Any]],
                errors: dict[str, list[tuple[float, float | None]]], path: Path) -> None:
-    """The same picture as PNG (matplotlib)."""
+    """The same picture as PNG (matplotlib).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "t.png"
+        >>> render_png("ep", [{"t": 0, "event": "traffic", "weights": {"a": 100}}], {}, out)
+        >>> out.read_bytes()[:4] == b"\\x89PNG"
+        True
+    """
     try:
         import matplotlib
 

@@ -112,7 +112,14 @@ def deploy(
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
     root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
 ) -> None:
-    """Roll out a deployment with its strategy, watching alarms; exits 1 when it is rolled back or fails."""
+    """Roll out a deployment with its strategy, watching alarms; exits 1 when it is rolled back or fails.
+
+    Example:
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> CliRunner().invoke(app, ["deploy", "missing.yaml"]).exit_code
+        2
+    """
     from cloudml.loader import load
     from cloudml.spec.deployment import Deployment
 
@@ -192,7 +199,15 @@ def _event_line(h: dict[str, Any]) -> str:
 
 def rollback(endpoint: str, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
              root: Annotated[str | None, typer.Option("--root")] = None) -> None:
-    """Send all traffic back to the previous deployment now."""
+    """Send all traffic back to the previous deployment now.
+
+    Example:
+        >>> import tempfile
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> CliRunner().invoke(app, ["rollback", "nope", "--root", tempfile.mkdtemp()]).exit_code
+        1
+    """
     try:
         result = _backend(backend, root).rollback(endpoint)
     except CloudMLError as e:
@@ -319,7 +334,14 @@ def invoke(endpoint: str,
            deployment: Annotated[str | None, typer.Option("--deployment", help="pin one deployment")] = None,
            backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
            root: Annotated[str | None, typer.Option("--root")] = None) -> None:
-    """Send instances to an endpoint and print the predictions."""
+    """Send instances to an endpoint and print the predictions.
+
+    Example:
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> CliRunner().invoke(app, ["invoke", "ep", "--data", "not json"]).exit_code
+        2
+    """
     raw = Path(data[1:]).read_text() if data.startswith("@") else data
     try:
         payload = json.loads(raw)
