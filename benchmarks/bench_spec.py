@@ -16,6 +16,7 @@ Usage::
     python benchmarks/bench_spec.py            # full run (15 subprocesses per import case)
     python benchmarks/bench_spec.py --quick    # fewer repeats
     python benchmarks/bench_spec.py --json     # machine-readable results on stdout
+    python benchmarks/bench_spec.py --runs 31 --repeats 25 --no-bytecode-cache
 """
 
 from __future__ import annotations

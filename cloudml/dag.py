@@ -191,6 +191,7 @@ class StepGraph:
         up = self.upstream()
         remaining = {n: len(set(up[n])) for n in self.nodes}
         down = self.downstream()
+        order = {n: i for i, n in enumerate(self.nodes)}
         wave = [n for n in self.nodes if remaining[n] == 0]
         out: list[list[str]] = []
         done = 0
@@ -203,7 +204,6 @@ class StepGraph:
                     remaining[d] -= 1
                     if remaining[d] == 0:
                         nxt.append(d)
-            order = {n: i for i, n in enumerate(self.nodes)}
             wave = sorted(nxt, key=order.__getitem__)
         if done != len(self.nodes):
             cycle = self.find_cycles()[0]

@@ -167,11 +167,12 @@ def to_text(p: Pipeline) -> str:
     marks = {"task": "■", "python": "λ", "training": "▣", "condition": "◆", "fail": "✖", "register": "◉"}
     guards: dict[str, str] = {e.downstream: f"{e.upstream}.{e.label}" for e in g.edges if e.why == "branch"}
     n = len(p.steps)
+    by_name = {s.name: s for s in p.steps}
     lines = [f"{p.name}  ({n} step{'s' if n != 1 else ''}, {len(waves)} wave{'s' if len(waves) != 1 else ''})"]
     for i, wave in enumerate(waves, 1):
         lines.append(f"wave {i}")
         for name in wave:
-            s = p.step(name)
+            s = by_name[name]
             extra = []
             deps = [u for u in up[name] if guards.get(name, "").split(".")[0] != u]
             if deps:

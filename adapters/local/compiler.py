@@ -68,7 +68,8 @@ def _param_values(p: Pipeline, given: dict[str, Any] | None) -> dict[str, str]:
     return values
 
 
-def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str) -> dict[str, Any]:
+def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
+               by_name: dict[str, Any]) -> dict[str, Any]:
     s = p.effective(raw)
     outputs = {n: output_path(s.name, n, o.type, base) for n, o in s.outputs.items()}
     inputs: dict[str, dict[str, Any]] = {}
@@ -76,7 +77,7 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str) ->
     for n, spec in s.inputs.items():
         ref = spec.ref
         if isinstance(ref, StepOutputRef):
-            producer = p.step(ref.step)
+            producer = by_name[ref.step]
             otype = producer.outputs[ref.output].type if isinstance(producer, TaskStep) else "generic"
             path = output_path(ref.step, ref.output, otype, base)
             inputs[n] = {"from": str(ref), "path": path}
@@ -153,10 +154,11 @@ def compile_plan(p: Pipeline, *, parameters: dict[str, Any] | None = None, run_d
             for t in s.else_:
                 guards[t] = {"condition": s.name, "branch": "else"}
     steps: dict[str, Any] = {}
+    by_name = {s.name: s for s in p.steps}
     for s in p.steps:
         entry: dict[str, Any]
         if isinstance(s, TaskStep):
-            entry = _task_plan(p, s, params, base)
+            entry = _task_plan(p, s, params, base, by_name)
         elif isinstance(s, ConditionStep):
             entry = {"type": "condition", "condition": str(s.condition), "then": s.then, "else": s.else_,
                      "reads": sorted({f"{m.step}.outputs.{m.output}" for m in s.condition.metric_operands()})}
