@@ -368,6 +368,6 @@ def _stop(pid: int) -> None:
 def _require_serving() -> None:
     import importlib.util
 
-    missing = [m for m in ("uvicorn", "starlette", "httpx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("uvicorn", "starlette") if importlib.util.find_spec(m) is None]
     if missing:
         raise AdapterNotInstalledError("local (endpoints)", "serve", missing)

@@ -45,6 +45,10 @@ MAX_BODY = 6 * 1024 * 1024
 PIN_HEADER = "x-cloudml-deployment"
 
 
+def _err(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
 def check_traffic(weights: dict[str, int], mirror: dict[str, int], deployments: set[str]) -> str | None:
     """Why a traffic map is invalid, or None when it is fine."""
     for name, w in {**weights, **mirror}.items():
@@ -60,15 +64,88 @@ def check_traffic(weights: dict[str, int], mirror: dict[str, int], deployments: 
     return None
 
 
+class WorkerUnreachable(ConnectionError):
+    """A worker could not be reached (refused, reset, or closed before answering)."""
+
+
+class Pool:
+    """Keep-alive HTTP/1.1 connections to the workers: the gateway's hot path, kept small and fast.
+
+    Workers are cloudml's own (uvicorn) and always answer with a Content-Length. A request on a
+    reused connection that the worker has closed in the meantime is retried once on a fresh one.
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+
+    async def post(self, url: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` (JSON) to ``url + path``; returns (status, content)."""
+        hostport = url.removeprefix("http://")
+        host, _, port = hostport.partition(":")
+        head = (f"POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        idle = self._idle.setdefault(url, [])
+        for attempt in range(2):
+            fresh = not idle or attempt == 1
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port)) if fresh else idle.pop()
+            except OSError as e:
+                raise WorkerUnreachable(f"{url}: {e}") from e
+            try:
+                writer.write(head + body)
+                status, content, keep = await asyncio.wait_for(self._response(reader), self.timeout)
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as e:
+                writer.close()
+                if fresh:
+                    raise WorkerUnreachable(f"{url}: {e!r}") from e
+                continue  # a stale keep-alive connection: try once more on a new one
+            if keep:
+                idle.append((reader, writer))
+            else:
+                writer.close()
+            return status, content
+        raise WorkerUnreachable(url)
+
+    @staticmethod
+    async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionResetError("connection closed before the response")
+        status = int(line.split(None, 2)[1])
+        length: int | None = None
+        keep = True
+        while True:
+            header = await reader.readline()
+            if header in (b"\r\n", b"\n", b""):
+                break
+            key, _, value = header.partition(b":")
+            key = key.strip().lower()
+            if key == b"content-length":
+                length = int(value)
+            elif key == b"connection" and value.strip().lower() == b"close":
+                keep = False
+        if length is None:
+            return status, await reader.read(), False
+        return status, await reader.readexactly(length), keep
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for conns in self._idle.values():
+            for _, writer in conns:
+                writer.close()
+        self._idle.clear()
+
+
 class Gateway:
-    """Routing tables, metrics and the HTTP client to the workers."""
+    """Routing tables, metrics and the pooled connections to the workers."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.routes: dict[str, dict[str, Any]] = {}
         self.metrics: dict[tuple[str, str], DeploymentMetrics] = {}
         self.shadow: dict[tuple[str, str], dict[str, int]] = {}
-        self.client: Any = None
+        self.pool = Pool()
         self._load()
 
     def _routes_file(self) -> Path:
@@ -108,9 +185,7 @@ class Gateway:
         m.inflight += 1
         start = time.perf_counter()
         try:
-            resp = await self.client.post(url + "/predict", content=body,
-                                          headers={"content-type": "application/json"})
-            status, content = resp.status_code, resp.content
+            status, content = await self.pool.post(url, "/predict", body)
         finally:
             m.inflight -= 1
         m.record(time.perf_counter() - start, error=status >= 500)
@@ -149,41 +224,56 @@ class Gateway:
 
 def build_app(gw: Gateway) -> Any:
     """The gateway's ASGI app."""
-    import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    async def predict(request: Request) -> Response:
-        endpoint = request.path_params["endpoint"]
+    async def send_json(send: Any, status: int, content: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
+
+    async def predict(scope: Any, receive: Any, send: Any) -> None:
+        """The hot path, in plain ASGI: read, pick a deployment, forward, record, answer."""
+        endpoint = scope["path"][len("/endpoints/"): -len("/predict")]
         route = gw.routes.get(endpoint)
         if route is None:
-            return error(404, f"unknown endpoint {endpoint!r}")
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > MAX_BODY:
-            return error(413, f"body larger than {MAX_BODY} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return error(413, f"body larger than {MAX_BODY} bytes")
-        pin = request.headers.get(PIN_HEADER)
+            return await send_json(send, 404, _err(f"unknown endpoint {endpoint!r}"))
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            return await send_json(send, 413, _err(f"body larger than {MAX_BODY} bytes"))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return await send_json(send, 413, _err(f"body larger than {MAX_BODY} bytes"))
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        pin_raw = headers.get(PIN_HEADER.encode())
+        pin = pin_raw.decode() if pin_raw is not None else None
         if pin is not None and pin not in route["urls"]:
-            return error(404, f"endpoint {endpoint!r} has no deployment {pin!r}")
+            return await send_json(send, 404, _err(f"endpoint {endpoint!r} has no deployment {pin!r}"))
         name = pin or gw.pick(route)
         if name is None:
-            return error(503, f"endpoint {endpoint!r} has no deployment taking traffic")
+            return await send_json(send, 503, _err(f"endpoint {endpoint!r} has no deployment taking traffic"))
         try:
             status, content = await gw.forward(endpoint, name, route["urls"][name], body)
-        except httpx.TransportError:
+        except WorkerUnreachable:
             gw.metric(endpoint, name).record(0.0, error=True)
             other = None if pin else gw.pick(route, exclude=name)
             if other is None:
-                return error(503, f"deployment {name!r} of {endpoint!r} is unreachable")
+                return await send_json(send, 503, _err(f"deployment {name!r} of {endpoint!r} is unreachable"))
+            name = other
             status, content = await gw.forward(endpoint, other, route["urls"][other], body)
         capture = route.get("capture")
         if capture and status < 400 and random.uniform(0, 100) < float(capture.get("percent", 100)):
@@ -191,7 +281,7 @@ def build_app(gw: Gateway) -> Any:
         for shadow, share in route.get("mirror", {}).items():
             if share and shadow in route["urls"] and random.uniform(0, 100) < share:
                 asyncio.get_running_loop().create_task(gw.mirror(endpoint, shadow, route["urls"][shadow], body, content))
-        return Response(content, status_code=status, media_type="application/json")
+        await send_json(send, status, content)
 
     async def put_endpoint(request: Request) -> JSONResponse:
         endpoint = request.path_params["endpoint"]
@@ -251,15 +341,12 @@ def build_app(gw: Gateway) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        gw.client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=2.0),
-                                      limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         try:
             yield
         finally:
-            await gw.client.aclose()
+            gw.pool.close()
 
     routes = [
-        Route("/endpoints/{endpoint}/predict", predict, methods=["POST"]),
         Route("/-/endpoints/{endpoint}", put_endpoint, methods=["PUT"]),
         Route("/-/endpoints/{endpoint}", delete_endpoint, methods=["DELETE"]),
         Route("/-/endpoints", get_endpoints),
@@ -267,7 +354,17 @@ def build_app(gw: Gateway) -> Any:
         Route("/metrics", metrics),
         Route("/health", health),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    admin = Starlette(routes=routes, lifespan=lifespan)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/endpoints/") and path.endswith("/predict"):
+            if scope["method"] != "POST":
+                return await send_json(send, 405, _err("use POST"))
+            return await predict(scope, receive, send)
+        await admin(scope, receive, send)
+
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     root = Path(args.root)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto set: asyncio then enables TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
