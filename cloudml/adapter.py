@@ -424,6 +424,14 @@ class Adapter(ABC):
         """Return all traffic to the previous deployment."""
         raise self._unsupported("rollback")
 
+    def resume_rollout(self, endpoint: str, **options: Any) -> RolloutResult:
+        """Continue an interrupted rollout; it finishes or rolls back."""
+        raise self._unsupported("resume_rollout")
+
+    def promote(self, endpoint: str) -> RolloutResult:
+        """Skip the remaining bakes of a rollout in progress."""
+        raise self._unsupported("promote")
+
     def endpoint_status(self, endpoint: str) -> dict[str, Any]:
         """Deployments, traffic shares and alarm states of an endpoint."""
         raise self._unsupported("endpoint_status")

@@ -191,6 +191,8 @@ class RolloutController:
             elif kind == "bake":
                 fired = self._bake(state, phase["seconds"], alarms, deadline)
                 if fired is not None:
+                    if fired.name == "manual":
+                        return self._rollback(state, "manual rollback", None, None)
                     return self._rollback(state, f"alarm {fired.name} in ALARM: {fired.reason}", fired.name,
                                           fired.value)
                 if self.stop.is_set():
@@ -244,6 +246,14 @@ class RolloutController:
             self._save(state)
         end = state["phase_started"] + seconds
         while True:
+            request = self._request(state["endpoint"])
+            if request == "rollback":
+                return AlarmStatus("manual", "ALARM", (), 0, None, "manual rollback requested")
+            if request == "promote":
+                state["phases"] = [p for p in state["phases"][: state["phase"] + 1]] + [
+                    {"phase": "shift", "weights": {"blue": 0, "green": 100}}, {"phase": "retire", "deployment": "blue"}]
+                self._event(state, "manual promotion")
+                return None
             for alarm in alarms:
                 if alarm.existing:
                     continue
@@ -255,6 +265,10 @@ class RolloutController:
                 return AlarmStatus("max_duration", "ALARM", (), 0, None, "the rollout exceeded max_duration")
             if self.clock() >= end or self.stop.wait(self.poll):
                 return None
+
+    def _request(self, endpoint: str) -> str | None:
+        take = getattr(self.store, "take_request", None)
+        return take(endpoint) if take is not None else None
 
     def _termination_wait(self, state: dict[str, Any]) -> float:
         return float(Deployment.model_validate(state["spec"]).rollback.termination_wait)

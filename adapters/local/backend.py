@@ -373,10 +373,37 @@ class LocalAdapter(Adapter):
         with self._endpoint_lock(endpoint):
             return self.controller(options.get("stop"), options.get("poll", 0.2)).resume(endpoint)  # type: ignore[no-any-return]
 
+    def promote(self, endpoint: str) -> RolloutResult:
+        """Skip the remaining bakes of a rollout in progress: all traffic to green, retire blue.
+
+        When another process is driving the rollout, it is asked to promote, and this call waits.
+        """
+        return self._manual(endpoint, "promote")
+
     def rollback(self, endpoint: str) -> RolloutResult:
-        """Return all traffic to the previous deployment now."""
-        with self._endpoint_lock(endpoint):
-            return self.controller().rollback(endpoint)  # type: ignore[no-any-return]
+        """Return all traffic to the previous deployment now (asking a running controller when there is one)."""
+        return self._manual(endpoint, "rollback")
+
+    def _manual(self, endpoint: str, action: str, timeout: float = 60.0) -> RolloutResult:
+        from cloudml.adapters.local.serving.endpoints import FileStateStore
+
+        try:
+            with self._endpoint_lock(endpoint):
+                ctl = self.controller()
+                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)  # type: ignore[no-any-return]
+        except DeploymentError as e:
+            if "another controller" not in str(e):
+                raise
+        store = FileStateStore(self.root)
+        store.request(endpoint, action)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = store.load(endpoint) or {}
+            if state.get("status") not in ("in_progress", "rolling_back"):
+                return self.controller()._result(state)  # type: ignore[no-any-return]
+            time.sleep(0.1)
+        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
+                              hint=f"cloudml rollout history {endpoint}")
 
     def endpoint_status(self, endpoint: str) -> dict[str, Any]:
         """Deployments, readiness, traffic split, metrics and rollout state."""

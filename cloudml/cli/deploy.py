@@ -229,6 +229,17 @@ def rollout_resume(endpoint: str, backend: Annotated[str | None, typer.Option("-
         raise typer.Exit(1)
 
 
+@rollout_app.command("promote")
+def rollout_promote(endpoint: str, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+                    root: Annotated[str | None, typer.Option("--root")] = None) -> None:
+    """Promote the new deployment now: skip the remaining bakes, retire the old one."""
+    try:
+        result = _backend(backend, root).promote(endpoint)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    out.print(f"[green]promoted[/] {escape(endpoint)} ({escape(result.outcome.value)})")
+
+
 @rollout_app.command("history")
 def rollout_history(endpoint: str, backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
                     root: Annotated[str | None, typer.Option("--root")] = None) -> None:

@@ -95,6 +95,22 @@ class FileStateStore:
         except FileNotFoundError:
             return None
 
+    def request(self, endpoint: str, action: str) -> None:
+        """Ask the controller running a rollout of ``endpoint`` to ``rollback`` or ``promote``."""
+        folder = self.root / "endpoints" / endpoint
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "request.json", {"action": action, "at": time.time()})
+
+    def take_request(self, endpoint: str) -> str | None:
+        """The pending request for ``endpoint`` (removed once taken), or None."""
+        path = self.root / "endpoints" / endpoint / "request.json"
+        try:
+            action = json.loads(path.read_text())["action"]
+        except (OSError, ValueError, KeyError):
+            return None
+        path.unlink(missing_ok=True)
+        return str(action)
+
     def save(self, endpoint: str, state: dict[str, Any]) -> None:
         """Write the state (temp file, fsync, rename)."""
         folder = self.root / "endpoints" / endpoint
