@@ -124,6 +124,10 @@ class RolloutController:
         if blue == model_name:
             raise DeploymentError(f"{model_name} is already live on {endpoint}", hint="deploy another model version")
         plan = plan_rollout(deployment)
+        if blue is None:  # a first deployment has nothing to shift from: go live, then one bake
+            bakes = [p for p in plan["phases"] if p["phase"] == "bake"]
+            plan["phases"] = [p for p in plan["phases"] if p["phase"] in ("create", "wait_ready")] + [
+                {"phase": "shift", "weights": {"blue": 0, "green": 100}}, *bakes[-1:]]
         state: dict[str, Any] = {
             "endpoint": endpoint, "spec": deployment.model_dump(mode="json", by_alias=True),
             "model": model or {}, "blue": blue, "green": model_name, "live": blue,

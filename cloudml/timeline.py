@@ -137,8 +137,11 @@ def render_png(endpoint: str, history: list[dict[str, Any]],
     shares = traffic_series(history)
     t0 = next((h["t"] for h in history if "weights" in h), 0.0)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    end = max([float(h["t"]) - t0 for h in history] + [1.0])
     for name, points in shares.items():
-        top.step([t for t, _ in points], [v for _, v in points], where="post", label=name, linewidth=2)
+        xs = [t for t, _ in points] + [end]
+        ys = [v for _, v in points] + [points[-1][1]]
+        top.step(xs, ys, where="post", label=name, linewidth=2)
     top.set_ylabel("traffic share (%)")
     top.set_ylim(-5, 105)
     top.legend(loc="upper left")
@@ -146,6 +149,8 @@ def render_png(endpoint: str, history: list[dict[str, Any]],
         pts = [(t - t0 if t > 1e6 else t, v) for t, v in err_points if v is not None]
         bottom.plot([t for t, _ in pts], [v for _, v in pts], marker=".", label=name)
     bottom.set_ylabel("error rate")
+    highest = max([v for s in errors.values() for _, v in s if v is not None] + [0.05])
+    bottom.set_ylim(-0.02 * highest, highest * 1.1)
     bottom.set_xlabel("seconds since the first traffic change")
     if errors:
         bottom.legend(loc="upper left")
