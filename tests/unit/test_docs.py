@@ -42,7 +42,7 @@ def test_every_adapter_has_a_docs_page() -> None:
 
 def test_readme_gives_the_two_fresh_machine_commands() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "pip install -e '.[examples]' && cloudml run blueprints/quickstart/pipeline.yaml" in readme
+    assert "pip install -e '.[examples,serve]' && cloudml run blueprints/quickstart/pipeline.yaml" in readme
     assert "pip install -e '.[test]' && python -m pytest" in readme
     ci = (REPO / ".ci" / "run").read_text()
     assert "pip install -e '.[test]'" in ci and "python -m pytest" in ci
