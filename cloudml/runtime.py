@@ -241,4 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 if __name__ == "__main__":
+    # Run by path (``python .../cloudml/runtime.py``), Python puts this folder first on sys.path, where
+    # cloudml's own modules (config, testing, ...) would shadow the user's. Take it off again.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
     raise SystemExit(main())

@@ -358,6 +358,8 @@ class LocalEndpoints:
         import shutil
 
         shutil.rmtree(self._folder(endpoint))
+        if not self.list():
+            self.stop_gateway()  # the last endpoint is gone: nothing is left listening
 
     def shutdown(self) -> None:
         """Stop every worker and the gateway of this root (tests, `cloudml endpoints delete --all`)."""
