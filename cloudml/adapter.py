@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from cloudml.errors import AdapterNotInstalledError, UnsupportedFeatureError
@@ -338,6 +339,7 @@ class Adapter(ABC):
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings
+        self.base_dir = Path(".")  # where a spec's relative paths (code folders) start
 
     # -- installation -----------------------------------------------------------------------
     @classmethod

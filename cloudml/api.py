@@ -44,15 +44,13 @@ def compile(spec: Pipeline | Deployment | str | os.PathLike[str], target: str | 
         ['create', 'wait_ready', 'shift']
     """
     from cloudml.adapter import pipeline_features
-    from cloudml.registry import adapter_class
+    from cloudml.registry import get_adapter
     from cloudml.spec.pipeline import Pipeline
 
     model = _as_model(spec)
-    if target is None:
-        from cloudml.config import load_config
-
-        target = load_config().backend
-    adapter = adapter_class(target)()
+    adapter = get_adapter(target)
+    if isinstance(spec, (str, os.PathLike)):
+        adapter.base_dir = Path(spec).resolve().parent
     if isinstance(model, Pipeline):
         adapter.check_supported(pipeline_features(model))
         return adapter.compile(model)
@@ -78,10 +76,10 @@ def validate(spec: Pipeline | Deployment | str | os.PathLike[str], target: str |
     if not isinstance(spec, (str, os.PathLike)):
         validate_model(model)
     if target is not None:
-        from cloudml.registry import adapter_class
+        from cloudml.registry import get_adapter
 
-        compiled = compile(model, target)
-        problems = adapter_class(target)().validate_compiled(compiled)
+        compiled = compile(spec if isinstance(spec, (str, os.PathLike)) else model, target)
+        problems = get_adapter(target).validate_compiled(compiled)
         if problems:
             raise CompileError(f"{target} rejected the compiled output:\n  " + "\n  ".join(problems))
     return model

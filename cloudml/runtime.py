@@ -210,6 +210,56 @@ def _parse(argv: Sequence[str]) -> tuple[str, str | None, dict[str, dict[str, st
     return function, code, pairs
 
 
+def retry_command(argv: Sequence[str]) -> int:
+    """``--retry N --backoff SECONDS -- CMD...``: run CMD up to N times, waiting backoff * 2**k with jitter.
+
+    Clouds without retries of user-code failures (SageMaker, Azure ML command jobs) run steps through
+    this, so a neutral ``retry`` means the same everywhere. Returns CMD's last exit code.
+
+    Example:
+        >>> retry_command(["--retry", "2", "--backoff", "0", "--", sys.executable, "-c", "raise SystemExit(3)"])
+        3
+    """
+    import random
+    import subprocess
+    import time
+
+    try:
+        sep = list(argv).index("--")
+        opts = dict(zip(argv[:sep:2], argv[1:sep:2], strict=True))
+        attempts, backoff = int(opts["--retry"]), float(opts.get("--backoff", "0"))
+        command = list(argv[sep + 1:])
+    except (ValueError, KeyError):
+        print("cloudml.runtime: usage: --retry N [--backoff SECONDS] -- COMMAND...", file=sys.stderr)
+        return 2
+    code = 1
+    for attempt in range(1, attempts + 1):
+        code = subprocess.call(command)
+        if code == 0 or attempt == attempts:
+            return code
+        delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())
+        print(f"cloudml.runtime: attempt {attempt} of {attempts} exited {code}; retrying in {delay:.1f}s",
+              file=sys.stderr, flush=True)
+        time.sleep(delay)
+    return code
+
+
+def unpack_model_archives(inputs: dict[str, str]) -> None:
+    """Unpack an input folder that holds only ``model.tar.gz`` (how SageMaker hands over trained models).
+
+    Example:
+        >>> unpack_model_archives({})  # nothing to do
+    """
+    import tarfile
+
+    for path in inputs.values():
+        folder = Path(path)
+        archive = folder / "model.tar.gz"
+        if folder.is_dir() and archive.is_file() and [p.name for p in folder.iterdir()] == ["model.tar.gz"]:
+            with tarfile.open(archive) as tar:
+                tar.extractall(folder, filter="data")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``python -m cloudml.runtime``). Returns the exit code.
 
@@ -218,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--retry"]:
+        return retry_command(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(_USAGE)
         return 0
@@ -229,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         func = resolve_function(function, code)
+        unpack_model_archives(pairs["--input"])
         call_step_function(func, pairs["--input"], pairs["--output"], pairs["--param"], pairs["--output-type"])
     except RuntimeCallError as e:
         print(f"cloudml.runtime: {e}", file=sys.stderr)  # one line: the call is wrong, not its syntax

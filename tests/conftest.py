@@ -22,6 +22,10 @@ def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
     yield
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden files from the compilers")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip `cloud`-marked tests unless credentials for a real cloud are present."""
     has_creds = any(os.environ.get(k) for k in ("CLOUDML_LIVE_AWS", "CLOUDML_LIVE_GCP", "CLOUDML_LIVE_AZURE"))

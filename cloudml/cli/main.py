@@ -124,7 +124,7 @@ def compile_cmd(
     from cloudml.api import compile as compile_spec
 
     try:
-        compiled = compile_spec(_load(file), target)
+        compiled = compile_spec(file, target)
     except CloudMLError as e:
         raise _fail(e) from None
     text = compiled.dumps()

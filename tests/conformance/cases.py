@@ -17,7 +17,7 @@ from cloudml.spec.pipeline import Pipeline
 def _pipeline(step: dict[str, Any], *, extra_steps: list[dict[str, Any]] | None = None,
               params: dict[str, Any] | None = None, **top: Any) -> Pipeline:
     doc: dict[str, Any] = {"apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "case",
-                           "steps": [step, *(extra_steps or [])], **top}
+                           "defaults": {"image": "python:3.11-slim"}, "steps": [step, *(extra_steps or [])], **top}
     if params:
         doc["parameters"] = params
     model = cloudml.loads(cloudml.dumps(_validate(doc)))
@@ -49,6 +49,7 @@ parameters:
   input_uri: {type: string, default: "s3://bucket/data/churn.csv"}
   n_estimators: {type: int, default: 200, min: 10, max: 2000}
   min_auc: {type: float, default: 0.8}
+defaults: {framework: sklearn==1.2, timeout: 1h}
 steps:
   - name: prep
     command: python prep.py --data {{inputs.raw}} --train {{outputs.train}} --test {{outputs.test}}
@@ -68,7 +69,8 @@ steps:
     then: [register]
     else: [too-low]
   - name: register
-    register_model: {model: train.outputs.model, group: churn, metrics: evaluate.outputs.metrics}
+    register_model: {model: train.outputs.model, group: churn, metrics: evaluate.outputs.metrics,
+                     framework: sklearn==1.2}
   - name: too-low
     fail: "AUC below {{params.min_auc}}"
 """
@@ -97,7 +99,7 @@ FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
     "step.command": lambda: _pipeline(_task()),
     "step.python": lambda: _pipeline({"name": "work", "python": "src.job:run"}),
     "step.image": lambda: _pipeline(_task(image="python:3.11-slim")),
-    "step.framework": lambda: _pipeline(_task(framework="sklearn==1.5")),
+    "step.framework": lambda: _pipeline(_task(framework="sklearn==1.2")),
     "step.code": lambda: _pipeline(_task(code="./src")),
     "step.env": lambda: _pipeline(_task(env={"MODE": "fast"})),
     "step.secrets": lambda: _pipeline(_task(secrets={"DB_PASSWORD": "aws-secretsmanager://db-pass"})),
@@ -123,8 +125,9 @@ FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
          "then": ["work"]}, _task()]),
     "fail": lambda: _pipeline({"name": "stop", "fail": "always"}),
     "register_model": lambda: _pipeline(
-        {"name": "train", "command": "python t.py {{outputs.model}}", "outputs": {"model": "model"}},
-        extra_steps=[{"name": "reg", "register_model": {"model": "train.outputs.model", "group": "g"}}]),
+        {"name": "train", "kind": "training", "command": "python t.py {{outputs.model}}", "outputs": {"model": "model"}},
+        extra_steps=[{"name": "reg", "register_model": {"model": "train.outputs.model", "group": "g",
+                                                        "image": "python:3.11-slim"}}]),
     "schedule": lambda: _pipeline(_task(), schedule={"cron": "0 3 * * *"}),
     **{f"deploy.{name}": (lambda s=s: _deployment(strategy=s)) for name, s in STRATEGIES.items()},
     "deploy.alarm": lambda: _deployment(strategy="blue_green"),

@@ -12,11 +12,28 @@ until the marker is removed. Nothing is skipped silently.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cloudml.registry import adapter_names
 
 GAP_KINDS = ("notimpl", "notyet", "never")
+
+# Settings the cloud compilers read; fixed values keep compiled output stable (golden files).
+CLOUD_SETTINGS = {
+    "CLOUDML_SAGEMAKER_REGION": "us-east-1",
+    "CLOUDML_SAGEMAKER_BUCKET": "cloudml-conformance",
+    "CLOUDML_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/cloudml-conformance",
+}
+
+
+@pytest.fixture(autouse=True)
+def _cloud_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value in CLOUD_SETTINGS.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "src").mkdir(exist_ok=True)  # the code folder the cases name (relative to the working dir)
+    (tmp_path / "src" / "job.py").write_text("def run():\n    return {}\n")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

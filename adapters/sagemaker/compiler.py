@@ -1,0 +1,438 @@
+"""Spec -> SageMaker pipeline definition JSON (``"Version": "2020-12-01"``). Pure: no boto3, no network.
+
+Mapping (see docs/adapters/sagemaker.md for the full table):
+
+* parameters -> ``Parameters`` (String, Integer, Float, Boolean);
+* ``kind: processing`` -> ``Processing`` steps (``/opt/ml/processing/...`` paths), ``kind: training``
+  -> ``Training`` steps (channels under ``/opt/ml/input/data``, the model in ``/opt/ml/model``);
+* artifact passing -> ``{"Get": "Steps.X..."}`` property references; ``{{params.x}}`` ->
+  ``{"Get": "Parameters.x"}`` (joined with ``Std:Join`` inside longer strings);
+* conditions -> ``Condition`` steps on ``Std:JsonGet`` of a property file, with the guarded steps
+  (and everything that depends on them) nested in ``IfSteps``/``ElseSteps``;
+* fail -> ``Fail``; register_model -> ``RegisterModel``; retry -> ``RetryPolicies`` for service
+  faults plus an in-container retry of the command itself; cache -> ``CacheConfig``;
+  timeout -> ``StoppingCondition``.
+
+Code folders are content-addressed: the definition names ``s3://<root>/code/<sha256>/`` and the
+client uploads the folder (plus cloudml's runtime entry point) there at submit time.
+
+Example:
+    >>> import cloudml
+    >>> from cloudml.config import SageMakerSettings
+    >>> b = cloudml.PipelineBuilder("demo"); _ = b.add_step("hello", command="echo hi", image="python:3.11")
+    >>> d = compile_definition(b.build(), SageMakerSettings(bucket="my-ml"), base_dir=".")
+    >>> d["Steps"][0]["Type"], d["Steps"][0]["Arguments"]["AppSpecification"]["ContainerEntrypoint"]
+    ('Processing', ['echo', 'hi'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+from cloudml.adapters.sagemaker.resources import framework_image, instance_type
+from cloudml.dag import StepGraph
+from cloudml.errors import CompileError, UnsupportedFeatureError
+from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
+from cloudml.spec.pipeline import Pipeline
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
+from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
+
+__all__ = ["PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition"]
+
+PROCESSING_ROOT = "/opt/ml/processing"
+RUNTIME_FILE = "cloudml_runtime.py"
+ROLE_PARAMETER = "CloudmlRoleArn"
+ROOT_PARAMETER = "CloudmlArtifactRoot"
+MAX_BRANCH_STEPS = 20
+_PTYPES = {"string": "String", "int": "Integer", "float": "Float", "bool": "Boolean"}
+_OPS = {">=": "GreaterThanOrEqualTo", ">": "GreaterThan", "<=": "LessThanOrEqualTo", "<": "LessThan",
+        "==": "Equals"}
+_APPROVAL = {"pending": "PendingManualApproval", "approved": "Approved", "rejected": "Rejected"}
+_SERVICE_FAULTS = ["Step.SERVICE_FAULT", "Step.THROTTLING", "SageMaker.JOB_INTERNAL_ERROR",
+                   "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"]
+
+
+def code_digest(folder: Path) -> str:
+    """SHA-256 over a code folder's files (relative path + content), plus cloudml's runtime entry point.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.py").write_text("x = 1")
+        >>> len(code_digest(d))
+        64
+    """
+    import cloudml.runtime
+
+    h = hashlib.sha256(b"cloudml-code-v1\n")
+    if folder.is_dir():
+        for f in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            h.update(f"{f.relative_to(folder).as_posix()}\0".encode() + hashlib.sha256(f.read_bytes()).digest())
+    h.update(f"{RUNTIME_FILE}\0".encode() + hashlib.sha256(Path(cloudml.runtime.__file__).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _join(values: list[Any], on: str = "") -> Any:
+    values = [v for v in values if v != ""]
+    merged: list[Any] = []
+    for v in values:
+        if merged and isinstance(v, str) and isinstance(merged[-1], str) and on == "":
+            merged[-1] += v
+        else:
+            merged.append(v)
+    if len(merged) == 1:
+        return merged[0]
+    return {"Std:Join": {"On": on, "Values": merged}}
+
+
+class _Ctx:
+    """What one compilation needs: settings, base folder, and the derived S3 layout."""
+
+    def __init__(self, p: Pipeline, settings: Any, base_dir: str | Path) -> None:
+        self.p = p
+        self.settings = settings
+        self.base = Path(base_dir)
+        self.steps = {s.name: s for s in p.steps}
+        self.extra_params: list[dict[str, Any]] = []
+        if settings.role_arn:
+            self.role: Any = settings.role_arn
+        else:
+            self.role = {"Get": f"Parameters.{ROLE_PARAMETER}"}
+            self.extra_params.append({"Name": ROLE_PARAMETER, "Type": "String"})
+        if settings.bucket:
+            prefix = settings.prefix.strip("/")
+            self.root: Any = f"s3://{settings.bucket}/{prefix + '/' if prefix else ''}{p.name}"
+        else:
+            self.root = {"Get": f"Parameters.{ROOT_PARAMETER}"}
+            self.extra_params.append({"Name": ROOT_PARAMETER, "Type": "String"})
+
+    def s3(self, *parts: Any) -> Any:
+        return _join([self.root, *[x for part in parts for x in ("/", part)]])
+
+    def run_s3(self, *parts: Any) -> Any:
+        return self.s3({"Get": "Execution.PipelineExecutionId"}, *parts)
+
+
+def _unsupported(step: str | None, feature: str, reason: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError("sagemaker", step, feature, reason)
+
+
+def _text(text: str, paths: dict[str, dict[str, str]]) -> Any:
+    """A string with neutral placeholders -> a literal, a Get, or a Std:Join."""
+    pieces: list[Any] = []
+    pos = 0
+    for ph in find_placeholders(text):
+        pieces.append(text[pos:ph.start])
+        if ph.namespace == "params":
+            pieces.append({"Get": f"Parameters.{ph.name}"})
+        else:
+            pieces.append(paths[ph.namespace][ph.name])
+        pos = ph.end
+    pieces.append(text[pos:])
+    return _join(pieces) if pieces != [""] else ""
+
+
+def _producer_uri(ctx: _Ctx, ref: StepOutputRef) -> Any:
+    producer = ctx.steps[ref.step]
+    assert isinstance(producer, TaskStep)
+    if ctx.p.effective(producer).kind == "training":
+        return {"Get": f"Steps.{ref.step}.ModelArtifacts.S3ModelArtifacts"}
+    return {"Get": f"Steps.{ref.step}.ProcessingOutputConfig.Outputs['{ref.output}'].S3Output.S3Uri"}
+
+
+def _input_uri(ctx: _Ctx, s: TaskStep, name: str) -> Any:
+    ref = s.inputs[name].ref
+    if isinstance(ref, StepOutputRef):
+        return _producer_uri(ctx, ref)
+    if isinstance(ref, ParamSourceRef):
+        return {"Get": f"Parameters.{ref.param}"}
+    assert isinstance(ref, ExternalRef)
+    if ref.scheme != "s3" or find_placeholders(ref.uri):
+        raise _unsupported(s.name, "input.external", f"input '{name}' is {ref.uri}; SageMaker jobs read s3:// "
+                           "URIs (upload the data to S3, or pass an s3:// parameter)")
+    return ref.uri
+
+
+def _image(ctx: _Ctx, s: TaskStep) -> str:
+    if s.image:
+        return s.image
+    if s.framework:
+        return framework_image(s.framework, ctx.settings.region, "training")
+    raise CompileError(f"step '{s.name}' has no image or framework", hint="set image: or framework: (or defaults)")
+
+
+def _code(ctx: _Ctx, s: TaskStep, needs_runtime: bool) -> Any:
+    if not s.code and not needs_runtime:
+        return None
+    folder = ctx.base / s.code if s.code else Path("/nonexistent-cloudml-code")
+    if s.code and not folder.is_dir():
+        raise CompileError(f"step '{s.name}': code folder {folder} does not exist",
+                           hint="code paths are relative to the pipeline file")
+    return ctx.s3("code", code_digest(folder), "")
+
+
+def _argv(ctx: _Ctx, s: TaskStep, paths: dict[str, dict[str, str]], code_dir: str) -> list[Any]:
+    if s.python:
+        argv: list[Any] = ["python3", f"{code_dir}/{RUNTIME_FILE}", "--function", s.python, "--code", code_dir]
+        argv += [f"--input={k}={v}" for k, v in paths["inputs"].items()]
+        argv += [f"--output={k}={v}" for k, v in paths["outputs"].items()]
+        argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]
+        argv += [_text(f"--param={k}={v}", paths) if isinstance(v, str) else f"--param={k}={_plain(v)}"
+                 for k, v in s.params.items()]
+    else:
+        cmd = s.command if isinstance(s.command, list) else shlex.split(s.command or "")
+        argv = [_text(c, paths) for c in cmd] + [_text(a, paths) for a in s.args]
+    if s.retry and s.retry.attempts > 1:
+        argv = ["python3", f"{code_dir}/{RUNTIME_FILE}", "--retry", str(s.retry.attempts), "--backoff",
+                f"{s.retry.backoff:g}", "--", *argv]
+    return argv
+
+
+def _plain(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _seconds(value: float) -> int:
+    return max(1, math.ceil(value))
+
+
+def _common(ctx: _Ctx, s: TaskStep, step: dict[str, Any]) -> dict[str, Any]:
+    if s.retry and s.retry.attempts > 1:
+        step["RetryPolicies"] = [{"ExceptionType": _SERVICE_FAULTS, "IntervalSeconds": _seconds(s.retry.backoff),
+                                  "BackoffRate": 2.0, "MaxAttempts": s.retry.attempts}]
+    cache = s.cache.enabled if s.cache else True
+    step["CacheConfig"] = {"Enabled": cache}
+    if cache and s.cache and s.cache.expire:
+        step["CacheConfig"]["ExpireAfter"] = _iso(s.cache.expire)
+    if s.depends_on:
+        step["DependsOn"] = list(s.depends_on)
+    if s.description:
+        step["Description"] = s.description
+    return step
+
+
+def _iso(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = "P" + (f"{days}D" if days else "")
+    time_part = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{secs}S" if secs else "")
+    return out + ("T" + time_part if time_part else "") if (days or time_part) else "PT0S"
+
+
+def _processing(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
+    code_uri = _code(ctx, s, bool(s.python or (s.retry and s.retry.attempts > 1)))
+    code_dir = f"{PROCESSING_ROOT}/input/code"
+    paths = {"inputs": {n: f"{PROCESSING_ROOT}/input/{n}" for n in s.inputs},
+             "outputs": {n: f"{PROCESSING_ROOT}/output/{n}" + ("/metrics.json" if o.type == "metrics" else "")
+                         for n, o in s.outputs.items()}}
+    inputs = [{"InputName": n, "S3Input": {"S3Uri": _input_uri(ctx, s, n), "LocalPath": f"{PROCESSING_ROOT}/input/{n}",
+                                           "S3DataType": "S3Prefix", "S3InputMode": "File"}} for n in s.inputs]
+    if code_uri is not None:
+        inputs.append({"InputName": "code", "S3Input": {"S3Uri": code_uri, "LocalPath": code_dir,
+                                                        "S3DataType": "S3Prefix", "S3InputMode": "File"}})
+    res = s.resources
+    args: dict[str, Any] = {
+        "ProcessingResources": {"ClusterConfig": {
+            "InstanceType": instance_type(res, _opt(ctx, s, "instance_type")),
+            "InstanceCount": res.instance_count if res else 1, "VolumeSizeInGB": _volume(ctx, s)}},
+        "AppSpecification": {"ImageUri": _image(ctx, s), "ContainerEntrypoint": _argv(ctx, s, paths, code_dir)},
+        "RoleArn": ctx.role,
+    }
+    if inputs:
+        args["ProcessingInputs"] = inputs
+    if s.outputs:
+        args["ProcessingOutputConfig"] = {"Outputs": [
+            {"OutputName": n, "S3Output": {"S3Uri": ctx.run_s3(s.name, n),
+                                          "LocalPath": f"{PROCESSING_ROOT}/output/{n}", "S3UploadMode": "EndOfJob"}}
+            for n in s.outputs]}
+    if s.env:
+        args["Environment"] = {k: _text(v, paths) for k, v in s.env.items()}
+    if s.timeout is not None:
+        args["StoppingCondition"] = {"MaxRuntimeInSeconds": _seconds(s.timeout)}
+    step: dict[str, Any] = {"Name": s.name, "Type": "Processing", "Arguments": args}
+    files = [{"PropertyFileName": n, "OutputName": n, "FilePath": "metrics.json"}
+             for n, o in s.outputs.items() if o.type == "metrics" and f"{s.name}.{n}" in metrics_read]
+    if files:
+        step["PropertyFiles"] = files
+    return _common(ctx, s, step)
+
+
+def _training(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
+    others = [n for n, o in s.outputs.items() if o.type != "model"]
+    models = [n for n, o in s.outputs.items() if o.type == "model"]
+    if others or len(models) > 1:
+        raise _unsupported(s.name, "step.training", "a SageMaker training job has one output, its model "
+                           f"(/opt/ml/model); move {', '.join(others or models[1:])} to a processing step")
+    code_uri = _code(ctx, s, bool(s.python or (s.retry and s.retry.attempts > 1)))
+    code_dir = "/opt/ml/input/data/code"
+    paths = {"inputs": {n: f"/opt/ml/input/data/{n}" for n in s.inputs},
+             "outputs": {n: "/opt/ml/model" for n in models}}
+    channels = [{"ChannelName": n, "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": _input_uri(ctx, s, n), "S3DataDistributionType": "FullyReplicated"}}}
+        for n in s.inputs]
+    if code_uri is not None:
+        channels.append({"ChannelName": "code", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": code_uri, "S3DataDistributionType": "FullyReplicated"}}})
+    res = s.resources
+    args: dict[str, Any] = {
+        "AlgorithmSpecification": {"TrainingImage": _image(ctx, s), "TrainingInputMode": "File",
+                                   "ContainerEntrypoint": _argv(ctx, s, paths, code_dir)},
+        "RoleArn": ctx.role,
+        "OutputDataConfig": {"S3OutputPath": ctx.run_s3(s.name)},
+        "ResourceConfig": {"InstanceType": instance_type(res, _opt(ctx, s, "instance_type")),
+                           "InstanceCount": res.instance_count if res else 1, "VolumeSizeInGB": _volume(ctx, s)},
+        "StoppingCondition": {"MaxRuntimeInSeconds": _seconds(s.timeout) if s.timeout is not None else 86400},
+    }
+    if channels:
+        args["InputDataConfig"] = channels
+    if s.params:
+        args["HyperParameters"] = {k: _text(v, paths) if isinstance(v, str) else _plain(v) for k, v in s.params.items()}
+    if s.env:
+        args["Environment"] = {k: _text(v, paths) for k, v in s.env.items()}
+    return _common(ctx, s, {"Name": s.name, "Type": "Training", "Arguments": args})
+
+
+def _opt(ctx: _Ctx, s: TaskStep, key: str) -> Any:
+    return s.backend_options.get("sagemaker", {}).get(key) or ctx.p.backend_options.get("sagemaker", {}).get(key)
+
+
+def _volume(ctx: _Ctx, s: TaskStep) -> int:
+    if s.resources is not None and s.resources.disk:
+        return max(1, math.ceil(s.resources.disk / 1024**3))
+    return int(_opt(ctx, s, "volume_size_gb") or 30)
+
+
+def _operand(ctx: _Ctx, o: Any) -> Any:
+    if isinstance(o, MetricOperand):
+        producer = ctx.steps[o.step]
+        if isinstance(producer, TaskStep) and ctx.p.effective(producer).kind == "training":
+            raise _unsupported(o.step, "condition", "conditions read metrics files that processing steps write "
+                               "(SageMaker property files); evaluate in a processing step")
+        return {"Std:JsonGet": {"PropertyFile": {"Get": f"Steps.{o.step}.PropertyFiles.{o.output}"},
+                                "Path": o.json_path}}
+    if isinstance(o, ParamOperand):
+        return {"Get": f"Parameters.{o.name}"}
+    assert isinstance(o, LiteralOperand)
+    return o.value
+
+
+def _conditions(ctx: _Ctx, e: Expr) -> list[dict[str, Any]]:
+    """An expression as SageMaker's list of ANDed conditions."""
+    if isinstance(e, And):
+        return [c for t in e.terms for c in _conditions(ctx, t)]
+    return [_condition(ctx, e)]
+
+
+def _condition(ctx: _Ctx, e: Expr) -> dict[str, Any]:
+    if isinstance(e, Compare):
+        left, right = _operand(ctx, e.left), _operand(ctx, e.right)
+        if e.op == "!=":
+            return {"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": left, "RightValue": right}}
+        return {"Type": _OPS[e.op], "LeftValue": left, "RightValue": right}
+    if isinstance(e, Not):
+        return {"Type": "Not", "Condition": _single(ctx, e.term)}
+    if isinstance(e, Or):
+        return {"Type": "Or", "Conditions": [_single(ctx, t) for t in e.terms]}
+    return _single(ctx, e)
+
+
+def _single(ctx: _Ctx, e: Expr) -> dict[str, Any]:
+    conds = _conditions(ctx, e)
+    if len(conds) == 1:
+        return conds[0]
+    # And inside Or / Not: not(or(not a, not b)) == and(a, b)
+    return {"Type": "Not", "Condition": {"Type": "Or", "Conditions": [{"Type": "Not", "Condition": c} for c in conds]}}
+
+
+def _register(ctx: _Ctx, s: RegisterModelStep) -> dict[str, Any]:
+    rm = s.register_model
+    model_step, _, _ = rm.model.partition(".outputs.")
+    producer = ctx.steps[model_step]
+    if not (isinstance(producer, TaskStep) and ctx.p.effective(producer).kind == "training"):
+        raise _unsupported(s.name, "register_model", "SageMaker registers the model.tar.gz of a training step; "
+                           f"make '{model_step}' a `kind: training` step")
+    image = rm.image or (framework_image(rm.framework, ctx.settings.region, "inference") if rm.framework else None)
+    if image is None:
+        raise CompileError(f"step '{s.name}': SageMaker needs a serving image for the model package",
+                           hint="set register_model.image or register_model.framework")
+    args: dict[str, Any] = {
+        "ModelPackageGroupName": rm.group,
+        "ModelApprovalStatus": _APPROVAL[rm.approval],
+        "InferenceSpecification": {
+            "Containers": [{"Image": image, "ModelDataUrl": {"Get": f"Steps.{model_step}.ModelArtifacts.S3ModelArtifacts"}}],
+            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
+    }
+    if rm.metrics:
+        m_step, _, m_out = rm.metrics.partition(".outputs.")
+        uri = {"Get": f"Steps.{m_step}.ProcessingOutputConfig.Outputs['{m_out}'].S3Output.S3Uri"}
+        args["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json",
+                                                               "S3Uri": _join([uri, "/metrics.json"])}}}
+    if rm.description:
+        args["ModelPackageDescription"] = rm.description
+    if rm.tags:
+        args["CustomerMetadataProperties"] = dict(rm.tags)
+    step: dict[str, Any] = {"Name": s.name, "Type": "RegisterModel", "Arguments": args}
+    if s.depends_on:
+        step["DependsOn"] = list(s.depends_on)
+    return step
+
+
+def _owners(p: Pipeline) -> dict[str, tuple[str, str] | None]:
+    """Which condition branch each step is nested in (None: top level); dependents follow their upstream."""
+    graph = StepGraph.from_pipeline(p)
+    up = graph.upstream()
+    owner: dict[str, tuple[str, str] | None] = {}
+    direct = {t: (s.name, "then") for s in p.steps if isinstance(s, ConditionStep) for t in s.then}
+    direct.update({t: (s.name, "else") for s in p.steps if isinstance(s, ConditionStep) for t in s.else_})
+    for name in graph.topological_order():
+        if name in direct:
+            owner[name] = direct[name]
+            continue
+        inherited = {owner[u] for u in up[name] if owner.get(u) is not None}
+        if len(inherited) > 1:
+            raise _unsupported(name, "condition", "the step depends on steps in different condition branches; "
+                               "SageMaker nests guarded steps inside one branch")
+        owner[name] = inherited.pop() if inherited else None
+    return owner
+
+
+def compile_definition(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[str, Any]:
+    """The pipeline definition as a dict (``json.dumps`` it for CreatePipeline)."""
+    ctx = _Ctx(p, settings, base_dir)
+    metrics_read = {f"{m.step}.{m.output}" for s in p.steps if isinstance(s, ConditionStep)
+                    for m in s.condition.metric_operands()}
+    owner = _owners(p)
+    order = StepGraph.from_pipeline(p).topological_order()
+    compiled: dict[str, dict[str, Any]] = {}
+    for name in reversed(order):  # children before their condition
+        s = ctx.steps[name]
+        if isinstance(s, TaskStep):
+            e = p.effective(s)
+            compiled[name] = _training(ctx, e, metrics_read) if e.kind == "training" else _processing(ctx, e, metrics_read)
+        elif isinstance(s, FailStep):
+            compiled[name] = {"Name": name, "Type": "Fail", "Arguments": {"ErrorMessage": _text(s.fail, {})}}
+            if s.depends_on:
+                compiled[name]["DependsOn"] = list(s.depends_on)
+        elif isinstance(s, RegisterModelStep):
+            compiled[name] = _register(ctx, s)
+        else:
+            assert isinstance(s, ConditionStep)
+            branches = {b: [compiled[n] for n in order if owner.get(n) == (name, b)] for b in ("then", "else")}
+            for b, members in branches.items():
+                if len(members) > MAX_BRANCH_STEPS:
+                    raise CompileError(f"condition '{name}' guards {len(members)} steps in its {b} branch; "
+                                       f"SageMaker allows {MAX_BRANCH_STEPS}", hint="split the pipeline")
+            compiled[name] = {"Name": name, "Type": "Condition", "Arguments": {
+                "Conditions": _conditions(ctx, s.condition), "IfSteps": branches["then"],
+                "ElseSteps": branches["else"]}}
+            if s.depends_on:
+                compiled[name]["DependsOn"] = list(s.depends_on)
+    params = [{"Name": n, "Type": _PTYPES[v.type], **({"DefaultValue": v.default} if v.default is not None else {})}
+              for n, v in p.parameters.items()]
+    return {"Version": "2020-12-01", "Metadata": {}, "Parameters": params + ctx.extra_params,
+            "Steps": [compiled[n] for n in order if owner.get(n) is None]}
+

@@ -1,0 +1,135 @@
+"""Deployment spec -> SageMaker deployment guardrails (UpdateEndpoint DeploymentConfig) and CloudWatch alarms.
+
+Pure: it builds request dictionaries; the client sends them.
+
+* ``all_at_once`` / ``blue_green`` -> ``BlueGreenUpdatePolicy`` with ``ALL_AT_ONCE`` and a bake;
+* ``canary`` -> ``CANARY`` (``CanarySize`` in capacity percent, at most 50);
+* ``linear`` -> ``LINEAR`` (``LinearStepSize`` 10-50%);
+* neutral alarms -> ``put_metric_alarm`` on ``AWS/SageMaker`` (``Invocation5XXErrors`` over
+  ``Invocations`` as metric math for the error rate, ``ModelLatency`` percentiles in microseconds,
+  ``Invocations``), with the ``EndpointName`` and ``VariantName`` dimensions; existing alarms are
+  referenced by name. All of them go into ``AutoRollbackConfiguration``.
+
+Example:
+    >>> from cloudml.spec.deployment import Deployment
+    >>> d = Deployment(endpoint="churn", model={"group": "churn"}, strategy={"canary": {"percent": 10, "bake": "10m"}},
+    ...                alarms=[{"name": "errors", "metric": "error_rate", "threshold": 0.01}])
+    >>> cfg = deployment_config(d, ["churn-errors"])
+    >>> cfg["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    {'Type': 'CANARY', 'WaitIntervalInSeconds': 600, 'CanarySize': {'Type': 'CAPACITY_PERCENT', 'Value': 10}}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cloudml.errors import UnsupportedFeatureError
+from cloudml.spec.deployment import Alarm, Canary, Deployment, Linear
+
+__all__ = ["VARIANT", "alarm_name", "alarm_request", "compile_deployment_plan", "deployment_config"]
+
+VARIANT = "AllTraffic"
+_COMPARISON = {"gt": "GreaterThanThreshold", "gte": "GreaterThanOrEqualToThreshold", "lt": "LessThanThreshold",
+               "lte": "LessThanOrEqualToThreshold"}
+_MISSING = {"missing": "missing", "not_breaching": "notBreaching", "breaching": "breaching", "ignore": "ignore"}
+
+
+def _wait(seconds: float, what: str) -> int:
+    value = math.ceil(seconds)
+    if value > 3600:
+        raise UnsupportedFeatureError("sagemaker", None, "deploy.blue_green",
+                                      f"{what} is {value}s; SageMaker guardrails wait at most 3600s")
+    return value
+
+
+def deployment_config(d: Deployment, alarm_names: list[str]) -> dict[str, Any]:
+    """The ``DeploymentConfig`` for UpdateEndpoint (blue/green guardrails with auto-rollback)."""
+    cfg = d.strategy.config
+    routing: dict[str, Any]
+    if isinstance(cfg, Canary):
+        if cfg.percent > 50:
+            raise UnsupportedFeatureError("sagemaker", None, "deploy.canary",
+                                          f"canary of {cfg.percent:g}%: SageMaker canaries are at most 50% of the fleet")
+        routing = {"Type": "CANARY", "WaitIntervalInSeconds": _wait(cfg.bake, "canary bake"),
+                   "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": math.ceil(cfg.percent)}}
+    elif isinstance(cfg, Linear):
+        if not 10 <= cfg.step_percent <= 50:
+            raise UnsupportedFeatureError("sagemaker", None, "deploy.linear",
+                                          f"linear steps of {cfg.step_percent:g}%: SageMaker takes 10-50%")
+        routing = {"Type": "LINEAR", "WaitIntervalInSeconds": _wait(cfg.interval, "linear interval"),
+                   "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": math.ceil(cfg.step_percent)}}
+    elif d.strategy.name in ("all_at_once", "blue_green"):
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": _wait(getattr(cfg, "bake", 0.0), "bake")}
+    else:
+        raise UnsupportedFeatureError("sagemaker", None, f"deploy.{d.strategy.name}",
+                                      "shadow deployments on SageMaker are not built yet")
+    timeout = max(600, min(28800, math.ceil(d.max_duration)))
+    config: dict[str, Any] = {"BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": routing,
+        "TerminationWaitInSeconds": _wait(d.rollback.termination_wait, "termination_wait"),
+        "MaximumExecutionTimeoutInSeconds": timeout}}
+    if d.rollback.automatic and alarm_names:
+        if len(alarm_names) > 10:
+            raise UnsupportedFeatureError("sagemaker", None, "deploy.alarm", "SageMaker rolls back on at most 10 alarms")
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": n} for n in alarm_names]}
+    return config
+
+
+def alarm_name(endpoint: str, alarm: Alarm) -> str:
+    """The CloudWatch name cloudml gives a neutral alarm (an existing alarm keeps its own)."""
+    return alarm.existing.get("sagemaker") or f"cloudml-{endpoint}-{alarm.name}"
+
+
+def alarm_request(endpoint: str, alarm: Alarm, variant: str = VARIANT) -> dict[str, Any]:
+    """``put_metric_alarm`` keyword arguments for a neutral alarm.
+
+    Example:
+        >>> a = Alarm(name="slow", metric="latency_p99", threshold="250ms", period="60s", evaluation_periods=3)
+        >>> r = alarm_request("churn", a)
+        >>> r["MetricName"], r["ExtendedStatistic"], r["Threshold"]
+        ('ModelLatency', 'p99', 250000.0)
+    """
+    assert alarm.metric is not None and alarm.threshold is not None
+    dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+    period = max(10, math.ceil(alarm.period))
+    if period > 60 and period % 60:
+        period = math.ceil(period / 60) * 60  # CloudWatch periods above a minute are whole minutes
+    req: dict[str, Any] = {
+        "AlarmName": alarm_name(endpoint, alarm),
+        "AlarmDescription": f"cloudml alarm {alarm.name} ({alarm.metric}) on endpoint {endpoint}",
+        "EvaluationPeriods": alarm.evaluation_periods, "DatapointsToAlarm": alarm.required_datapoints,
+        "ComparisonOperator": _COMPARISON[alarm.comparison], "TreatMissingData": _MISSING[alarm.treat_missing_data],
+        "ActionsEnabled": False,
+    }
+    if alarm.metric == "error_rate":
+        def stat(metric_id: str, name: str) -> dict[str, Any]:
+            return {"Id": metric_id, "ReturnData": False, "MetricStat": {"Metric": {
+                "Namespace": "AWS/SageMaker", "MetricName": name, "Dimensions": dims}, "Period": period, "Stat": "Sum"}}
+
+        req["Metrics"] = [stat("errors", "Invocation5XXErrors"), stat("invocations", "Invocations"),
+                          {"Id": "error_rate", "Expression": "IF(invocations > 0, errors / invocations, 0)",
+                           "Label": "error rate", "ReturnData": True}]
+        req["Threshold"] = float(alarm.threshold)
+        return req
+    req.update({"Namespace": "AWS/SageMaker", "Dimensions": dims, "Period": period})
+    if alarm.metric == "invocations":
+        req.update({"MetricName": "Invocations", "Statistic": "Sum", "Threshold": float(alarm.threshold)})
+    else:
+        req.update({"MetricName": "ModelLatency", "ExtendedStatistic": alarm.metric.split("_")[1],
+                    "Threshold": float(round(alarm.threshold * 1_000_000, 3))})  # ModelLatency is in microseconds
+    return req
+
+
+def compile_deployment_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
+    """Everything the client will send, with the model resolved at deploy time."""
+    names = [alarm_name(d.endpoint, a) for a in d.alarms]
+    return {
+        "EndpointName": d.endpoint,
+        "ModelPackage": d.model.model_dump(),
+        "ProductionVariant": {"VariantName": VARIANT, "InstanceType": instance_type,
+                              "InitialInstanceCount": d.instances.count, "InitialVariantWeight": 1.0},
+        "DeploymentConfig": deployment_config(d, names),
+        "PutMetricAlarm": [alarm_request(d.endpoint, a) for a in d.alarms if not a.existing],
+        "ExistingAlarms": [a.existing["sagemaker"] for a in d.alarms if a.existing.get("sagemaker")],
+    }

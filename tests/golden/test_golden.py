@@ -1,0 +1,46 @@
+"""Compiled output for fixed specs matches the reviewed golden files byte for byte (after normalising)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import cloudml
+from tests.conformance.cases import reference_pipeline
+from tests.conformance.conftest import CLOUD_SETTINGS
+
+HERE = Path(__file__).parent
+CASES = {"reference": reference_pipeline}
+TARGETS = ["local", "sagemaker"]
+
+
+def normalise(target: str, document: Any) -> Any:
+    """The one place volatile fields are normalised: content digests of code bundles and runtime files."""
+    text = json.dumps(document, indent=2, sort_keys=False)
+    if target == "sagemaker":
+        import re
+
+        text = re.sub(r"/code/[0-9a-f]{64}/", "/code/<sha256>/", text)
+    return json.loads(text)
+
+
+@pytest.fixture(autouse=True)
+def _settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value in CLOUD_SETTINGS.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compiled_output_matches_golden(case: str, target: str, request: pytest.FixtureRequest) -> None:
+    compiled = cloudml.compile(CASES[case](), target)
+    actual = normalise(target, compiled.document)
+    path = HERE / case / f"{target}.json"
+    if request.config.getoption("--update-golden"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(actual, indent=2) + "\n")
+    assert path.exists(), f"no golden file {path}: run python -m pytest tests/golden --update-golden"
+    assert actual == json.loads(path.read_text()), f"{target} output changed: review, then --update-golden"
