@@ -38,16 +38,13 @@ class Options(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
-_CLIENT = "the SageMaker client (runs, registry, endpoints) is not built yet (issue 5)"
-
-
 class SageMakerAdapter(Adapter):
     """AWS SageMaker Pipelines, model registry and endpoints."""
 
     name = "sagemaker"
     extra = "aws"
     requires = ("boto3",)
-    description = "AWS SageMaker Pipelines (compiler ready; runs, registry and endpoints not built yet)"
+    description = "AWS SageMaker Pipelines, model registry and endpoints with native guardrails"
     options_model: ClassVar[type[BaseModel] | None] = Options
     capabilities = Capabilities(
         "sagemaker",
@@ -87,16 +84,99 @@ class SageMakerAdapter(Adapter):
 
         return validate_definition(compiled.document)
 
-    def _client_missing(self, operation: str) -> Any:
-        from cloudml.errors import UnsupportedFeatureError
+    # -- the client (boto3) ----------------------------------------------------------------------------
+    def client(self) -> Any:
+        """The boto3-backed client (raises AdapterNotInstalledError without the aws extra)."""
+        self.require()
+        from cloudml.adapters.sagemaker.client import SageMakerClient
 
-        return UnsupportedFeatureError(self.name, None, operation, _CLIENT)
+        if getattr(self, "_client", None) is None:
+            self._client = SageMakerClient(self.settings)
+        return self._client
+
+    def _role(self) -> str:
+        if not self.settings.role_arn:
+            from cloudml.errors import ConfigError
+
+            raise ConfigError("SageMaker needs an execution role", hint="set sagemaker.role_arn in cloudml.yaml "
+                              "or CLOUDML_SAGEMAKER_ROLE_ARN")
+        return self.settings.role_arn
 
     def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> Any:
-        """Not built yet: raises UnsupportedFeatureError."""
-        raise self._client_missing("run")
+        """Upload code bundles, create or update the pipeline, and start an execution."""
+        from cloudml.adapter import pipeline_features
+        from cloudml.adapters.sagemaker.compiler import ROLE_PARAMETER, ROOT_PARAMETER
+
+        self.check_supported(pipeline_features(pipeline))
+        values = pipeline.resolve_parameters(parameters)
+        definition = self.compile(pipeline).document
+        client = self.client()
+        declared = {p["Name"] for p in definition["Parameters"]}
+        if ROLE_PARAMETER in declared:
+            values[ROLE_PARAMETER] = self._role()
+        if ROOT_PARAMETER in declared:
+            bucket, prefix = client._bucket_prefix(pipeline.name)
+            values[ROOT_PARAMETER] = f"s3://{bucket}/{prefix}"
+        client.upload_code(definition, pipeline, self.base_dir)
+        client.upsert_pipeline(pipeline.name, definition, self._role())
+        return client.start(pipeline.name, values)
+
+    def get_run(self, run_id: str) -> Any:
+        """A handle on an execution (by ARN)."""
+        from cloudml.adapters.sagemaker.client import SageMakerRun
+
+        return SageMakerRun(self.client(), run_id)
+
+    def register_model(self, group: str, uri: str, **info: Any) -> Any:
+        """Register ``uri`` (an s3:// model.tar.gz) as a new model package; needs ``image=``."""
+        if not info.get("image"):
+            from cloudml.errors import CompileError
+
+            raise CompileError("registering on SageMaker needs the serving image", hint="pass image=...")
+        return self.client().register(group, uri, info["image"], info.get("approval", "pending"),
+                                      info.get("metrics"), info.get("tags"))
+
+    def list_models(self, group: str | None = None) -> list[Any]:
+        """Versions of a model package group, newest first."""
+        if group is None:
+            from cloudml.errors import CompileError
+
+            raise CompileError("listing SageMaker models needs a model package group name")
+        return list(self.client().versions(group))
+
+    def set_approval(self, group: str, version: int, approval: str) -> Any:
+        """Approve or reject a model package version."""
+        return self.client().set_approval(group, version, approval)
+
+    def latest_approved(self, group: str) -> Any:
+        """The newest approved version of a group."""
+        from cloudml.errors import NotFoundError
+
+        versions = self.client().versions(group, "approved")
+        if not versions:
+            raise NotFoundError(f"model package group '{group}' has no approved version", backend="sagemaker",
+                                hint=f"cloudml models approve {group} VERSION --backend sagemaker")
+        return versions[0]
 
     def deploy(self, deployment: Deployment, **options: Any) -> Any:
-        """Not built yet: raises UnsupportedFeatureError."""
-        raise self._client_missing("deploy")
+        """Create or update the endpoint with SageMaker's own guardrails and CloudWatch-alarm rollback."""
+        plan = self.compile_deployment(deployment).document
+        client = self.client()
+        version = deployment.model.version
+        if version == "latest-approved":
+            model = self.latest_approved(deployment.model.group)
+        elif version == "latest":
+            model = client.versions(deployment.model.group)[0]
+        else:
+            model = next(m for m in client.versions(deployment.model.group) if m.version == version)
+        return client.deploy(plan, model, self._role(), poll=options.get("poll", 15.0),
+                             timeout=deployment.max_duration + 600)
+
+    def endpoint_status(self, endpoint: str) -> dict[str, Any]:
+        """DescribeEndpoint, as a dict."""
+        return dict(self.client().call("sagemaker", "describe_endpoint", EndpointName=endpoint))
+
+    def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
+        """Send ``{"instances": [...]}`` to the endpoint."""
+        return dict(self.client().invoke(endpoint, instances))
 

@@ -41,13 +41,14 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition"]
+__all__ = ["NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition"]
 
 PROCESSING_ROOT = "/opt/ml/processing"
 RUNTIME_FILE = "cloudml_runtime.py"
 ROLE_PARAMETER = "CloudmlRoleArn"
 ROOT_PARAMETER = "CloudmlArtifactRoot"
 MAX_BRANCH_STEPS = 20
+NO_CODE = Path("/nonexistent-cloudml-code")  # the bundle of a step with no code folder: the runtime only
 _PTYPES = {"string": "String", "int": "Integer", "float": "Float", "bool": "Boolean"}
 _OPS = {">=": "GreaterThanOrEqualTo", ">": "GreaterThan", "<=": "LessThanOrEqualTo", "<": "LessThan",
         "==": "Equals"}
@@ -167,7 +168,7 @@ def _image(ctx: _Ctx, s: TaskStep) -> str:
 def _code(ctx: _Ctx, s: TaskStep, needs_runtime: bool) -> Any:
     if not s.code and not needs_runtime:
         return None
-    folder = ctx.base / s.code if s.code else Path("/nonexistent-cloudml-code")
+    folder = ctx.base / s.code if s.code else NO_CODE
     if s.code and not folder.is_dir():
         raise CompileError(f"step '{s.name}': code folder {folder} does not exist",
                            hint="code paths are relative to the pipeline file")

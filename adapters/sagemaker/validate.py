@@ -106,7 +106,7 @@ def validate_definition(definition: dict[str, Any]) -> list[str]:
         problems.append(f"CreatePipeline: {report.generate_report()}")
     steps = _walk_steps(definition.get("Steps", []))
     names = [s.get("Name") for s in steps]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted({str(n) for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"duplicate step names: {', '.join(map(str, dupes))}")
     if len(steps) > QUOTA_STEPS:
