@@ -441,3 +441,7 @@ class Adapter(ABC):
     def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
         """Send ``{"instances": [...]}`` to an endpoint."""
         raise self._unsupported("invoke")
+
+    def iam_policy(self) -> dict[str, Any]:
+        """The least-privilege cloud policy for this adapter's own calls."""
+        raise self._unsupported("iam_policy")

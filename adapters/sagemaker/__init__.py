@@ -172,6 +172,12 @@ class SageMakerAdapter(Adapter):
         return client.deploy(plan, model, self._role(), poll=options.get("poll", 15.0),
                              timeout=deployment.max_duration + 600)
 
+    def iam_policy(self) -> dict[str, Any]:
+        """The IAM policy the client's calls need, generated from its list of calls."""
+        from cloudml.adapters.sagemaker.client import iam_policy
+
+        return iam_policy()
+
     def endpoint_status(self, endpoint: str) -> dict[str, Any]:
         """DescribeEndpoint, as a dict."""
         return dict(self.client().call("sagemaker", "describe_endpoint", EndpointName=endpoint))

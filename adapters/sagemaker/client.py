@@ -31,7 +31,40 @@ from cloudml.errors import (
     ThrottlingError,
 )
 
-__all__ = ["ERROR_CODES", "RUN_STATES", "SageMakerClient", "SageMakerRun", "translate", "translate_code"]
+__all__ = ["API_CALLS", "ERROR_CODES", "RUN_STATES", "SageMakerClient", "SageMakerRun", "iam_policy", "translate",
+           "translate_code"]
+
+# Every call this client makes (service, operation). The IAM policy is generated from it, and a test
+# checks the source makes no call that is missing here.
+API_CALLS: tuple[tuple[str, str], ...] = (
+    ("sagemaker", "create_pipeline"), ("sagemaker", "update_pipeline"), ("sagemaker", "start_pipeline_execution"),
+    ("sagemaker", "describe_pipeline_execution"), ("sagemaker", "list_pipeline_execution_steps"),
+    ("sagemaker", "stop_pipeline_execution"), ("sagemaker", "describe_model_package_group"),
+    ("sagemaker", "create_model_package_group"), ("sagemaker", "create_model_package"),
+    ("sagemaker", "describe_model_package"), ("sagemaker", "list_model_packages"),
+    ("sagemaker", "update_model_package"), ("sagemaker", "create_model"), ("sagemaker", "create_endpoint_config"),
+    ("sagemaker", "create_endpoint"), ("sagemaker", "update_endpoint"), ("sagemaker", "describe_endpoint"),
+    ("sagemaker-runtime", "invoke_endpoint"), ("cloudwatch", "put_metric_alarm"), ("cloudwatch", "describe_alarms"),
+    ("s3", "upload_file"),
+)
+_IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3"}
+_IAM_ACTION = {("s3", "upload_file"): "PutObject"}
+
+
+def iam_policy(calls: tuple[tuple[str, str], ...] = API_CALLS) -> dict[str, Any]:
+    """The least-privilege IAM policy for the calls this client makes, plus passing the execution role.
+
+    Example:
+        >>> "sagemaker:UpdateEndpoint" in iam_policy()["Statement"][0]["Action"]
+        True
+    """
+    actions = sorted({f"{_IAM_PREFIX[svc]}:{_IAM_ACTION.get((svc, op)) or op.title().replace('_', '')}"
+                      for svc, op in calls})
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "CloudmlSageMaker", "Effect": "Allow", "Action": actions, "Resource": "*"},
+        {"Sid": "CloudmlPassExecutionRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*",
+         "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+    ]}
 
 RUN_STATES = {"Executing": "running", "Stopping": "running", "Stopped": "cancelled", "Failed": "failed",
               "Succeeded": "succeeded", "CompletedWithFailures": "failed"}

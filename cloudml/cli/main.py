@@ -208,6 +208,20 @@ def backends(
         out.print(matrix)
 
 
+@app.command("iam-policy")
+def iam_policy(
+    target: Annotated[str, typer.Option("--target", "-t", help="the backend, e.g. sagemaker")],
+) -> None:
+    """Print the least-privilege cloud policy the adapter's own calls need (JSON)."""
+    from cloudml.registry import get_adapter
+
+    try:
+        policy = get_adapter(target).iam_policy()
+    except CloudMLError as e:
+        raise _fail(e) from None
+    sys.stdout.write(json.dumps(policy, indent=2) + "\n")
+
+
 def _register_verbs() -> None:
     from cloudml.cli.deploy import deploy, endpoints_app, invoke, rollback, rollout_app
     from cloudml.cli.runs import models_app, run, runs_app
