@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -214,9 +213,14 @@ def walk_steps(steps: list[dict[str, Any]], where: str = "Steps") -> Iterator[tu
                 yield from walk_steps(args.get(branch, []), f"{here}.{branch}")
 
 
-def _validator(schema: dict[str, Any], target: str | None) -> Any:
-    body = copy.copy(schema)
-    if target is not None:
+@functools.lru_cache(maxsize=64)
+def _validator(patched: bool, target: str | None) -> Any:
+    """A (reusable) validator for the whole document or for one step definition."""
+    schema = patched_schema() if patched else raw_schema()
+    if target is None:
+        _top_level_steps(schema)  # already done on the patched copy; idempotent
+        body = schema
+    else:
         body = {key: schema[key] for key in ("$schema", "$id", "definitions")}
         body["allOf"] = [_ref(target)]
     cls = validator_for(schema, default=Draft7Validator)
@@ -231,21 +235,16 @@ def _describe(where: str, error: ValidationError) -> str:
 
 def step_errors(step: dict[str, Any], *, patched: bool = True, where: str = "step") -> list[str]:
     """Problems with one step against the definition for its Type (branches are not entered)."""
-    schema = patched_schema() if patched else raw_schema()
     target = STEP_DEFINITIONS.get(step.get("Type", ""))
     if target is None:
         return [f"{where}: unknown step Type {step.get('Type')!r}"]
-    validator = _validator(schema, target)
-    return [_describe(where, e) for e in sorted(validator.iter_errors(step), key=lambda e: list(e.absolute_path))]
+    errors = _validator(patched, target).iter_errors(step)
+    return [_describe(where, e) for e in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))]
 
 
 def definition_errors(definition: dict[str, Any], *, patched: bool = True) -> list[str]:
     """Every problem in a pipeline definition: the top level, then each step by Type, recursively."""
-    schema = patched_schema() if patched else raw_schema()
-    top = copy.deepcopy(schema) if not patched else schema
-    if not patched:
-        _top_level_steps(top)
-    problems = [_describe("definition", e) for e in _validator(top, None).iter_errors(definition)]
+    problems = [_describe("definition", e) for e in _validator(patched, None).iter_errors(definition)]
     for where, step in walk_steps(definition.get("Steps", [])):
         problems += step_errors(step, patched=patched, where=where)
     return problems

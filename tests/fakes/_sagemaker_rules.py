@@ -73,7 +73,7 @@ def validate_deployment(dc: dict[str, Any], old: list[str], new: list[dict[str, 
     else:
         if len(new) > 1:
             return "RollingUpdatePolicy does not support endpoints with more than one production variant."
-        key, lo, hi, size = "MaximumBatchSize", 0.05, 0.5, rolling.get("MaximumBatchSize")
+        key, lo, hi, size = "MaximumBatchSize", 0.05, 0.5, (rolling or {}).get("MaximumBatchSize")
     if size is not None and (error := size_check(key, size, new, lo, hi)):
         return error
     wait, termination, timeout = timings(dc)

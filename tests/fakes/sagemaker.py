@@ -17,19 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -38,9 +31,12 @@ from botocore.exceptions import ClientError
 
 from tests.fakes import _sagemaker_rules as rules
 from tests.fakes._aws_wire import (
+    REGION,
+    MotoServer,
     ProxyServer,
     Reply,
     Request,
+    aws_test_env,
     error_reply,
     forward,
     from_client_error,
@@ -49,104 +45,14 @@ from tests.fakes._aws_wire import (
     validation_error,
 )
 
-REGION = "us-east-1"
-TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true"}
+__all__ = ["Deployment", "MotoServer", "RecordedRequest", "SageMakerFake", "aws_test_env", "sagemaker_fake"]
+
 _STEP_STATUSES = ("Starting", "Executing", "Stopping", "Stopped", "Failed", "Succeeded")
 _EXECUTION_STATUSES = ("Executing", "Stopping", "Stopped", "Failed", "Succeeded", "CompletedWithFailures")
 _FAULT_BY_CODE = {"ThrottlingException": (400, "Rate exceeded"), "ServiceUnavailable": (503, "Service Unavailable"),
                   "InternalFailure": (500, "We encountered an internal error. Please try again.")}
 _FAULT_BY_STATUS = {400: "ThrottlingException", 429: "ThrottlingException", 500: "InternalFailure",
                     503: "ServiceUnavailable"}
-
-
-# ----------------------------------------------------------------------------------------------- moto server
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class MotoServer:
-    """``moto_server -H 127.0.0.1 -p <free port>`` as a subprocess; ``with MotoServer() as moto: moto.url``."""
-
-    def __init__(self, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> None:
-        self.host, self.port, self._timeout = host, 0, startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> MotoServer:
-        exe, log = Path(sys.executable).parent / "moto_server", ""
-        for _attempt in range(3):  # a free port can be taken between probing and binding
-            self.port = _free_port(self.host)
-            self._log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in close()
-            self._proc = subprocess.Popen([str(exe), "-H", self.host, "-p", str(self.port)],
-                                          stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-            if self._wait_ready():
-                return self
-            log = self.log()
-            self.close()
-        raise RuntimeError(f"moto_server did not start on {self.url}:\n{log[-3000:]}")
-
-    def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + self._timeout
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                return False
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
-                try:
-                    conn.request("GET", "/moto-api/")
-                    if conn.getresponse().status == 200:
-                        return True
-                finally:
-                    conn.close()
-            time.sleep(0.05)
-        return False
-
-    def log(self) -> str:
-        """moto's own output: NotImplementedError tracebacks behind its HTTP 500 answers land here."""
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return str(self._log.read().decode("utf-8", "replace"))
-
-    def reset(self) -> None:
-        """Drop all of moto's state (``POST /moto-api/reset``)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        try:
-            conn.request("POST", "/moto-api/reset")
-            conn.getresponse().read()
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(timeout=5)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -664,21 +570,7 @@ class SageMakerFake:
                     step["StepStatus"] = status
 
 
-# ----------------------------------------------------------------------------------------------- factories
-@contextlib.contextmanager
-def aws_test_env() -> Iterator[None]:
-    """Test credentials and region, no profile, IMDS off, 127.0.0.1 never proxied; restored afterwards."""
-    saved = dict(os.environ)
-    os.environ.update(TEST_ENV)
-    os.environ.pop("AWS_PROFILE", None)
-    for key in ("NO_PROXY", "no_proxy"):
-        os.environ[key] = ",".join(filter(None, [os.environ.get(key), "127.0.0.1", "localhost"]))
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
+# ----------------------------------------------------------------------------------------------- factory
 
 @contextlib.contextmanager
 def sagemaker_fake(**options: Any) -> Iterator[SageMakerFake]:

@@ -334,10 +334,6 @@ def _gateway_sockets_to(root: Path, port: int) -> int:
     return count
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: adapters/local/serving/gateway.py:80-88 (Pool) - idle keep-alive "
-                   "connections are kept per worker URL forever: when a deployment is removed (PUT without it, "
-                   "worker stopped) its pooled sockets are never closed and sit in CLOSE_WAIT; every rollout under "
-                   "load leaks about one socket per concurrent client until the gateway runs out of descriptors")
 def test_removed_deployment_leaves_no_sockets_in_the_gateway(local: Any) -> None:
     deploy_blue(local)
     root = Path(local.root)

@@ -144,9 +144,6 @@ def test_nan_is_missing_data() -> None:
     assert evaluate_alarm(alarm(evaluation_periods=2), [math.nan, math.nan]).state == "INSUFFICIENT_DATA"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cloudml/alarms.py:91 - a NaN datapoint is skipped as missing when "
-                   "counting, but `present` keeps it, so an OK alarm reports value nan instead of the real newest "
-                   "datapoint")
 def test_nan_is_never_the_reported_value() -> None:
     s = evaluate_alarm(alarm(evaluation_periods=2), [0.02, math.nan])
     assert s.state == "OK"

@@ -265,18 +265,12 @@ def test_linear_steps(step: float, expected: list[int]) -> None:
     assert linear_steps(step) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cloudml/rollout_plan.py:36 - n = ceil(100 / step) in floating point: "
-                   "step_percent 33.3 gives [33, 67, 100, 100], a duplicate step that bakes a whole extra interval "
-                   "at 100%")
 def test_linear_steps_strictly_increase() -> None:
     for step in (33.3, 12.3, 7.7, 45.5, 3.3):
         steps = linear_steps(step)
         assert steps == sorted(set(steps)), (step, steps)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cloudml/rollout_plan.py:71 (and cloudml/rollout.py:193 for shadow) - a canary percent below 0.5 "
-                   "is accepted by the spec (gt=0) but rounds to a 0% shift, so the canary bake sees no traffic and "
-                   "the rollout goes straight to 100% (a silent drop; should be refused or rounded up to 1)")
 def test_small_canary_percent_is_not_silently_zero() -> None:
     try:
         d = spec(2, {"canary": {"percent": 0.4, "bake": "10s"}})
@@ -503,11 +497,6 @@ def test_next_rollout_after_a_rollback_starts_from_the_old_blue() -> None:
     w.assert_consistent("v3", "succeeded")
 
 
-@pytest.mark.xfail(strict=True, raises=DeploymentError,
-                   reason="BUG: cloudml/rollout.py:135+:193 - deploy() copies the previous weights, which after a "
-                          "rollback still name the removed green ({v1: 100, v2: 0}); the shadow 'mirror' phase sends "
-                          "them as-is, so the backend (and the local gateway, 422 'unknown deployment') refuses and "
-                          "the endpoint is left 'in_progress'")
 def test_shadow_rollout_after_a_rollback() -> None:
     w = World(bad={"v2"}).with_blue()
     w.controller().deploy(spec(2, "canary"), model_name="v2")
@@ -647,11 +636,6 @@ def test_resume_when_green_died_rolls_back() -> None:
     w.assert_consistent("v1", "rolled_back")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: cloudml/rollout.py:151-153 + :311 - on resume, ANY weighted deployment that is not "
-                          "ready triggers a rollback, and _rollback sets {blue: 100} without the readiness check "
-                          "(_set is bypassed): when blue is the one that died, all traffic goes to the dead blue and "
-                          "the healthy green is removed")
 def test_resume_when_blue_died_never_routes_to_it() -> None:
     w = World().with_blue()
     w.controller(stop_at=w.clock() + 5).deploy(spec(2, "canary"), model_name="v2")
@@ -681,10 +665,6 @@ def test_stop_mid_bake_pauses_and_resume_finishes() -> None:
     w.assert_consistent("v2", "succeeded")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cloudml/rollout.py:186-188 + :242 - stopping the controller (the `stop` "
-                   "event documented as a pause 'as a kill would') while it waits for readiness makes _wait_ready "
-                   "return False, which is treated as a readiness timeout: the rollout is marked failed with the "
-                   "false reason 'did not become ready in 300s' and green is deleted instead of being resumable")
 def test_stop_while_waiting_for_readiness_is_a_pause() -> None:
     w = World().with_blue()
     w.backend.ready_after = 5
@@ -733,16 +713,6 @@ def describe(entry: tuple[Any, ...]) -> str:
     return f"{entry[1]}-{entry[2] if isinstance(entry[2], str) else '+'.join(f'{k}{v}' for k, v in entry[2].items())}"
 
 
-KNOWN_KILL_BUGS = {
-    "rolled_back": "BUG: cloudml/rollout.py:311 - killed after green was removed during a rollback, resume calls "
-                   "set_traffic({blue: 100, green: 0}) naming the removed green; the backend (and the local gateway, "
-                   "422 'unknown deployment') refuses, so the endpoint stays 'rolling_back' forever",
-    "succeeded": "BUG: cloudml/rollout.py:287 (and :297 for shadow discard) - killed after blue (or the discarded "
-                 "shadow) was deleted but before the state was saved, resume deletes it again and "
-                 "LocalEndpoints.delete_deployment (adapters/local/serving/endpoints.py:318) raises NotFoundError; "
-                 "_finish/_discard do not tolerate an already-removed deployment as _rollback does",
-}
-
 DRY: dict[tuple[str, bool], tuple[World, Any]] = {(s, h): run(s, h, None) for s in STRATEGIES for h in (True, False)}
 
 
@@ -750,11 +720,8 @@ def kill_points() -> list[Any]:
     params = []
     for (strategy, healthy), (world, result) in DRY.items():
         for i, entry in enumerate(world.journal, start=1):
-            marks = []
-            if entry[0] == "call" and entry[1] == "delete_deployment":
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_KILL_BUGS[result.outcome.value]))
             params.append(pytest.param(strategy, healthy, i, id=f"{strategy}-{'good' if healthy else 'bad'}-"
-                                                                f"{i:02d}-{describe(entry)}", marks=marks))
+                                                                f"{i:02d}-{describe(entry)}"))
     return params
 
 
@@ -813,9 +780,6 @@ def test_weights_only_ever_name_ready_deployments(strategy: str, healthy: bool) 
             assert set(entry[2]) <= {"v1", "v2"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cloudml/rollout.py:146-147 - resuming an interrupted rollback passes "
-                   "alarm=None, value=None to _rollback (the alarm name and value are never persisted, only the "
-                   "reason text), so the final outcome in rollout.json and the RolloutResult lose which alarm fired")
 def test_resumed_rollback_keeps_the_alarm() -> None:
     w = World(bad={"v2"}).with_blue()
 

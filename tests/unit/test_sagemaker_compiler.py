@@ -20,6 +20,7 @@ import cloudml
 from cloudml.adapters.sagemaker import SageMakerAdapter
 from cloudml.adapters.sagemaker.compiler import (
     MAX_BRANCH_STEPS,
+    NO_CODE,
     ROLE_PARAMETER,
     ROOT_PARAMETER,
     RUNTIME_FILE,
@@ -176,7 +177,7 @@ def test_a_step_without_inputs_outputs_or_timeout_omits_those_members() -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:229 (and :272 for training) maps every input to a folder; the runtime contract "
+    "BUG: compiler.py:230 (and :273 for training) maps every input to a folder; the runtime contract "
     "(docs/runtime-contract.md) and the local backend give a metrics input as the JSON file path, "
     "as the producing step's {{outputs.m}} already is (.../m/metrics.json)"))
 def test_a_metrics_input_is_the_json_file_path() -> None:
@@ -187,7 +188,7 @@ def test_a_metrics_input_is_the_json_file_path() -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:232-236 (processing) and :274-279 (training) add the code folder as input/channel "
+    "BUG: compiler.py:233-237 (processing) and :275-280 (training) add the code folder as input/channel "
     "'code' at .../input/code without checking the step's own inputs: an input named 'code' gives two "
     "ProcessingInputs named 'code' with the same LocalPath, and validate_definition does not notice"))
 def test_an_input_named_code_does_not_collide_with_the_code_folder(tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_an_input_named_code_does_not_collide_with_the_code_folder(tmp_path: Pat
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:252-253 / :294-295 emit only the step's own env; docs/runtime-contract.md promises "
+    "BUG: compiler.py:253-254 / :295-296 emit only the step's own env; docs/runtime-contract.md promises "
     "CLOUDML_STEP, CLOUDML_BACKEND and CLOUDML_INPUT_<NAME>/CLOUDML_OUTPUT_<NAME> on SageMaker too "
     "(the local compiler sets them), so a step reading $CLOUDML_OUTPUT_DATA works locally only"))
 def test_the_runtime_contract_environment_is_set() -> None:
@@ -524,7 +525,7 @@ def test_retry_is_a_retry_policy_for_service_faults_plus_the_in_container_wrappe
     # the wrapper needs the runtime file: it ships as the code input even without a code folder
     code_input = [i for i in args["ProcessingInputs"] if i["InputName"] == "code"]
     assert code_input[0]["S3Input"]["LocalPath"] == code
-    assert code_input[0]["S3Input"]["S3Uri"] == f"{ROOT}/code/{code_digest(Path('/nonexistent-cloudml-code'))}/"
+    assert code_input[0]["S3Input"]["S3Uri"] == f"{ROOT}/code/{code_digest(NO_CODE)}/"
 
 
 def test_retry_wraps_python_steps_and_training_too() -> None:
@@ -644,8 +645,8 @@ def test_secrets_are_refused_by_cloudml_compile() -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: adapters/sagemaker/__init__.py:70-74 SageMakerAdapter.compile skips check_supported "
-    "(compile_deployment at :78 does it) and compile_definition never reads TaskStep.secrets, so "
+    "BUG: adapters/sagemaker/__init__.py:64-68 SageMakerAdapter.compile skips check_supported "
+    "(compile_deployment at :75 and run at :110 do it) and compile_definition never reads TaskStep.secrets, so "
     "adapter.compile() returns a definition with the secrets silently dropped"))
 def test_secrets_are_refused_by_the_adapter_itself() -> None:
     p = build([{"name": "a", "command": "x", "secrets": {"DB": "aws-secretsmanager://db"}}])
@@ -685,7 +686,7 @@ def test_a_condition_reading_a_training_steps_metrics_is_refused() -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:313 names the producing training step, not the condition step that uses the "
+    "BUG: compiler.py:314 names the producing training step, not the condition step that uses the "
     "feature; conventions rule 4 says the error names the step using it"))
 def test_the_training_metrics_refusal_names_the_condition_step() -> None:
     p = build([{"name": "t", "kind": "training", "command": "x {{outputs.m}}", "outputs": {"m": "metrics"}},
@@ -725,7 +726,7 @@ def test_a_step_depending_on_two_different_branches_is_refused() -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:391-394 places a step named in then/else directly, without looking at its "
+    "BUG: compiler.py:392-395 places a step named in then/else directly, without looking at its "
     "upstream steps: a then-step that depends on an else-step of the same gate compiles (IfSteps "
     "entry with DependsOn on an ElseSteps entry, a step that can never run) and validate_definition "
     "accepts it"))
@@ -740,7 +741,7 @@ def test_a_branch_step_depending_on_the_other_branch_is_refused() -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=UnsupportedFeatureError, reason=(
-    "BUG: compiler.py:395-398 refuses a step whose upstream steps sit in a branch and in a branch "
+    "BUG: compiler.py:396-399 refuses a step whose upstream steps sit in a branch and in a branch "
     "nested inside it (gate2 is in gate1's IfSteps); the step belongs in the inner branch, which "
     "lies inside the outer one, so the pipeline is expressible"))
 def test_a_step_depending_on_an_outer_and_an_inner_nested_branch_compiles() -> None:

@@ -184,7 +184,7 @@ def test_waits_above_an_hour_are_refused(fields: dict[str, Any]) -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: deploy.py:149 _wait always names feature 'deploy.blue_green', so a canary bake or linear "
+    "BUG: deploy.py:41 _wait always names feature 'deploy.blue_green', so a canary bake or linear "
     "interval over an hour is reported against the wrong feature"))
 @pytest.mark.parametrize(("strategy", "feature"), [({"canary": {"percent": 10, "bake": "2h"}}, "deploy.canary"),
                                                    ({"linear": {"step_percent": 20, "interval": "2h"}}, "deploy.linear")])
@@ -195,7 +195,7 @@ def test_a_wait_refusal_names_the_strategy_in_use(strategy: Any, feature: str) -
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG (per the botocore API docs, not verified against the service): deploy.py:175 clamps "
+    "BUG (per the botocore API docs, not verified against the service): deploy.py:67 clamps "
     "max_duration to 600..28800 without regard to the waits; BlueGreenUpdatePolicy documents that "
     "MaximumExecutionTimeoutInSeconds 'should be larger than the total waiting time' of "
     "TerminationWaitInSeconds and WaitIntervalInSeconds (default max_duration 1h vs a 1h bake + 30m)"))
@@ -277,7 +277,7 @@ def test_alarm_periods(period: str, seconds: int) -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: deploy.py:203-205 only rounds periods above a minute; CloudWatch accepts Period 10, 20, 30 or a "
+    "BUG: deploy.py:95-97 only rounds periods above a minute; CloudWatch accepts Period 10, 20, 30 or a "
     "multiple of 60 (PutMetricAlarm docs), so '45s' or '15s' compile to an invalid Period"))
 @pytest.mark.parametrize("period", ["15s", "45s"])
 def test_every_alarm_period_is_one_cloudwatch_accepts(period: str) -> None:
@@ -286,7 +286,7 @@ def test_every_alarm_period_is_one_cloudwatch_accepts(period: str) -> None:
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: deploy.py:192-229 does not bound Period x EvaluationPeriods; CloudWatch rejects an evaluation "
+    "BUG: deploy.py:84-121 does not bound Period x EvaluationPeriods; CloudWatch rejects an evaluation "
     "window over 1 day for periods under an hour (PutMetricAlarm docs); the neutral spec allows 30m x 60"))
 def test_the_alarm_evaluation_window_fits_cloudwatch() -> None:
     try:

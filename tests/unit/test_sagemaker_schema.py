@@ -344,7 +344,7 @@ def test_more_than_fifty_steps_are_caught() -> None:
     assert validate_definition(compile_(build([{"name": f"s{i}", "command": "x"} for i in range(QUOTA_STEPS)]))) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:343-349 relies on botocore's ParamValidator for the "
+@pytest.mark.xfail(strict=True, reason="BUG: validate.py:101-106 relies on botocore's ParamValidator for the "
                    "1,048,576-character PipelineDefinition limit, but ParamValidator.range_check only enforces 'min'")
 def test_a_definition_over_one_mebibyte_is_caught() -> None:
     d = compile_(build([{"name": "stop", "fail": "x"}]))
@@ -354,7 +354,7 @@ def test_a_definition_over_one_mebibyte_is_caught() -> None:
     assert len(problems) == 1 and problems[0].startswith("CreatePipeline:") and "PipelineDefinition" in problems[0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:384 ParamValidator ignores every 'max' in the botocore "
+@pytest.mark.xfail(strict=True, reason="BUG: validate.py:141 ParamValidator ignores every 'max' in the botocore "
                    "model, so out-of-range Arguments pass: a 10-day processing timeout (max 777600 s), "
                    "101 instances (max 100), an 11th ProcessingInput (max 10)")
 @pytest.mark.parametrize("step", [

@@ -446,10 +446,6 @@ def _dead_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: adapters/local/serving/gateway.py:183 + :271-277 - forward() picks one "
-                   "worker URL of the deployment at random and, when it is unreachable, the retry goes to another "
-                   "deployment only: with one instance of a multi-instance deployment dead, about half the requests "
-                   "of a single-deployment endpoint get 503 although a healthy instance is there")
 def test_dead_instance_is_retried_on_the_deployments_other_instance(pool: Pool) -> None:
     ep = pool.route({"two": 100}, extra={"two": [pool.urls["good"][0], _dead_url()]})
     c = pool.client()
@@ -457,10 +453,6 @@ def test_dead_instance_is_retried_on_the_deployments_other_instance(pool: Pool) 
     assert statuses == {200: 40}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: adapters/local/serving/gateway.py:277 - when the deployment picked "
-                   "for the retry is unreachable too, its WorkerUnreachable escapes the ASGI app: the client gets "
-                   "uvicorn's bare 500 'Internal Server Error' (text/plain, not counted for that deployment) instead of "
-                   "the JSON 503 'unreachable' a single dead deployment gets")
 def test_every_deployment_unreachable_is_a_json_503(pool: Pool) -> None:
     ep = pool.route({"dead1": 50, "dead2": 50}, extra={"dead1": [_dead_url()], "dead2": [_dead_url()]})
     c = pool.client()
@@ -719,10 +711,6 @@ def kill_during(local: Any, v2: Any, d: Deployment, method: str, target: str) ->
         ctl.deploy(d, model_name="toy-v2", model={"uri": v2.uri, "digest": Path(v2.uri).name})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cloudml/rollout.py:182-184 + adapters/local/serving/endpoints.py:197-223 "
-                   "create_deployment - a controller killed after starting green's worker but before saving the "
-                   "'create' transition re-runs 'create' on resume: a second worker is started and deployments.json "
-                   "is overwritten, so the first worker is orphaned (never stopped, even by shutdown())")
 def test_killed_right_after_create_leaves_no_orphan_worker(local: Any, tmp_path: Path) -> None:
     _, v2 = two_versions(local, tmp_path)
     kill_during(local, v2, deployment("Good", "ep", 2, strategy={"all_at_once": {"bake": "0s"}}),
@@ -741,10 +729,6 @@ def test_killed_right_after_create_leaves_no_orphan_worker(local: Any, tmp_path:
                 os.killpg(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(strict=True, raises=NotFoundError,
-                   reason="BUG: cloudml/rollout.py:287 - killed after blue was retired but before the state was saved, "
-                          "resume calls delete_deployment(blue) again and LocalEndpoints raises NotFoundError "
-                          "(adapters/local/serving/endpoints.py:318); the rollout can never be finished")
 def test_killed_right_after_retiring_blue_then_resumed(local: Any, tmp_path: Path) -> None:
     _, v2 = two_versions(local, tmp_path)
     kill_during(local, v2, deployment("Good", "ep", 2, strategy={"all_at_once": {"bake": "0s"}}),
@@ -754,10 +738,6 @@ def test_killed_right_after_retiring_blue_then_resumed(local: Any, tmp_path: Pat
     assert result.outcome is RolloutOutcome.SUCCEEDED
 
 
-@pytest.mark.xfail(strict=True, raises=DeploymentError,
-                   reason="BUG: cloudml/rollout.py:311 - killed after green was removed during a rollback, resume "
-                          "sends {blue: 100, green: 0} to the gateway, which refuses it (422 unknown deployment); "
-                          "the endpoint stays 'rolling_back' and no new deploy is accepted")
 def test_killed_right_after_removing_green_in_a_rollback_then_resumed(local: Any, tmp_path: Path) -> None:
     _, v2 = two_versions(local, tmp_path)
     d = deployment("Bad", "ep", 2, strategy={"canary": {"percent": 50, "bake": "5s"}}, alarms=ALWAYS_ALARM)
@@ -790,10 +770,6 @@ def test_killed_mid_canary_then_resumed_on_the_real_backend(local: Any, tmp_path
     assert status["rollout"]["status"] == "succeeded"
 
 
-@pytest.mark.xfail(strict=True, raises=DeploymentError,
-                   reason="BUG: cloudml/rollout.py:135+:193 - after a rolled-back rollout the saved weights still name "
-                          "the removed green; a shadow rollout sends them to the gateway, which answers 422 'unknown "
-                          "deployment', and the endpoint is left 'in_progress' with the shadow worker running")
 def test_shadow_rollout_after_a_rollback_on_the_real_backend(local: Any, tmp_path: Path) -> None:
     two_versions(local, tmp_path)
     rolled = local.deploy(deployment("Bad", "ep", 2, strategy={"canary": {"percent": 50, "bake": "5s"}},
