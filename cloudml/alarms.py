@@ -88,7 +88,7 @@ def evaluate_alarm(alarm: Alarm, datapoints: Sequence[float | None],
             worst = value if worst is None else _worse(worst, value, alarm.comparison)
         else:
             good += 1
-    present = [v for v in window if v is not None]
+    present = [v for v in window if v is not None and not (isinstance(v, float) and math.isnan(v))]
     last = present[-1] if present else None
     value = worst if worst is not None else last
     if bad >= need:

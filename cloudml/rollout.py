@@ -132,10 +132,12 @@ class RolloutController:
             "endpoint": endpoint, "spec": deployment.model_dump(mode="json", by_alias=True),
             "model": model or {}, "blue": blue, "green": model_name, "live": blue,
             "phases": plan["phases"], "phase": 0, "status": "in_progress", "started": self.clock(),
-            "phase_started": None, "weights": previous.get("weights", {}) if previous else {},
+            "phase_started": None, "weights": {blue: 100} if blue else {},
             "mirror": {}, "history": (previous or {}).get("history", [])[-200:], "outcome": None,
         }
-        self._event(state, "rollout started", strategy=plan["strategy"], blue=blue, green=model_name)
+        stale = self._request(endpoint)  # a request nobody answered must not hit this new rollout
+        self._event(state, "rollout started", strategy=plan["strategy"], blue=blue, green=model_name,
+                    **({"ignored_request": stale} if stale else {}))
         self._save(state)
         return self._drive(state, deployment)
 
@@ -144,14 +146,26 @@ class RolloutController:
         state = self._load(endpoint)
         deployment = Deployment.model_validate(state["spec"])
         if state["status"] == "rolling_back":
-            return self._rollback(state, state.get("rollback_reason", "resumed rollback"), None, None)
+            return self._rollback(state, state.get("rollback_reason", "resumed rollback"),
+                                  state.get("rollback_alarm"), state.get("rollback_value"))
         if state["status"] != "in_progress":
             return self._result(state)
         self._event(state, "resumed", phase=state["phase"])
-        for name, weight in state["weights"].items():
-            if weight > 0 and not self.backend.is_ready(endpoint, name):
-                return self._rollback(state, f"deployment {name} is not ready after resume", None, None)
+        blue, green = state["blue"], state["green"]
+        dead = [n for n, w in state["weights"].items() if w > 0 and not self.backend.is_ready(endpoint, n)]
+        if green in dead and blue and blue not in dead:
+            return self._rollback(state, f"deployment {green} is not ready after resume", None, None)
+        if blue in dead and green not in dead and state["phase"] > self._phase_index(state, "wait_ready"):
+            # the old deployment died while the controller was away: go forward, the bakes still guard green
+            self._set(state, {green: 100}, {})
+            self._event(state, "blue lost while stopped; traffic moved to green", deployment=blue)
+        elif dead:
+            return self._rollback(state, f"deployments {', '.join(dead)} are not ready after resume", None, None,
+                                  failed=True)
         return self._drive(state, deployment)
+
+    def _phase_index(self, state: dict[str, Any], kind: str) -> int:
+        return next((i for i, p in enumerate(state["phases"]) if p["phase"] == kind), -1)
 
     def rollback(self, endpoint: str, reason: str = "manual rollback") -> RolloutResult:
         """Send all traffic back to blue now and remove green (after the termination wait)."""
@@ -183,14 +197,17 @@ class RolloutController:
                 self.backend.create_deployment(state["endpoint"], state["green"], deployment, state["model"])
                 self._event(state, "created", deployment=state["green"])
             elif kind == "wait_ready":
-                if not self._wait_ready(state):
+                ready = self._wait_ready(state)
+                if ready is None:
+                    return self._result(state)  # stopped: paused, resume later
+                if not ready:
                     return self._rollback(state, f"{state['green']} did not become ready in {self.ready_timeout:g}s",
                                           None, None, failed=True)
                 self._event(state, "ready", deployment=state["green"])
             elif kind == "shift":
                 self._shift(state, phase["weights"])
             elif kind == "mirror":
-                self._set(state, state["weights"] or self._blue_only(state), {state["green"]: round(phase["percent"])})
+                self._set(state, state["weights"] or self._blue_only(state), {state["green"]: max(1, round(phase["percent"]))})
                 self._event(state, "mirroring", percent=phase["percent"])
             elif kind == "bake":
                 fired = self._bake(state, phase["seconds"], alarms, deadline)
@@ -211,6 +228,16 @@ class RolloutController:
             state["phase_started"] = None
             self._save(state)
         return self._finish(state)
+
+    def _remove(self, state: dict[str, Any], name: str, event: str) -> None:
+        """Delete a deployment once (a resumed controller never deletes what is already gone); record ``event``."""
+        removed = state.setdefault("removed", [])
+        if name not in removed:
+            with contextlib.suppress(NotFoundError):
+                self.backend.delete_deployment(state["endpoint"], name)
+            removed.append(name)
+            self._event(state, event, deployment=name)
+            self._save(state)
 
     def _blue_only(self, state: dict[str, Any]) -> dict[str, int]:
         return {state["blue"]: 100} if state["blue"] else {}
@@ -234,13 +261,14 @@ class RolloutController:
         state["weights"], state["mirror"] = weights, mirror
         self._save(state)
 
-    def _wait_ready(self, state: dict[str, Any]) -> bool:
+    def _wait_ready(self, state: dict[str, Any]) -> bool | None:
+        """True when green is ready, False on timeout, None when the controller was stopped."""
         end = self.clock() + self.ready_timeout
         while self.clock() < end:
             if self.backend.is_ready(state["endpoint"], state["green"]):
                 return True
             if self.stop.wait(self.poll):
-                return False
+                return None
         return False
 
     def _bake(self, state: dict[str, Any], seconds: float, alarms: list[Alarm], deadline: float) -> AlarmStatus | None:
@@ -281,11 +309,14 @@ class RolloutController:
         weights = self._weights(state, {"blue": 0, "green": 100})
         if state["weights"] != weights or state["mirror"]:
             self._set(state, weights, {})
-        if state["blue"]:
-            if wait and self.stop.wait(wait):
-                return self._result(state)
-            self.backend.delete_deployment(state["endpoint"], state["blue"])
-            self._event(state, "retired", deployment=state["blue"])
+        if state["blue"] and state["blue"] not in state.get("removed", []):
+            end = self.clock() + wait
+            while self.clock() < end:  # blue still exists: a rollback can still go back to it
+                if self._request(state["endpoint"]) == "rollback":
+                    return self._rollback(state, "manual rollback", None, None)
+                if self.stop.wait(min(self.poll, max(0.0, end - self.clock()))):
+                    return self._result(state)
+            self._remove(state, state["blue"], "retired")
         state.update(status="succeeded", previous_live=state["blue"], live=state["green"],
                      outcome={"outcome": "succeeded"}, weights={state["green"]: 100})
         self._event(state, "rollout succeeded")
@@ -294,30 +325,36 @@ class RolloutController:
 
     def _discard(self, state: dict[str, Any]) -> RolloutResult:
         self._set(state, state["weights"] or self._blue_only(state), {})
-        self.backend.delete_deployment(state["endpoint"], state["green"])
+        self._remove(state, state["green"], "shadow discarded")
         state.update(status="succeeded", live=state["blue"], outcome={"outcome": "succeeded",
                      "reason": "shadow deployment compared and discarded"})
-        self._event(state, "shadow discarded", deployment=state["green"])
         self._save(state)
         return self._result(state)
 
     def _rollback(self, state: dict[str, Any], reason: str, alarm: str | None, value: float | None,
                   failed: bool = False) -> RolloutResult:
         endpoint = state["endpoint"]
-        state["status"] = "rolling_back"
-        state["rollback_reason"] = reason
+        if state["status"] == "rolling_back":  # resumed: keep what the first attempt knew
+            alarm = state.get("rollback_alarm", alarm)
+            value = state.get("rollback_value", value)
+            failed = state.get("rollback_failed", failed)
+        state.update(status="rolling_back", rollback_reason=reason, rollback_alarm=alarm, rollback_value=value,
+                     rollback_failed=failed)
         self._save(state)
         if state["blue"]:
-            self.backend.set_traffic(endpoint, {state["blue"]: 100, state["green"]: 0}, {})
-            state["weights"], state["mirror"] = {state["blue"]: 100, state["green"]: 0}, {}
-            self._event(state, "rolled back", reason=reason, alarm=alarm, value=value, weights=state["weights"])
-            self._save(state)
+            weights = {state["blue"]: 100}
+            if state["green"] not in state.get("removed", []):
+                weights[state["green"]] = 0
+            if state["weights"] != weights or state["mirror"]:
+                self.backend.set_traffic(endpoint, weights, {})
+                state["weights"], state["mirror"] = weights, {}
+                self._event(state, "rolled back", reason=reason, alarm=alarm, value=value, weights=weights)
+                self._save(state)
             wait = self._termination_wait(state)
             if wait:
                 self.stop.wait(wait)
-            with contextlib.suppress(NotFoundError):
-                self.backend.delete_deployment(endpoint, state["green"])
-            self._event(state, "removed", deployment=state["green"])
+            if state["green"] not in state.get("removed", []):
+                self._remove(state, state["green"], "removed")
             state["live"] = state["blue"]
             outcome = RolloutOutcome.FAILED if failed else RolloutOutcome.ROLLED_BACK
         else:

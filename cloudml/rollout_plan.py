@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from cloudml.spec.deployment import Canary, Deployment, Linear, Shadow
@@ -33,8 +32,14 @@ def linear_steps(step_percent: float) -> list[int]:
         >>> linear_steps(30)
         [30, 60, 90, 100]
     """
-    n = math.ceil(100 / step_percent)
-    return [min(100, round(step_percent * (i + 1))) for i in range(n)]
+    shares: list[int] = []
+    i = 1
+    while not shares or shares[-1] < 100:
+        share = min(100, max(1, round(step_percent * i)))
+        if not shares or share > shares[-1]:
+            shares.append(share)
+        i += 1
+    return shares
 
 
 def _shift(green: int) -> dict[str, Any]:
@@ -61,14 +66,14 @@ def plan_rollout(d: Deployment) -> dict[str, Any]:
                                     {"phase": "wait_ready", "deployment": "green"}]
     if isinstance(cfg, Shadow):
         phases += [
-            {"phase": "mirror", "deployment": "green", "percent": cfg.percent},
+            {"phase": "mirror", "deployment": "green", "percent": max(1, round(cfg.percent))},
             _bake(cfg.duration, alarms),
             {"phase": "promote" if cfg.promote else "discard", "deployment": "green"},
         ]
         if cfg.promote:
             phases.append(_shift(100))
     elif isinstance(cfg, Canary):
-        phases += [_shift(round(cfg.percent)), _bake(cfg.bake, alarms), _shift(100),
+        phases += [_shift(max(1, round(cfg.percent))), _bake(cfg.bake, alarms), _shift(100),
                    _bake(cfg.final_bake if cfg.final_bake is not None else cfg.bake, alarms)]
     elif isinstance(cfg, Linear):
         for share in linear_steps(cfg.step_percent):

@@ -16,8 +16,13 @@ SHARED = REPO.parent / "shared"
 def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No cloudml.yaml from the developer's tree and no CLOUDML_* variables leak into a test."""
     for key in list(os.environ):
-        if key.startswith("CLOUDML_"):
+        if key.startswith("CLOUDML_") or key in ("AWS_PROFILE", "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS"):
             monkeypatch.delenv(key, raising=False)
+    # No cloud credentials, and no credential lookups that leave the machine (instance metadata).
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     yield
 

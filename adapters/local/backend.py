@@ -402,6 +402,7 @@ class LocalAdapter(Adapter):
             if state.get("status") not in ("in_progress", "rolling_back"):
                 return self.controller()._result(state)  # type: ignore[no-any-return]
             time.sleep(0.1)
+        store.take_request(endpoint)  # withdraw it: it must not hit a later rollout
         raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
                               hint=f"cloudml rollout history {endpoint}")
 

@@ -90,7 +90,12 @@ _APPROVAL_OUT = {v: k for k, v in _APPROVAL_IN.items()}
 
 
 def translate_code(code: str, status: int) -> type[BackendError]:
-    """The cloudml error class for an AWS error code (and HTTP status as a fallback)."""
+    """The cloudml error class for an AWS error code (and HTTP status as a fallback).
+
+    Example:
+        >>> translate_code("ResourceInUse", 400).__name__, translate_code("Weird", 503).__name__
+        ('ConflictError', 'ServiceUnavailableError')
+    """
     if code in ERROR_CODES:
         return ERROR_CODES[code]
     if code.endswith("NotFound") or code.endswith("NotFoundException") or "DoesNotExist" in code:
@@ -107,6 +112,13 @@ def translate(exc: Exception, action: str) -> BackendError:
 
     moto answers operations it does not implement with HTTP 500 and an HTML page; that arrives as a
     ``500`` error code and is reported as "not available on this endpoint".
+
+    Example:
+        >>> from botocore.exceptions import ClientError
+        >>> e = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+        ...                  "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreatePipeline")
+        >>> err = translate(e, "sagemaker.create_pipeline"); type(err).__name__, err.vendor_code
+        ('ThrottlingError', 'ThrottlingException')
     """
     from botocore.exceptions import (
         BotoCoreError,

@@ -402,7 +402,15 @@ def _owners(p: Pipeline) -> dict[str, tuple[str, str] | None]:
 
 
 def compile_definition(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[str, Any]:
-    """The pipeline definition as a dict (``json.dumps`` it for CreatePipeline)."""
+    """The pipeline definition as a dict (``json.dumps`` it for CreatePipeline).
+
+    Example:
+        >>> import cloudml
+        >>> from cloudml.config import SageMakerSettings
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("stop", fail="always")
+        >>> compile_definition(b.build(), SageMakerSettings(bucket="my-ml", role_arn="arn:aws:iam::123456789012:role/ml"))["Steps"]
+        [{'Name': 'stop', 'Type': 'Fail', 'Arguments': {'ErrorMessage': 'always'}}]
+    """
     ctx = _Ctx(p, settings, base_dir)
     metrics_read = {f"{m.step}.{m.output}" for s in p.steps if isinstance(s, ConditionStep)
                     for m in s.condition.metric_operands()}

@@ -44,7 +44,13 @@ def _wait(seconds: float, what: str) -> int:
 
 
 def deployment_config(d: Deployment, alarm_names: list[str]) -> dict[str, Any]:
-    """The ``DeploymentConfig`` for UpdateEndpoint (blue/green guardrails with auto-rollback)."""
+    """The ``DeploymentConfig`` for UpdateEndpoint (blue/green guardrails with auto-rollback).
+
+    Example:
+        >>> d = Deployment(endpoint="ep", model={"group": "g"}, strategy={"blue_green": {"bake": "5m"}})
+        >>> deployment_config(d, [])["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+        {'Type': 'ALL_AT_ONCE', 'WaitIntervalInSeconds': 300}
+    """
     cfg = d.strategy.config
     routing: dict[str, Any]
     if isinstance(cfg, Canary):
@@ -77,7 +83,12 @@ def deployment_config(d: Deployment, alarm_names: list[str]) -> dict[str, Any]:
 
 
 def alarm_name(endpoint: str, alarm: Alarm) -> str:
-    """The CloudWatch name cloudml gives a neutral alarm (an existing alarm keeps its own)."""
+    """The CloudWatch name cloudml gives a neutral alarm (an existing alarm keeps its own).
+
+    Example:
+        >>> alarm_name("churn", Alarm(name="errors", metric="error_rate", threshold=0.01))
+        'cloudml-churn-errors'
+    """
     return alarm.existing.get("sagemaker") or f"cloudml-{endpoint}-{alarm.name}"
 
 
@@ -122,7 +133,13 @@ def alarm_request(endpoint: str, alarm: Alarm, variant: str = VARIANT) -> dict[s
 
 
 def compile_deployment_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
-    """Everything the client will send, with the model resolved at deploy time."""
+    """Everything the client will send, with the model resolved at deploy time.
+
+    Example:
+        >>> d = Deployment(endpoint="ep", model={"group": "g"}, strategy="all_at_once")
+        >>> sorted(compile_deployment_plan(d, "ml.m5.large"))[:3]
+        ['DeploymentConfig', 'EndpointName', 'ExistingAlarms']
+    """
     names = [alarm_name(d.endpoint, a) for a in d.alarms]
     return {
         "EndpointName": d.endpoint,

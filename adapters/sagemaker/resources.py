@@ -39,7 +39,13 @@ DEPLOY_SIZES = {"cpu-small": "ml.m5.large", "cpu-medium": "ml.m5.xlarge", "cpu-l
 
 
 def instance_type(resources: Any, default: str | None) -> str:
-    """The smallest ML instance type that fits the neutral resources (an override wins)."""
+    """The smallest ML instance type that fits the neutral resources (an override wins).
+
+    Example:
+        >>> from cloudml.spec.steps import Resources
+        >>> instance_type(Resources(gpu=1), None), instance_type(None, "ml.c5.large")
+        ('ml.g4dn.xlarge', 'ml.c5.large')
+    """
     if resources is not None and resources.instance_type.get("sagemaker"):
         return str(resources.instance_type["sagemaker"])
     if resources is None or (resources.cpu is None and resources.memory is None and not resources.gpu):
@@ -61,7 +67,13 @@ def instance_type(resources: Any, default: str | None) -> str:
 
 
 def deploy_instance_type(instances: Any) -> str:
-    """The endpoint instance type for a deployment's neutral size (an override wins)."""
+    """The endpoint instance type for a deployment's neutral size (an override wins).
+
+    Example:
+        >>> from cloudml.spec.deployment import Instances
+        >>> deploy_instance_type(Instances(type="gpu-small"))
+        'ml.g4dn.xlarge'
+    """
     return str(instances.instance_type.get("sagemaker") or DEPLOY_SIZES[instances.type])
 
 
@@ -83,7 +95,12 @@ _REPOSITORY = {"sklearn": "sagemaker-scikit-learn", "xgboost": "sagemaker-xgboos
 
 
 def framework_image(framework: str, region: str | None, job: str) -> str:
-    """The prebuilt image URI for ``name==version`` in ``region`` (``job``: training or inference)."""
+    """The prebuilt image URI for ``name==version`` in ``region`` (``job``: training or inference).
+
+    Example:
+        >>> framework_image("xgboost==1.7", "us-east-1", "training")
+        '683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1'
+    """
     from cloudml.errors import CompileError
 
     name, _, version = framework.partition("==")

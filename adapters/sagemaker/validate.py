@@ -90,7 +90,13 @@ def _refs(value: Any) -> list[str]:
 
 
 def validate_definition(definition: dict[str, Any]) -> list[str]:
-    """Every problem found, as readable strings (empty when the definition is valid)."""
+    """Every problem found, as readable strings (empty when the definition is valid).
+
+    Example:
+        >>> validate_definition({"Version": "2020-12-01", "Steps": [
+        ...     {"Name": "a", "Type": "Fail", "Arguments": {}, "DependsOn": ["nope"]}]})
+        ['step a: DependsOn names unknown step nope', 'step a: a Fail step needs Arguments.ErrorMessage']
+    """
     import botocore.session
     from botocore.validate import ParamValidator
 

@@ -212,7 +212,13 @@ def rollback(endpoint: str, backend: Annotated[str | None, typer.Option("--backe
         result = _backend(backend, root).rollback(endpoint)
     except CloudMLError as e:
         raise _fail(e) from None
-    out.print(f"[yellow]rolled back[/] {escape(endpoint)}: {escape(result.reason)}")
+    if result.outcome.value == "rolled_back":
+        out.print(f"[yellow]rolled back[/] {escape(endpoint)}: {escape(result.reason)}")
+        return
+    err.print(f"[bold red]not rolled back:[/] {escape(endpoint)} ended {escape(result.outcome.value)}"
+              f"{': ' + escape(result.reason) if result.reason else ''}")
+    err.print(f"[green]next:[/] cloudml rollout history {escape(endpoint)}")
+    raise typer.Exit(1)
 
 
 @rollout_app.command("resume")
@@ -353,7 +359,12 @@ def invoke(endpoint: str,
         >>> CliRunner().invoke(app, ["invoke", "ep", "--data", "not json"]).exit_code
         2
     """
-    raw = Path(data[1:]).read_text() if data.startswith("@") else data
+    try:
+        raw = Path(data[1:]).read_text() if data.startswith("@") else data
+    except OSError as e:
+        err.print(f"[bold red]error:[/] cannot read {escape(data[1:])}: {escape(e.strerror or str(e))}")
+        err.print("[green]next:[/] check the path after @")
+        raise typer.Exit(2) from None
     try:
         payload = json.loads(raw)
     except ValueError as e:

@@ -25,6 +25,8 @@ CLOUD_SETTINGS = {
     "CLOUDML_SAGEMAKER_REGION": "us-east-1",
     "CLOUDML_SAGEMAKER_BUCKET": "cloudml-conformance",
     "CLOUDML_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/cloudml-conformance",
+    # a dead loopback port: nothing a conformance test does can reach AWS
+    "CLOUDML_SAGEMAKER_ENDPOINT_URL": "http://127.0.0.1:9",
 }
 
 

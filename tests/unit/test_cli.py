@@ -84,9 +84,9 @@ def test_compile_unknown_target_suggests() -> None:
 
 
 def test_compile_cloud_target_says_not_implemented() -> None:
-    result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "sagemaker"])
+    result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "vertex"])
     assert result.exit_code == 1
-    assert "sagemaker cannot express" in result.output and "issue 5" in result.output
+    assert "vertex cannot express" in result.output and "issue 6" in result.output
 
 
 def test_compile_deployment_prints_rollout_plan(tmp_path: Path) -> None:

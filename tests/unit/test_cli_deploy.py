@@ -384,7 +384,7 @@ def test_rollback_during_the_termination_wait_is_honoured(late_rollback: dict[st
     # blue still exists while the termination wait runs, so the running controller goes back to it
     assert late_rollback["deploy"].outcome is RolloutOutcome.ROLLED_BACK
     assert late_rollback["state"]["status"] == "rolled_back"
-    assert late_rollback["state"]["weights"] == {"toy-v1": 100}
+    assert {k: v for k, v in late_rollback["state"]["weights"].items() if v} == {"toy-v1": 100}
     assert late_rollback["code"] == 0 and "rolled back" in late_rollback["out"]
 
 

@@ -51,8 +51,8 @@ def test_cloud_compilers_load_no_sdk() -> None:
         for target in ("sagemaker", "vertex", "azureml"):
             cls = cloudml.registry.adapter_class(target)
             try:
-                cloudml.compile(cloudml.loads("kind: Pipeline\\nname: p\\nsteps: [{name: a, command: x}]\\n"), target)
-            except cloudml.UnsupportedFeatureError:
+                cloudml.compile(cloudml.loads("kind: Pipeline\\nname: p\\nsteps: [{name: a, command: x, image: i}]\\n"), target)
+            except cloudml.CloudMLError:
                 pass
         """
     )

@@ -55,10 +55,10 @@ def test_unknown_feature_in_capabilities_is_rejected() -> None:
 
 
 def test_unimplemented_operations_say_so() -> None:
-    adapter = cloudml.get_adapter("sagemaker")
+    adapter = cloudml.get_adapter("vertex")
     with pytest.raises(UnsupportedFeatureError) as info:
         adapter.deploy(None)  # type: ignore[arg-type]
-    assert info.value.adapter == "sagemaker" and info.value.feature == "deploy"
+    assert info.value.adapter == "vertex" and info.value.feature == "deploy"
 
 
 def test_backends_info_reports_install_state() -> None:

@@ -718,7 +718,7 @@ DRY: dict[tuple[str, bool], tuple[World, Any]] = {(s, h): run(s, h, None) for s 
 
 def kill_points() -> list[Any]:
     params = []
-    for (strategy, healthy), (world, result) in DRY.items():
+    for (strategy, healthy), (world, _result) in DRY.items():
         for i, entry in enumerate(world.journal, start=1):
             params.append(pytest.param(strategy, healthy, i, id=f"{strategy}-{'good' if healthy else 'bad'}-"
                                                                 f"{i:02d}-{describe(entry)}"))

@@ -198,6 +198,10 @@ class LocalEndpoints:
         """Start a worker process for ``model`` (``uri``, ``digest``); it takes no traffic yet."""
         _require_serving()
         self.gateway_url()
+        old = self._deployments(endpoint).get(name)
+        if old is not None:  # created before a controller was killed: replace it, never leave it running
+            for pid in old["pids"]:
+                _stop(int(pid))
         folder = self._folder(endpoint) / name
         folder.mkdir(parents=True, exist_ok=True)
         count = min(deployment.instances.count, os.cpu_count() or 1, MAX_LOCAL_INSTANCES)

@@ -129,6 +129,12 @@ class Pool:
             return status, await reader.read(), False
         return status, await reader.readexactly(length), keep
 
+    def forget(self, keep: set[str]) -> None:
+        """Close idle connections to workers that are no longer routed to."""
+        for url in [u for u in self._idle if u not in keep]:
+            for _, writer in self._idle.pop(url):
+                writer.close()
+
     def close(self) -> None:
         """Close every idle connection."""
         for conns in self._idle.values():
@@ -180,12 +186,20 @@ class Gateway:
         return str(live[-1][0])
 
     async def forward(self, endpoint: str, name: str, urls: list[str], body: bytes) -> tuple[int, bytes]:
-        url = urls[0] if len(urls) == 1 else random.choice(urls)
+        """Send to one instance of the deployment, trying its other instances if one is unreachable."""
+        order = list(urls) if len(urls) == 1 else random.sample(urls, len(urls))
         m = self.metric(endpoint, name)
         m.inflight += 1
         start = time.perf_counter()
         try:
-            status, content = await self.pool.post(url, "/predict", body)
+            for i, url in enumerate(order):
+                try:
+                    status, content = await self.pool.post(url, "/predict", body)
+                    break
+                except WorkerUnreachable:
+                    if i == len(order) - 1:
+                        m.record(time.perf_counter() - start, error=True)
+                        raise
         finally:
             m.inflight -= 1
         m.record(time.perf_counter() - start, error=status >= 500)
@@ -269,12 +283,14 @@ def build_app(gw: Gateway) -> Any:
         try:
             status, content = await gw.forward(endpoint, name, route["urls"][name], body)
         except WorkerUnreachable:
-            gw.metric(endpoint, name).record(0.0, error=True)
             other = None if pin else gw.pick(route, exclude=name)
             if other is None:
                 return await send_json(send, 503, _err(f"deployment {name!r} of {endpoint!r} is unreachable"))
             name = other
-            status, content = await gw.forward(endpoint, other, route["urls"][other], body)
+            try:
+                status, content = await gw.forward(endpoint, other, route["urls"][other], body)
+            except WorkerUnreachable:
+                return await send_json(send, 503, _err(f"every deployment of {endpoint!r} is unreachable"))
         capture = route.get("capture")
         if capture and status < 400 and random.uniform(0, 100) < float(capture.get("percent", 100)):
             gw.capture(endpoint, name, body, content)
@@ -300,6 +316,7 @@ def build_app(gw: Gateway) -> Any:
         capture = spec.get("capture") or None
         gw.routes[endpoint] = {"urls": urls, "weights": weights, "mirror": mirror, "capture": capture}
         gw._persist()
+        gw.pool.forget({u for r in gw.routes.values() for lst in r["urls"].values() for u in lst})
         return JSONResponse(gw.routes[endpoint])
 
     async def get_endpoints(request: Request) -> JSONResponse:
@@ -315,6 +332,7 @@ def build_app(gw: Gateway) -> Any:
         if gw.routes.pop(endpoint, None) is None:
             return error(404, f"unknown endpoint {endpoint!r}")
         gw._persist()
+        gw.pool.forget({u for r in gw.routes.values() for lst in r["urls"].values() for u in lst})
         return JSONResponse({"deleted": endpoint})
 
     async def endpoint_metrics(request: Request) -> JSONResponse:
