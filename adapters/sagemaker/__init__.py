@@ -62,9 +62,11 @@ class SageMakerAdapter(Adapter):
         self.settings: SageMakerSettings
 
     def compile(self, pipeline: Pipeline) -> Compiled:
-        """The SageMaker pipeline definition (JSON)."""
+        """The SageMaker pipeline definition (JSON); refuses, by name, what SageMaker cannot express."""
+        from cloudml.adapter import pipeline_features
         from cloudml.adapters.sagemaker.compiler import compile_definition
 
+        self.check_supported(pipeline_features(pipeline))
         return Compiled("sagemaker", pipeline.name, compile_definition(pipeline, self.settings, self.base_dir), "json")
 
     def compile_deployment(self, deployment: Deployment) -> Compiled:

@@ -224,16 +224,50 @@ def _iso(seconds: float) -> str:
     return out + ("T" + time_part if time_part else "") if (days or time_part) else "PT0S"
 
 
+CODE_INPUT = "cloudml_code"  # the code bundle's input/channel; a user input of that name is refused below
+
+
+def _input_type(ctx: _Ctx, s: TaskStep, name: str) -> str | None:
+    ref = s.inputs[name].ref
+    if isinstance(ref, StepOutputRef):
+        producer = ctx.steps[ref.step]
+        if isinstance(producer, TaskStep) and ref.output in producer.outputs:
+            return producer.outputs[ref.output].type
+    return s.inputs[name].type
+
+
+def _in_path(ctx: _Ctx, s: TaskStep, root: str, name: str) -> str:
+    """A metrics input is its JSON file, like the producer's ``{{outputs.m}}``; other inputs are folders."""
+    return f"{root}/{name}" + ("/metrics.json" if _input_type(ctx, s, name) == "metrics" else "")
+
+
+def _contract_env(s: TaskStep, paths: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The runtime contract's variables (docs/runtime-contract.md), then the step's own env."""
+    # (no CLOUDML_RUN_ID: an execution id in the arguments would change SageMaker's cache key every run)
+    env: dict[str, Any] = {"CLOUDML_STEP": s.name, "CLOUDML_BACKEND": "sagemaker"}
+    env.update({f"CLOUDML_INPUT_{n.upper()}": v for n, v in paths["inputs"].items()})
+    env.update({f"CLOUDML_OUTPUT_{n.upper()}": v for n, v in paths["outputs"].items()})
+    env.update({k: _text(v, paths) for k, v in s.env.items()})
+    return env
+
+
+def _no_clash(s: TaskStep) -> None:
+    if CODE_INPUT in s.inputs:
+        raise CompileError(f"step '{s.name}': the input name '{CODE_INPUT}' is where cloudml ships the code",
+                           hint="rename the input")
+
+
 def _processing(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
+    _no_clash(s)
     code_uri = _code(ctx, s, bool(s.python or (s.retry and s.retry.attempts > 1)))
-    code_dir = f"{PROCESSING_ROOT}/input/code"
-    paths = {"inputs": {n: f"{PROCESSING_ROOT}/input/{n}" for n in s.inputs},
+    code_dir = f"{PROCESSING_ROOT}/input/{CODE_INPUT}"
+    paths = {"inputs": {n: _in_path(ctx, s, f"{PROCESSING_ROOT}/input", n) for n in s.inputs},
              "outputs": {n: f"{PROCESSING_ROOT}/output/{n}" + ("/metrics.json" if o.type == "metrics" else "")
                          for n, o in s.outputs.items()}}
     inputs = [{"InputName": n, "S3Input": {"S3Uri": _input_uri(ctx, s, n), "LocalPath": f"{PROCESSING_ROOT}/input/{n}",
                                            "S3DataType": "S3Prefix", "S3InputMode": "File"}} for n in s.inputs]
     if code_uri is not None:
-        inputs.append({"InputName": "code", "S3Input": {"S3Uri": code_uri, "LocalPath": code_dir,
+        inputs.append({"InputName": CODE_INPUT, "S3Input": {"S3Uri": code_uri, "LocalPath": code_dir,
                                                         "S3DataType": "S3Prefix", "S3InputMode": "File"}})
     res = s.resources
     args: dict[str, Any] = {
@@ -250,8 +284,7 @@ def _processing(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any
             {"OutputName": n, "S3Output": {"S3Uri": ctx.run_s3(s.name, n),
                                           "LocalPath": f"{PROCESSING_ROOT}/output/{n}", "S3UploadMode": "EndOfJob"}}
             for n in s.outputs]}
-    if s.env:
-        args["Environment"] = {k: _text(v, paths) for k, v in s.env.items()}
+    args["Environment"] = _contract_env(s, paths)
     if s.timeout is not None:
         args["StoppingCondition"] = {"MaxRuntimeInSeconds": _seconds(s.timeout)}
     step: dict[str, Any] = {"Name": s.name, "Type": "Processing", "Arguments": args}
@@ -268,15 +301,16 @@ def _training(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
     if others or len(models) > 1:
         raise _unsupported(s.name, "step.training", "a SageMaker training job has one output, its model "
                            f"(/opt/ml/model); move {', '.join(others or models[1:])} to a processing step")
+    _no_clash(s)
     code_uri = _code(ctx, s, bool(s.python or (s.retry and s.retry.attempts > 1)))
-    code_dir = "/opt/ml/input/data/code"
-    paths = {"inputs": {n: f"/opt/ml/input/data/{n}" for n in s.inputs},
+    code_dir = f"/opt/ml/input/data/{CODE_INPUT}"
+    paths = {"inputs": {n: _in_path(ctx, s, "/opt/ml/input/data", n) for n in s.inputs},
              "outputs": {n: "/opt/ml/model" for n in models}}
     channels = [{"ChannelName": n, "DataSource": {"S3DataSource": {
         "S3DataType": "S3Prefix", "S3Uri": _input_uri(ctx, s, n), "S3DataDistributionType": "FullyReplicated"}}}
         for n in s.inputs]
     if code_uri is not None:
-        channels.append({"ChannelName": "code", "DataSource": {"S3DataSource": {
+        channels.append({"ChannelName": CODE_INPUT, "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": code_uri, "S3DataDistributionType": "FullyReplicated"}}})
     res = s.resources
     args: dict[str, Any] = {
@@ -292,8 +326,7 @@ def _training(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
         args["InputDataConfig"] = channels
     if s.params:
         args["HyperParameters"] = {k: _text(v, paths) if isinstance(v, str) else _plain(v) for k, v in s.params.items()}
-    if s.env:
-        args["Environment"] = {k: _text(v, paths) for k, v in s.env.items()}
+    args["Environment"] = _contract_env(s, paths)
     return _common(ctx, s, {"Name": s.name, "Type": "Training", "Arguments": args})
 
 
@@ -307,12 +340,13 @@ def _volume(ctx: _Ctx, s: TaskStep) -> int:
     return int(_opt(ctx, s, "volume_size_gb") or 30)
 
 
-def _operand(ctx: _Ctx, o: Any) -> Any:
+def _operand(ctx: _Ctx, o: Any, gate: str) -> Any:
     if isinstance(o, MetricOperand):
         producer = ctx.steps[o.step]
         if isinstance(producer, TaskStep) and ctx.p.effective(producer).kind == "training":
-            raise _unsupported(o.step, "condition", "conditions read metrics files that processing steps write "
-                               "(SageMaker property files); evaluate in a processing step")
+            raise _unsupported(gate, "condition", f"conditions read metrics files that processing steps write "
+                               f"(SageMaker property files), and '{o.step}' is a training step; evaluate in a "
+                               "processing step")
         return {"Std:JsonGet": {"PropertyFile": {"Get": f"Steps.{o.step}.PropertyFiles.{o.output}"},
                                 "Path": o.json_path}}
     if isinstance(o, ParamOperand):
@@ -321,28 +355,28 @@ def _operand(ctx: _Ctx, o: Any) -> Any:
     return o.value
 
 
-def _conditions(ctx: _Ctx, e: Expr) -> list[dict[str, Any]]:
+def _conditions(ctx: _Ctx, e: Expr, gate: str) -> list[dict[str, Any]]:
     """An expression as SageMaker's list of ANDed conditions."""
     if isinstance(e, And):
-        return [c for t in e.terms for c in _conditions(ctx, t)]
-    return [_condition(ctx, e)]
+        return [c for t in e.terms for c in _conditions(ctx, t, gate)]
+    return [_condition(ctx, e, gate)]
 
 
-def _condition(ctx: _Ctx, e: Expr) -> dict[str, Any]:
+def _condition(ctx: _Ctx, e: Expr, gate: str) -> dict[str, Any]:
     if isinstance(e, Compare):
-        left, right = _operand(ctx, e.left), _operand(ctx, e.right)
+        left, right = _operand(ctx, e.left, gate), _operand(ctx, e.right, gate)
         if e.op == "!=":
             return {"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": left, "RightValue": right}}
         return {"Type": _OPS[e.op], "LeftValue": left, "RightValue": right}
     if isinstance(e, Not):
-        return {"Type": "Not", "Condition": _single(ctx, e.term)}
+        return {"Type": "Not", "Condition": _single(ctx, e.term, gate)}
     if isinstance(e, Or):
-        return {"Type": "Or", "Conditions": [_single(ctx, t) for t in e.terms]}
-    return _single(ctx, e)
+        return {"Type": "Or", "Conditions": [_single(ctx, t, gate) for t in e.terms]}
+    return _single(ctx, e, gate)
 
 
-def _single(ctx: _Ctx, e: Expr) -> dict[str, Any]:
-    conds = _conditions(ctx, e)
+def _single(ctx: _Ctx, e: Expr, gate: str) -> dict[str, Any]:
+    conds = _conditions(ctx, e, gate)
     if len(conds) == 1:
         return conds[0]
     # And inside Or / Not: not(or(not a, not b)) == and(a, b)
@@ -389,15 +423,28 @@ def _owners(p: Pipeline) -> dict[str, tuple[str, str] | None]:
     owner: dict[str, tuple[str, str] | None] = {}
     direct = {t: (s.name, "then") for s in p.steps if isinstance(s, ConditionStep) for t in s.then}
     direct.update({t: (s.name, "else") for s in p.steps if isinstance(s, ConditionStep) for t in s.else_})
+    def chain(o: tuple[str, str] | None) -> list[tuple[str, str]]:
+        """A branch and every branch it is nested in, innermost first."""
+        out = []
+        while o is not None:
+            out.append(o)
+            o = owner.get(o[0])
+        return out
+
     for name in graph.topological_order():
+        inherited = {owner[u] for u in up[name] if owner.get(u) is not None and u != (direct.get(name) or ("",))[0]}
         if name in direct:
+            outside = [o for o in inherited if o not in chain(owner.get(direct[name][0]))]
+            if any(o[0] == direct[name][0] or o not in chain(direct[name]) for o in outside):
+                raise _unsupported(name, "condition", f"the step sits in '{direct[name][0]}.{direct[name][1]}' but "
+                                   "depends on a step in another branch, so it could never run")
             owner[name] = direct[name]
             continue
-        inherited = {owner[u] for u in up[name] if owner.get(u) is not None}
-        if len(inherited) > 1:
+        innermost = [o for o in inherited if all(other in chain(o) for other in inherited)]
+        if inherited and not innermost:
             raise _unsupported(name, "condition", "the step depends on steps in different condition branches; "
                                "SageMaker nests guarded steps inside one branch")
-        owner[name] = inherited.pop() if inherited else None
+        owner[name] = innermost[0] if innermost else None
     return owner
 
 
@@ -436,7 +483,7 @@ def compile_definition(p: Pipeline, settings: Any, base_dir: str | Path = ".") -
                     raise CompileError(f"condition '{name}' guards {len(members)} steps in its {b} branch; "
                                        f"SageMaker allows {MAX_BRANCH_STEPS}", hint="split the pipeline")
             compiled[name] = {"Name": name, "Type": "Condition", "Arguments": {
-                "Conditions": _conditions(ctx, s.condition), "IfSteps": branches["then"],
+                "Conditions": _conditions(ctx, s.condition, name), "IfSteps": branches["then"],
                 "ElseSteps": branches["else"]}}
             if s.depends_on:
                 compiled[name]["DependsOn"] = list(s.depends_on)

@@ -35,10 +35,10 @@ _COMPARISON = {"gt": "GreaterThanThreshold", "gte": "GreaterThanOrEqualToThresho
 _MISSING = {"missing": "missing", "not_breaching": "notBreaching", "breaching": "breaching", "ignore": "ignore"}
 
 
-def _wait(seconds: float, what: str) -> int:
+def _wait(seconds: float, what: str, feature: str) -> int:
     value = math.ceil(seconds)
     if value > 3600:
-        raise UnsupportedFeatureError("sagemaker", None, "deploy.blue_green",
+        raise UnsupportedFeatureError("sagemaker", None, feature,
                                       f"{what} is {value}s; SageMaker guardrails wait at most 3600s")
     return value
 
@@ -52,34 +52,51 @@ def deployment_config(d: Deployment, alarm_names: list[str]) -> dict[str, Any]:
         {'Type': 'ALL_AT_ONCE', 'WaitIntervalInSeconds': 300}
     """
     cfg = d.strategy.config
+    feature = f"deploy.{d.strategy.name}"
     routing: dict[str, Any]
     if isinstance(cfg, Canary):
         if cfg.percent > 50:
             raise UnsupportedFeatureError("sagemaker", None, "deploy.canary",
                                           f"canary of {cfg.percent:g}%: SageMaker canaries are at most 50% of the fleet")
-        routing = {"Type": "CANARY", "WaitIntervalInSeconds": _wait(cfg.bake, "canary bake"),
+        routing = {"Type": "CANARY", "WaitIntervalInSeconds": _wait(cfg.bake, "canary bake", feature),
                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": math.ceil(cfg.percent)}}
     elif isinstance(cfg, Linear):
         if not 10 <= cfg.step_percent <= 50:
             raise UnsupportedFeatureError("sagemaker", None, "deploy.linear",
                                           f"linear steps of {cfg.step_percent:g}%: SageMaker takes 10-50%")
-        routing = {"Type": "LINEAR", "WaitIntervalInSeconds": _wait(cfg.interval, "linear interval"),
+        routing = {"Type": "LINEAR", "WaitIntervalInSeconds": _wait(cfg.interval, "linear interval", feature),
                    "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": math.ceil(cfg.step_percent)}}
     elif d.strategy.name in ("all_at_once", "blue_green"):
-        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": _wait(getattr(cfg, "bake", 0.0), "bake")}
+        routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": _wait(getattr(cfg, "bake", 0.0), "bake", feature)}
     else:
         raise UnsupportedFeatureError("sagemaker", None, f"deploy.{d.strategy.name}",
                                       "shadow deployments on SageMaker are not built yet")
-    timeout = max(600, min(28800, math.ceil(d.max_duration)))
+    termination = _wait(d.rollback.termination_wait, "termination_wait", feature)
+    shifts = {"CANARY": 2, "LINEAR": math.ceil(100 / max(1.0, getattr(cfg, "step_percent", 100.0)))}.get(routing["Type"], 1)
+    waits = routing["WaitIntervalInSeconds"] * shifts + termination
+    if waits >= 28800:
+        raise UnsupportedFeatureError("sagemaker", None, feature, f"the waits add up to {waits}s; SageMaker ends a "
+                                      "guarded update after at most 28800s")
+    # the execution timeout must exceed the total waiting time, whatever max_duration says
+    timeout = max(600, waits + 300, min(28800, math.ceil(d.max_duration)))
     config: dict[str, Any] = {"BlueGreenUpdatePolicy": {
         "TrafficRoutingConfiguration": routing,
-        "TerminationWaitInSeconds": _wait(d.rollback.termination_wait, "termination_wait"),
-        "MaximumExecutionTimeoutInSeconds": timeout}}
+        "TerminationWaitInSeconds": termination,
+        "MaximumExecutionTimeoutInSeconds": min(28800, timeout)}}
     if d.rollback.automatic and alarm_names:
         if len(alarm_names) > 10:
             raise UnsupportedFeatureError("sagemaker", None, "deploy.alarm", "SageMaker rolls back on at most 10 alarms")
         config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": n} for n in alarm_names]}
     return config
+
+
+def _period(seconds: float) -> int:
+    """The nearest period CloudWatch accepts at or above ``seconds``: 10, 20, 30 or a multiple of 60."""
+    value = math.ceil(seconds)
+    for allowed in (10, 20, 30):
+        if value <= allowed:
+            return allowed
+    return math.ceil(value / 60) * 60
 
 
 def alarm_name(endpoint: str, alarm: Alarm) -> str:
@@ -103,9 +120,11 @@ def alarm_request(endpoint: str, alarm: Alarm, variant: str = VARIANT) -> dict[s
     """
     assert alarm.metric is not None and alarm.threshold is not None
     dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
-    period = max(10, math.ceil(alarm.period))
-    if period > 60 and period % 60:
-        period = math.ceil(period / 60) * 60  # CloudWatch periods above a minute are whole minutes
+    period = _period(alarm.period)
+    if period < 3600 and period * alarm.evaluation_periods > 86_400:
+        raise UnsupportedFeatureError("sagemaker", None, "deploy.alarm", f"alarm {alarm.name} looks back "
+                                      f"{period * alarm.evaluation_periods}s; CloudWatch evaluates at most one day "
+                                      "for periods under an hour")
     req: dict[str, Any] = {
         "AlarmName": alarm_name(endpoint, alarm),
         "AlarmDescription": f"cloudml alarm {alarm.name} ({alarm.metric}) on endpoint {endpoint}",

@@ -68,6 +68,36 @@ def _substitute(value: Any, shape: Any) -> Any:
     return value
 
 
+def _limits(value: Any, shape: Any, path: str) -> list[str]:
+    """What botocore's ParamValidator leaves out: maximums and enums from the service model."""
+    kind = shape.type_name
+    top = shape.metadata.get("max")
+    out: list[str] = []
+    if kind == "string" and isinstance(value, str):
+        if top is not None and len(value) > top:
+            out.append(f"{path}: {len(value)} characters, at most {top}")
+        if shape.enum and value not in shape.enum:
+            out.append(f"{path}: {value!r} is not one of {', '.join(shape.enum)}")
+    elif kind in ("integer", "long", "double", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if top is not None and value > top:
+            out.append(f"{path}: {value} is above the maximum {top}")
+    elif kind == "list" and isinstance(value, list):
+        if top is not None and len(value) > top:
+            out.append(f"{path}: {len(value)} items, at most {top}")
+        for i, v in enumerate(value):
+            out += _limits(v, shape.member, f"{path}[{i}]")
+    elif kind == "map" and isinstance(value, dict):
+        if top is not None and len(value) > top:
+            out.append(f"{path}: {len(value)} entries, at most {top}")
+        for k, v in value.items():
+            out += _limits(v, shape.value, f"{path}.{k}")
+    elif kind == "structure" and isinstance(value, dict):
+        for k, v in value.items():
+            if k in shape.members:
+                out += _limits(v, shape.members[k], f"{path}.{k}" if path else k)
+    return out
+
+
 def _walk_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for s in steps:
@@ -104,12 +134,13 @@ def validate_definition(definition: dict[str, Any]) -> list[str]:
     validator = ParamValidator()
     problems: list[str] = []
     text = json.dumps(definition)
-    report = validator.validate({"PipelineName": "cloudml-validation", "PipelineDefinition": text,
-                                 "RoleArn": "arn:aws:iam::123456789012:role/cloudml-validation",
-                                 "ClientRequestToken": "cloudml-validation-token-0000000000"},
-                                model.operation_model("CreatePipeline").input_shape)
-    if report.has_errors():
-        problems.append(f"CreatePipeline: {report.generate_report()}")
+    request = {"PipelineName": "cloudml-validation", "PipelineDefinition": text,
+               "RoleArn": "arn:aws:iam::123456789012:role/cloudml-validation",
+               "ClientRequestToken": "cloudml-validation-token-0000000000"}
+    shape = model.operation_model("CreatePipeline").input_shape
+    report = validator.validate(request, shape)
+    found = ([report.generate_report()] if report.has_errors() else []) + _limits(request, shape, "")
+    problems += [f"CreatePipeline: {p}" for p in found]
     steps = _walk_steps(definition.get("Steps", []))
     names = [s.get("Name") for s in steps]
     dupes = sorted({str(n) for n in names if names.count(n) > 1})
@@ -145,8 +176,8 @@ def validate_definition(definition: dict[str, Any]) -> list[str]:
             if job_key:
                 args[job_key] = "cloudml-validation-job"
             report = validator.validate(args, shape)
-            if report.has_errors():
-                problems.append(f"step {name} ({op}): {report.generate_report()}")
+            found = ([report.generate_report()] if report.has_errors() else []) + _limits(args, shape, "")
+            problems += [f"step {name} ({op}): {p}" for p in found]
         elif kind == "Fail" and "ErrorMessage" not in s.get("Arguments", {}):
             problems.append(f"step {name}: a Fail step needs Arguments.ErrorMessage")
         elif kind == "Condition":

@@ -144,7 +144,8 @@ def test_placeholders_become_container_paths_gets_and_joins() -> None:
     assert use["AppSpecification"]["ContainerEntrypoint"] == [
         "python", "u.py", f"--in={PROC}/input/data", "--n", {"Get": "Parameters.n"},
         join("--tag=v", {"Get": "Parameters.n"}, "-", {"Get": "Parameters.tag"}), "--out", f"{PROC}/output/o"]
-    assert use["Environment"] == {"DATA": f"{PROC}/input/data", "N": {"Get": "Parameters.n"}, "PLAIN": "x"}
+    own = {k: v for k, v in use["Environment"].items() if not k.startswith("CLOUDML_")}
+    assert own == {"DATA": f"{PROC}/input/data", "N": {"Get": "Parameters.n"}, "PLAIN": "x"}
 
 
 def test_a_command_string_is_split_like_a_shell() -> None:
@@ -171,15 +172,12 @@ def test_processing_inputs_from_steps_parameters_and_s3() -> None:
 
 def test_a_step_without_inputs_outputs_or_timeout_omits_those_members() -> None:
     args = one({"name": "a", "command": "x"})["Arguments"]
-    assert set(args) == {"ProcessingResources", "AppSpecification", "RoleArn"}
+    assert set(args) == {"ProcessingResources", "AppSpecification", "RoleArn", "Environment"}
+    assert args["Environment"] == {"CLOUDML_STEP": "a", "CLOUDML_BACKEND": "sagemaker"}
     assert args["ProcessingResources"] == {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
                                                              "VolumeSizeInGB": 30}}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:230 (and :273 for training) maps every input to a folder; the runtime contract "
-    "(docs/runtime-contract.md) and the local backend give a metrics input as the JSON file path, "
-    "as the producing step's {{outputs.m}} already is (.../m/metrics.json)"))
 def test_a_metrics_input_is_the_json_file_path() -> None:
     p = build([{"name": "ev", "command": "e {{outputs.m}}", "outputs": {"m": "metrics"}},
                {"name": "use", "command": "u {{inputs.m}}", "inputs": {"m": "ev.outputs.m"}}])
@@ -187,10 +185,6 @@ def test_a_metrics_input_is_the_json_file_path() -> None:
     assert argv == ["u", f"{PROC}/input/m/metrics.json"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:233-237 (processing) and :275-280 (training) add the code folder as input/channel "
-    "'code' at .../input/code without checking the step's own inputs: an input named 'code' gives two "
-    "ProcessingInputs named 'code' with the same LocalPath, and validate_definition does not notice"))
 def test_an_input_named_code_does_not_collide_with_the_code_folder(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     p = build([{"name": "a", "command": "x {{outputs.o}}", "outputs": {"o": "dataset"}},
@@ -201,10 +195,6 @@ def test_an_input_named_code_does_not_collide_with_the_code_folder(tmp_path: Pat
     assert len(set(names)) == len(names) and len(set(paths)) == len(paths)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:253-254 / :295-296 emit only the step's own env; docs/runtime-contract.md promises "
-    "CLOUDML_STEP, CLOUDML_BACKEND and CLOUDML_INPUT_<NAME>/CLOUDML_OUTPUT_<NAME> on SageMaker too "
-    "(the local compiler sets them), so a step reading $CLOUDML_OUTPUT_DATA works locally only"))
 def test_the_runtime_contract_environment_is_set() -> None:
     p = build([{"name": "a", "command": "x", "outputs": {"data": "dataset"}},
                {"name": "b", "command": "y", "inputs": {"in": "a.outputs.data"}}])
@@ -232,7 +222,7 @@ def test_training_channels_model_dir_hyperparameters_and_stopping_condition(tmp_
     fit, cmd = steps_of(d)["fit"], steps_of(d)["cmd"]
     assert fit["Type"] == "Training"
     args = fit["Arguments"]
-    assert [c["ChannelName"] for c in args["InputDataConfig"]] == ["train", "code"]
+    assert [c["ChannelName"] for c in args["InputDataConfig"]] == ["train", "cloudml_code"]
     assert args["InputDataConfig"][0]["DataSource"]["S3DataSource"] == {
         "S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated",
         "S3Uri": {"Get": "Steps.prep.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"}}
@@ -241,10 +231,11 @@ def test_training_channels_model_dir_hyperparameters_and_stopping_condition(tmp_
     assert all(isinstance(v, (str, dict)) for v in args["HyperParameters"].values())
     assert args["OutputDataConfig"] == {"S3OutputPath": join(f"{ROOT}/", RUN, "/fit")}
     assert args["StoppingCondition"] == {"MaxRuntimeInSeconds": 86400}  # SageMaker's default of one day
-    assert args["Environment"] == {"DATA": "/opt/ml/input/data/train"}
+    assert {k: v for k, v in args["Environment"].items() if not k.startswith("CLOUDML_")} == {
+        "DATA": "/opt/ml/input/data/train"}
     argv = args["AlgorithmSpecification"]["ContainerEntrypoint"]
-    assert argv[:6] == ["python3", f"/opt/ml/input/data/code/{RUNTIME_FILE}", "--function", "train:fit", "--code",
-                        "/opt/ml/input/data/code"]
+    assert argv[:6] == ["python3", f"/opt/ml/input/data/cloudml_code/{RUNTIME_FILE}", "--function", "train:fit", "--code",
+                        "/opt/ml/input/data/cloudml_code"]
     assert "--input=train=/opt/ml/input/data/train" in argv and "--output=model=/opt/ml/model" in argv
     assert args["AlgorithmSpecification"]["TrainingInputMode"] == "File"
     cmd_args = cmd["Arguments"]
@@ -519,11 +510,11 @@ def test_retry_is_a_retry_policy_for_service_faults_plus_the_in_container_wrappe
                                                      "SageMaker.RESOURCE_LIMIT"],
                                    "IntervalSeconds": 3, "BackoffRate": 2.0, "MaxAttempts": 4}]
     args = s["Arguments"]
-    code = f"{PROC}/input/code"
+    code = f"{PROC}/input/cloudml_code"
     assert args["AppSpecification"]["ContainerEntrypoint"] == [
         "python3", f"{code}/{RUNTIME_FILE}", "--retry", "4", "--backoff", "2.5", "--", "python", "a.py", "--x", "1"]
     # the wrapper needs the runtime file: it ships as the code input even without a code folder
-    code_input = [i for i in args["ProcessingInputs"] if i["InputName"] == "code"]
+    code_input = [i for i in args["ProcessingInputs"] if i["InputName"] == "cloudml_code"]
     assert code_input[0]["S3Input"]["LocalPath"] == code
     assert code_input[0]["S3Input"]["S3Uri"] == f"{ROOT}/code/{code_digest(NO_CODE)}/"
 
@@ -532,7 +523,7 @@ def test_retry_wraps_python_steps_and_training_too() -> None:
     s = one({"name": "t", "kind": "training", "python": "m:f", "outputs": {"model": "model"},
              "retry": {"attempts": 2, "backoff": 0}})
     argv = s["Arguments"]["AlgorithmSpecification"]["ContainerEntrypoint"]
-    runtime = f"/opt/ml/input/data/code/{RUNTIME_FILE}"
+    runtime = f"/opt/ml/input/data/cloudml_code/{RUNTIME_FILE}"
     assert argv[:8] == ["python3", runtime, "--retry", "2", "--backoff", "0", "--", "python3"]
     assert argv[8] == runtime and argv[9:11] == ["--function", "m:f"]
     assert s["RetryPolicies"][0]["IntervalSeconds"] == 1 and s["RetryPolicies"][0]["MaxAttempts"] == 2
@@ -599,13 +590,13 @@ def test_python_step_entrypoint_and_code_input(tmp_path: Path) -> None:
     (tmp_path / "src" / "job.py").write_text("def run(): ...\n")
     s = one({"name": "a", "python": "job:run", "code": "src", "inputs": {"raw": "s3://d/raw/"},
              "outputs": {"data": "dataset", "m": "metrics"}, "params": {"n": 3, "ok": True, "f": 0.5}}, base=tmp_path)
-    code = f"{PROC}/input/code"
+    code = f"{PROC}/input/cloudml_code"
     assert s["Arguments"]["AppSpecification"]["ContainerEntrypoint"] == [
         "python3", f"{code}/{RUNTIME_FILE}", "--function", "job:run", "--code", code,
         f"--input=raw={PROC}/input/raw", f"--output=data={PROC}/output/data",
         f"--output=m={PROC}/output/m/metrics.json", "--output-type=data=dataset", "--output-type=m=metrics",
         "--param=n=3", "--param=ok=true", "--param=f=0.5"]
-    assert s["Arguments"]["ProcessingInputs"][-1] == {"InputName": "code", "S3Input": {
+    assert s["Arguments"]["ProcessingInputs"][-1] == {"InputName": "cloudml_code", "S3Input": {
         "S3Uri": f"{ROOT}/code/{code_digest(tmp_path / 'src')}/", "LocalPath": code,
         "S3DataType": "S3Prefix", "S3InputMode": "File"}}
 
@@ -644,10 +635,6 @@ def test_secrets_are_refused_by_cloudml_compile() -> None:
     assert (info.value.adapter, info.value.step, info.value.feature) == ("sagemaker", "a", "step.secrets")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: adapters/sagemaker/__init__.py:64-68 SageMakerAdapter.compile skips check_supported "
-    "(compile_deployment at :75 and run at :110 do it) and compile_definition never reads TaskStep.secrets, so "
-    "adapter.compile() returns a definition with the secrets silently dropped"))
 def test_secrets_are_refused_by_the_adapter_itself() -> None:
     p = build([{"name": "a", "command": "x", "secrets": {"DB": "aws-secretsmanager://db"}}])
     try:
@@ -685,9 +672,6 @@ def test_a_condition_reading_a_training_steps_metrics_is_refused() -> None:
     assert info.value.feature == "condition" and "processing step" in info.value.reason
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:314 names the producing training step, not the condition step that uses the "
-    "feature; conventions rule 4 says the error names the step using it"))
 def test_the_training_metrics_refusal_names_the_condition_step() -> None:
     p = build([{"name": "t", "kind": "training", "command": "x {{outputs.m}}", "outputs": {"m": "metrics"}},
                {"name": "gate", "condition": 't.outputs.m["auc"] > 0.5', "then": ["ok"]}, {"name": "ok", "command": "x"}])
@@ -725,11 +709,6 @@ def test_a_step_depending_on_two_different_branches_is_refused() -> None:
         compile_(same_gate)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: compiler.py:392-395 places a step named in then/else directly, without looking at its "
-    "upstream steps: a then-step that depends on an else-step of the same gate compiles (IfSteps "
-    "entry with DependsOn on an ElseSteps entry, a step that can never run) and validate_definition "
-    "accepts it"))
 def test_a_branch_step_depending_on_the_other_branch_is_refused() -> None:
     p = build([_EVAL, {"name": "gate", "condition": 'ev.outputs.m["auc"] >= 0.5', "then": ["a"], "else": ["b"]},
                {"name": "a", "command": "a", "depends_on": ["b"]}, {"name": "b", "command": "b"}])
@@ -740,10 +719,6 @@ def test_a_branch_step_depending_on_the_other_branch_is_refused() -> None:
     assert validate_definition(d) != [], "neither the compiler nor the validator notices"
 
 
-@pytest.mark.xfail(strict=True, raises=UnsupportedFeatureError, reason=(
-    "BUG: compiler.py:396-399 refuses a step whose upstream steps sit in a branch and in a branch "
-    "nested inside it (gate2 is in gate1's IfSteps); the step belongs in the inner branch, which "
-    "lies inside the outer one, so the pipeline is expressible"))
 def test_a_step_depending_on_an_outer_and_an_inner_nested_branch_compiles() -> None:
     p = build([
         {"name": "eval1", "command": "e {{outputs.m}}", "outputs": {"m": "metrics"}},

@@ -114,10 +114,10 @@ def test_python_steps_with_a_code_folder_pass_both(tmp_path: Path) -> None:
     ])
     d = compile_(p, tmp_path)
     assert_both_valid(d)
-    code_inputs = [i for i in by_name(d)["prep"]["Arguments"]["ProcessingInputs"] if i["InputName"] == "code"]
+    code_inputs = [i for i in by_name(d)["prep"]["Arguments"]["ProcessingInputs"] if i["InputName"] == "cloudml_code"]
     assert len(code_inputs) == 1
     channels = [c["ChannelName"] for c in by_name(d)["fit"]["Arguments"]["InputDataConfig"]]
-    assert channels == ["train", "code"]
+    assert channels == ["train", "cloudml_code"]
 
 
 def test_retries_pass_both() -> None:
@@ -344,8 +344,6 @@ def test_more_than_fifty_steps_are_caught() -> None:
     assert validate_definition(compile_(build([{"name": f"s{i}", "command": "x"} for i in range(QUOTA_STEPS)]))) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:101-106 relies on botocore's ParamValidator for the "
-                   "1,048,576-character PipelineDefinition limit, but ParamValidator.range_check only enforces 'min'")
 def test_a_definition_over_one_mebibyte_is_caught() -> None:
     d = compile_(build([{"name": "stop", "fail": "x"}]))
     d["Steps"][0]["Arguments"]["ErrorMessage"] = "x" * (1024 * 1024)
@@ -354,9 +352,6 @@ def test_a_definition_over_one_mebibyte_is_caught() -> None:
     assert len(problems) == 1 and problems[0].startswith("CreatePipeline:") and "PipelineDefinition" in problems[0]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:141 ParamValidator ignores every 'max' in the botocore "
-                   "model, so out-of-range Arguments pass: a 10-day processing timeout (max 777600 s), "
-                   "101 instances (max 100), an 11th ProcessingInput (max 10)")
 @pytest.mark.parametrize("step", [
     {"name": "a", "command": "x", "timeout": "10d"},
     {"name": "a", "command": "x", "resources": {"instance_count": 101}},
