@@ -30,12 +30,13 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    native_guardrails: bool = Field(True, description="use SageMaker deployment guardrails for blue/green, canary, linear")
+    native_guardrails: bool = Field(True, description="use SageMaker deployment guardrails for blue/green, canary, "
+                                    "linear (false, cloudml's controller over variants, is not built yet)")
     volume_size_gb: int = Field(30, ge=1, le=16384)
     instance_type: str | None = Field(None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", description="default ML instance type")
     role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
     max_parallel_steps: int | None = Field(None, ge=1, le=200)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, description="tags on the pipeline")
 
 
 class SageMakerAdapter(Adapter):
@@ -73,8 +74,13 @@ class SageMakerAdapter(Adapter):
         """Endpoint variant, DeploymentConfig (guardrails) and CloudWatch alarm requests."""
         from cloudml.adapters.sagemaker.deploy import compile_deployment_plan
         from cloudml.adapters.sagemaker.resources import deploy_instance_type
+        from cloudml.errors import UnsupportedFeatureError
 
         self.check_supported(deployment_features(deployment))
+        if not Options.model_validate(deployment.backend_options.get("sagemaker", {})).native_guardrails:
+            raise UnsupportedFeatureError("sagemaker", None, f"deploy.{deployment.strategy.name}",
+                                          "native_guardrails: false (rollouts driven by cloudml's controller through "
+                                          "production variants) is not built yet")
         plan = compile_deployment_plan(deployment, deploy_instance_type(deployment.instances))
         return Compiled("sagemaker", deployment.endpoint, plan, "json")
 
@@ -120,7 +126,9 @@ class SageMakerAdapter(Adapter):
             bucket, prefix = client._bucket_prefix(pipeline.name)
             values[ROOT_PARAMETER] = f"s3://{bucket}/{prefix}"
         client.upload_code(definition, pipeline, self.base_dir)
-        client.upsert_pipeline(pipeline.name, definition, self._role())
+        opts = Options.model_validate(pipeline.backend_options.get("sagemaker", {}))
+        client.upsert_pipeline(pipeline.name, definition, opts.role_arn or self._role(), opts.max_parallel_steps,
+                               opts.tags)
         return client.start(pipeline.name, values)
 
     def get_run(self, run_id: str) -> Any:

@@ -303,17 +303,22 @@ class SageMakerClient:
         prefix = self.settings.prefix.strip("/")
         return self.settings.bucket, f"{prefix}/{pipeline}" if prefix else pipeline
 
-    def upsert_pipeline(self, name: str, definition: dict[str, Any], role_arn: str) -> str:
+    def upsert_pipeline(self, name: str, definition: dict[str, Any], role_arn: str,
+                        max_parallel_steps: int | None = None, tags: dict[str, str] | None = None) -> str:
         """Create the pipeline, or update it when it exists; returns its ARN."""
         body = json.dumps(definition)
+        extra: dict[str, Any] = {}
+        if max_parallel_steps:
+            extra["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": max_parallel_steps}
         try:
             resp = self.call("sagemaker", "create_pipeline", PipelineName=name, PipelineDefinition=body,
-                             RoleArn=role_arn, ClientRequestToken=uuid.uuid4().hex)
+                             RoleArn=role_arn, ClientRequestToken=uuid.uuid4().hex,
+                             **({"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]} if tags else {}), **extra)
         except (ConflictError, BackendValidationError) as e:
             if "exist" not in str(e).lower():
                 raise
             resp = self.call("sagemaker", "update_pipeline", PipelineName=name, PipelineDefinition=body,
-                             RoleArn=role_arn)
+                             RoleArn=role_arn, **extra)
         return str(resp["PipelineArn"])
 
     def start(self, name: str, parameters: dict[str, Any]) -> SageMakerRun:

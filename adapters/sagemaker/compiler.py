@@ -275,7 +275,7 @@ def _processing(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any
             "InstanceType": instance_type(res, _opt(ctx, s, "instance_type")),
             "InstanceCount": res.instance_count if res else 1, "VolumeSizeInGB": _volume(ctx, s)}},
         "AppSpecification": {"ImageUri": _image(ctx, s), "ContainerEntrypoint": _argv(ctx, s, paths, code_dir)},
-        "RoleArn": ctx.role,
+        "RoleArn": _opt(ctx, s, "role_arn") or ctx.role,
     }
     if inputs:
         args["ProcessingInputs"] = inputs
@@ -316,7 +316,7 @@ def _training(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
     args: dict[str, Any] = {
         "AlgorithmSpecification": {"TrainingImage": _image(ctx, s), "TrainingInputMode": "File",
                                    "ContainerEntrypoint": _argv(ctx, s, paths, code_dir)},
-        "RoleArn": ctx.role,
+        "RoleArn": _opt(ctx, s, "role_arn") or ctx.role,
         "OutputDataConfig": {"S3OutputPath": ctx.run_s3(s.name)},
         "ResourceConfig": {"InstanceType": instance_type(res, _opt(ctx, s, "instance_type")),
                            "InstanceCount": res.instance_count if res else 1, "VolumeSizeInGB": _volume(ctx, s)},
