@@ -432,10 +432,10 @@ def _owners(p: Pipeline) -> dict[str, tuple[str, str] | None]:
         return out
 
     for name in graph.topological_order():
-        inherited = {owner[u] for u in up[name] if owner.get(u) is not None and u != (direct.get(name) or ("",))[0]}
+        inherited = {o for u in up[name] if (o := owner.get(u)) is not None}
         if name in direct:
-            outside = [o for o in inherited if o not in chain(owner.get(direct[name][0]))]
-            if any(o[0] == direct[name][0] or o not in chain(direct[name]) for o in outside):
+            # upstream steps may sit in this branch or in a branch around it, never in another one
+            if any(o not in chain(direct[name]) for o in inherited):
                 raise _unsupported(name, "condition", f"the step sits in '{direct[name][0]}.{direct[name][1]}' but "
                                    "depends on a step in another branch, so it could never run")
             owner[name] = direct[name]

@@ -805,3 +805,13 @@ def test_unpack_model_archives_extracts_a_folder_holding_only_model_tar_gz(tmp_p
     assert (only / "model.pkl").read_bytes() == b"weights"
     assert json.loads((only / "conf" / "meta.json").read_text()) == {"v": 1}
     assert sorted(p.name for p in mixed.iterdir()) == ["model.tar.gz", "notes.txt"], "a mixed folder is left alone"
+
+
+def test_steps_in_one_branch_may_depend_on_each_other() -> None:
+    p = build([_EVAL, {"name": "gate", "condition": 'ev.outputs.m["auc"] >= 0.5', "then": ["a", "b"], "else": ["c"]},
+               {"name": "a", "command": "a {{outputs.o}}", "outputs": {"o": "dataset"}},
+               {"name": "b", "command": "b {{inputs.i}}", "inputs": {"i": "a.outputs.o"}},
+               {"name": "c", "command": "c"}])
+    gate = steps_of(compile_(p))["gate"]["Arguments"]
+    assert [s["Name"] for s in gate["IfSteps"]] == ["a", "b"]
+    assert [s["Name"] for s in gate["ElseSteps"]] == ["c"]
