@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -332,7 +331,7 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     extra: ClassVar[str | None] = None
-    requires: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[tuple[str, ...]] = ()  # distribution names, e.g. "boto3"
     capabilities: ClassVar[Capabilities]
     options_model: ClassVar[type[BaseModel] | None] = None
     description: ClassVar[str] = ""
@@ -344,15 +343,15 @@ class Adapter(ABC):
     # -- installation -----------------------------------------------------------------------
     @classmethod
     def missing_requirements(cls) -> list[str]:
-        """Import names of this adapter's SDKs that are not installed."""
+        """Distributions this adapter needs that are not installed (checked without importing anything)."""
+        import importlib.metadata
+
         missing: list[str] = []
-        for module in cls.requires:
+        for dist in cls.requires:
             try:
-                found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
-                missing.append(module)
+                importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                missing.append(dist)
         return missing
 
     @classmethod

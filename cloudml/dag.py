@@ -22,7 +22,7 @@ from cloudml.spec.refs import StepOutputRef, parse_source
 if TYPE_CHECKING:
     from cloudml.spec.pipeline import Pipeline
 
-__all__ = ["Edge", "StepGraph", "step_edges"]
+__all__ = ["BranchConflict", "Edge", "StepGraph", "branch_owners", "step_edges"]
 
 
 @dataclass(frozen=True)
@@ -226,3 +226,70 @@ class StepGraph:
                     seen.add(d)
                     todo.append(d)
         return seen
+
+
+Branch = tuple[str, str]
+
+
+class BranchConflict(ValueError):
+    """A step cannot be placed inside one condition branch (clouds that nest guarded steps need that)."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+def branch_owners(pipeline: Pipeline) -> dict[str, Branch | None]:
+    """Which condition branch ``(condition, "then"|"else")`` each step is nested in (None: top level).
+
+    Steps named in ``then``/``else`` belong to that branch; a step that depends on guarded steps
+    follows them into the innermost branch. Clouds that nest guarded steps inside the condition
+    (SageMaker's IfSteps, KFP's sub-DAGs) compile from this. Raises :class:`BranchConflict` for a
+    step that would need two branches at once.
+
+    Example:
+        >>> import cloudml
+        >>> p = cloudml.loads('''
+        ... kind: Pipeline
+        ... name: p
+        ... steps:
+        ...   - {name: ev, command: "e {{outputs.m}}", outputs: {m: metrics}}
+        ...   - {name: gate, condition: 'ev.outputs.m["auc"] > 0.5', then: [a]}
+        ...   - {name: a, command: "a {{outputs.o}}", outputs: {o: dataset}}
+        ...   - {name: b, command: "b {{inputs.i}}", inputs: {i: a.outputs.o}}
+        ... ''')
+        >>> branch_owners(p)
+        {'ev': None, 'gate': None, 'a': ('gate', 'then'), 'b': ('gate', 'then')}
+    """
+    from cloudml.spec.steps import ConditionStep
+
+    graph = StepGraph.from_pipeline(pipeline)
+    up = graph.upstream()
+    owner: dict[str, Branch | None] = {}
+    direct: dict[str, Branch] = {}
+    for s in pipeline.steps:
+        if isinstance(s, ConditionStep):
+            direct.update({t: (s.name, "then") for t in s.then})
+            direct.update({t: (s.name, "else") for t in s.else_})
+
+    def chain(o: Branch | None) -> list[Branch]:
+        out = []
+        while o is not None:
+            out.append(o)
+            o = owner.get(o[0])
+        return out
+
+    for name in graph.topological_order():
+        inherited = {o for u in up[name] if (o := owner.get(u)) is not None}
+        if name in direct:
+            # upstream steps may sit in this branch or in a branch around it, never in another one
+            if any(o not in chain(direct[name]) for o in inherited):
+                raise BranchConflict(name, f"the step sits in '{direct[name][0]}.{direct[name][1]}' but depends on "
+                                     "a step in another branch, so it could never run")
+            owner[name] = direct[name]
+            continue
+        innermost = [o for o in inherited if all(other in chain(o) for other in inherited)]
+        if inherited and not innermost:
+            raise BranchConflict(name, "the step depends on steps in different condition branches")
+        owner[name] = innermost[0] if innermost else None
+    return owner

@@ -43,7 +43,7 @@ class AzureMLAdapter(Adapter):
 
     name = "azureml"
     extra = "azure"
-    requires = ("azure.ai.ml", "azure.identity")
+    requires = ("azure-ai-ml", "azure-identity")
     description = "Azure ML pipeline jobs, model registry and managed online endpoints (not implemented yet)"
     options_model: ClassVar[type[BaseModel] | None] = Options
     capabilities = Capabilities.all_notimpl("azureml", _NOT_YET)

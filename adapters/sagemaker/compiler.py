@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudml.adapters.sagemaker.resources import framework_image, instance_type
-from cloudml.dag import StepGraph
+from cloudml.dag import BranchConflict, StepGraph, branch_owners
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
 from cloudml.spec.pipeline import Pipeline
@@ -417,35 +417,10 @@ def _register(ctx: _Ctx, s: RegisterModelStep) -> dict[str, Any]:
 
 
 def _owners(p: Pipeline) -> dict[str, tuple[str, str] | None]:
-    """Which condition branch each step is nested in (None: top level); dependents follow their upstream."""
-    graph = StepGraph.from_pipeline(p)
-    up = graph.upstream()
-    owner: dict[str, tuple[str, str] | None] = {}
-    direct = {t: (s.name, "then") for s in p.steps if isinstance(s, ConditionStep) for t in s.then}
-    direct.update({t: (s.name, "else") for s in p.steps if isinstance(s, ConditionStep) for t in s.else_})
-    def chain(o: tuple[str, str] | None) -> list[tuple[str, str]]:
-        """A branch and every branch it is nested in, innermost first."""
-        out = []
-        while o is not None:
-            out.append(o)
-            o = owner.get(o[0])
-        return out
-
-    for name in graph.topological_order():
-        inherited = {o for u in up[name] if (o := owner.get(u)) is not None}
-        if name in direct:
-            # upstream steps may sit in this branch or in a branch around it, never in another one
-            if any(o not in chain(direct[name]) for o in inherited):
-                raise _unsupported(name, "condition", f"the step sits in '{direct[name][0]}.{direct[name][1]}' but "
-                                   "depends on a step in another branch, so it could never run")
-            owner[name] = direct[name]
-            continue
-        innermost = [o for o in inherited if all(other in chain(o) for other in inherited)]
-        if inherited and not innermost:
-            raise _unsupported(name, "condition", "the step depends on steps in different condition branches; "
-                               "SageMaker nests guarded steps inside one branch")
-        owner[name] = innermost[0] if innermost else None
-    return owner
+    try:
+        return branch_owners(p)
+    except BranchConflict as e:
+        raise _unsupported(e.step, "condition", f"{e}; SageMaker nests guarded steps inside one branch") from None
 
 
 def compile_definition(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[str, Any]:

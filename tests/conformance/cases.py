@@ -79,12 +79,62 @@ steps:
     return model
 
 
+def gcs_reference_pipeline() -> Pipeline:
+    """The reference shape with Cloud Storage data, explicit images and a publish step (no registry)."""
+    model = cloudml.loads(
+        """
+apiVersion: cloudml/v1
+kind: Pipeline
+name: gcs-reference
+parameters:
+  n_estimators: {type: int, default: 200}
+  min_auc: {type: float, default: 0.8}
+defaults: {image: python:3.11-slim, timeout: 1h, retry: {attempts: 3, backoff: 10s}}
+steps:
+  - name: prep
+    command: python prep.py --data {{inputs.raw}} --train {{outputs.train}} --test {{outputs.test}}
+    inputs: {raw: "gs://bucket/data/churn.csv"}
+    outputs: {train: dataset, test: dataset}
+  - name: train
+    kind: training
+    command: python train.py --train {{inputs.train}} --model {{outputs.model}} --n {{params.n_estimators}}
+    inputs: {train: prep.outputs.train}
+    outputs: {model: model}
+    resources: {cpu: 4, memory: 16Gi, gpu: 1, gpu_type: nvidia-t4}
+  - name: evaluate
+    command: python ev.py --model {{inputs.model}} --test {{inputs.test}} --metrics {{outputs.metrics}}
+    inputs: {model: train.outputs.model, test: prep.outputs.test}
+    outputs: {metrics: metrics}
+  - name: gate
+    condition: evaluate.outputs.metrics["auc"] >= params.min_auc and evaluate.outputs.metrics["loss"] < 0.5
+    then: [publish]
+    else: [too-low]
+  - name: publish
+    command: python publish.py {{inputs.model}} --trees {{params.n_estimators}}
+    inputs: {model: train.outputs.model}
+  - name: too-low
+    fail: "AUC below {{params.min_auc}}"
+"""
+    )
+    assert isinstance(model, Pipeline)
+    return model
+
+
 def _deployment(**fields: Any) -> Deployment:
     doc = {"apiVersion": "cloudml/v1", "kind": "Deployment", "endpoint": "churn", "model": {"group": "churn"},
            "alarms": [{"name": "errors", "metric": "error_rate", "threshold": 0.01}], **fields}
     model = _validate(doc)
     assert isinstance(model, Deployment)
     return model
+
+
+NATIVE_SCHEME = {"local": "file", "sagemaker": "s3", "vertex": "gs", "azureml": "azureml"}
+
+
+def external_case(scheme: str) -> Pipeline:
+    """A step reading an external URI in the given scheme (each cloud reads its own storage)."""
+    uri = "file:///data/raw.csv" if scheme == "file" else f"{scheme}://bucket/raw.csv"
+    return _pipeline(_task(command="python work.py {{inputs.raw}}", inputs={"raw": uri}))
 
 
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -113,8 +163,7 @@ FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
     "step.cache_expiry": lambda: _pipeline(_task(cache={"enabled": True, "expire": "7d"})),
     "step.depends_on": lambda: _pipeline(_task(depends_on=["first"]),
                                          extra_steps=[{"name": "first", "command": "python first.py"}]),
-    "input.external": lambda: _pipeline(_task(command="python work.py {{inputs.raw}}",
-                                              inputs={"raw": "s3://bucket/raw.csv"})),
+    "input.external": lambda: external_case("s3"),
     "input.parameter": lambda: _pipeline(_task(command="python work.py {{inputs.raw}}",
                                                inputs={"raw": "{{params.uri}}"}),
                                          params={"uri": {"type": "string", "default": "gs://b/x"}}),

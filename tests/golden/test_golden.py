@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 import cloudml
-from tests.conformance.cases import reference_pipeline
+from tests.conformance.cases import gcs_reference_pipeline, reference_pipeline
 from tests.conformance.conftest import CLOUD_SETTINGS
 
 HERE = Path(__file__).parent
-CASES = {"reference": reference_pipeline}
-TARGETS = ["local", "sagemaker"]
+CASES = {"reference": reference_pipeline, "gcs-reference": gcs_reference_pipeline}
+TARGETS = {"reference": ["local", "sagemaker"], "gcs-reference": ["local", "vertex"]}
+PAIRS = [(case, target) for case, targets in TARGETS.items() for target in targets]
 
 
 def normalise(target: str, document: Any) -> Any:
@@ -33,8 +34,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(key, value)
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize(("case", "target"), PAIRS)
 def test_compiled_output_matches_golden(case: str, target: str, request: pytest.FixtureRequest) -> None:
     compiled = cloudml.compile(CASES[case](), target)
     actual = normalise(target, compiled.document)

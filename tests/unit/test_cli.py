@@ -61,9 +61,9 @@ def test_validate_several_files_one_bad(bad_file: Path) -> None:
 
 
 def test_validate_with_target_that_is_not_built_yet() -> None:
-    result = runner.invoke(app, ["validate", str(QUICKSTART), "--target", "vertex"])
+    result = runner.invoke(app, ["validate", str(QUICKSTART), "--target", "azureml"])
     assert result.exit_code == 2
-    assert "vertex cannot express" in result.output and "not implemented yet" in result.output
+    assert "azureml cannot express" in result.output and "not implemented yet" in result.output
 
 
 def test_compile_local_prints_the_plan(tmp_path: Path) -> None:
@@ -84,9 +84,9 @@ def test_compile_unknown_target_suggests() -> None:
 
 
 def test_compile_cloud_target_says_not_implemented() -> None:
-    result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "vertex"])
+    result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "azureml"])
     assert result.exit_code == 1
-    assert "vertex cannot express" in result.output and "issue 6" in result.output
+    assert "azureml cannot express" in result.output and "issue 7" in result.output
 
 
 def test_compile_deployment_prints_rollout_plan(tmp_path: Path) -> None:

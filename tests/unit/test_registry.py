@@ -36,13 +36,13 @@ def test_missing_extra_raises_the_pip_command() -> None:
     class Fake(Adapter):
         name = "fake"
         extra = "fakecloud"
-        requires = ("surely_not_installed_module_xyz", "json")
+        requires = ("surely-not-installed-dist-xyz", "pydantic")
         capabilities = Capabilities("fake")
 
         def compile(self, pipeline):  # type: ignore[no-untyped-def]
             raise AssertionError
 
-    assert Fake.missing_requirements() == ["surely_not_installed_module_xyz"]
+    assert Fake.missing_requirements() == ["surely-not-installed-dist-xyz"]
     with pytest.raises(AdapterNotInstalledError) as info:
         Fake.require()
     assert str(info.value).startswith("pip install 'cloudml[fakecloud]'")

@@ -1,0 +1,462 @@
+"""Spec -> KFP v2 PipelineSpec IR (schemaVersion 2.1.0) for Vertex AI Pipelines. Pure: no kfp, no network.
+
+Mapping (docs/adapters/vertex.md has the full table):
+
+* parameters -> ``root.inputDefinitions.parameters`` (integers travel as doubles);
+* task steps -> one component + executor each; ``{{inputs.x}}`` -> ``{{$.inputs.artifacts['x'].path}}``,
+  ``{{outputs.y}}`` -> ``{{$.outputs.artifacts['y'].path}}``, ``{{params.p}}`` ->
+  ``{{$.inputs.parameters['p']}}``; ``gs://`` inputs -> their Cloud Storage FUSE path ``/gcs/...``;
+* retries -> ``retryPolicy``; cache -> ``cachingOptions``; timeouts -> the container's command runs
+  under ``timeout`` (the IR has no per-task timeout);
+* conditions -> sub-DAG tasks with ``triggerPolicy.condition`` (CEL) on the metric, which the
+  evaluation step exposes as an output parameter (a small extraction after its command);
+  the else branch is a second sub-DAG with the negated condition;
+* fail -> a task that prints the message and exits 1.
+
+Example:
+    >>> import cloudml
+    >>> b = cloudml.PipelineBuilder("demo"); _ = b.add_step("hello", command="echo hi", image="python:3.11")
+    >>> ir = compile_ir(b.build(), None)
+    >>> ir["schemaVersion"], ir["root"]["dag"]["tasks"]["hello"]["componentRef"]
+    ('2.1.0', {'name': 'comp-hello'})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from typing import Any
+
+from cloudml.dag import StepGraph
+from cloudml.errors import CompileError, UnsupportedFeatureError
+from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
+from cloudml.spec.pipeline import Pipeline
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
+from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
+
+__all__ = ["SCHEMA_VERSION", "WRAPPER", "compile_ir", "metric_key"]
+
+SCHEMA_VERSION = "2.1.0"
+_PTYPE = {"string": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
+_ARTIFACT = {"dataset": "system.Dataset", "model": "system.Model", "metrics": "system.Metrics",
+             "generic": "system.Artifact"}
+_GPU = {"nvidia-t4": "NVIDIA_TESLA_T4", "nvidia-v100": "NVIDIA_TESLA_V100", "nvidia-p100": "NVIDIA_TESLA_P100",
+        "nvidia-a100": "NVIDIA_TESLA_A100", "nvidia-l4": "NVIDIA_L4", "nvidia-h100": "NVIDIA_H100_80GB"}
+_CEL_OPS = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "==": "==", "!=": "!="}
+FAIL_IMAGE = "python:3.11-slim"
+# Runs the step's command (with a timeout), then copies metric values out of metrics files into KFP
+# output-parameter files. It is an argv element, never shell text, so KFP placeholders stay intact.
+WRAPPER = (
+    "import json,os,subprocess,sys\n"
+    "a=sys.argv[1:]\nt=float(a[0]) or None\ni=a.index('--')\nx=a[1:i]\n"
+    "try:\n r=subprocess.run(a[i+1:],timeout=t).returncode\n"
+    "except subprocess.TimeoutExpired:\n print('cloudml: step timed out after %ss' % a[0],file=sys.stderr)\n r=124\n"
+    "if r:\n sys.exit(r)\n"
+    "for j in range(0,len(x),3):\n v=json.load(open(x[j]))\n"
+    " for k in x[j+1].split('.'):\n  v=v[int(k)] if isinstance(v,list) else v[k]\n"
+    " os.makedirs(os.path.dirname(x[j+2]) or '.',exist_ok=True)\n open(x[j+2],'w').write(json.dumps(v))\n"
+)
+
+
+def metric_key(output: str, path: str) -> str:
+    """The output-parameter name under which a metric value travels between tasks.
+
+    Example:
+        >>> metric_key("metrics", "per_class.0")
+        'metrics__per_class_0'
+    """
+    return f"{output}__" + re.sub(r"[^A-Za-z0-9_]", "_", path)
+
+
+def _unsupported(step: str | None, feature: str, reason: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError("vertex", step, feature, reason)
+
+
+def _double(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Ctx:
+    def __init__(self, p: Pipeline, settings: Any) -> None:
+        self.p = p
+        self.settings = settings
+        self.steps = {s.name: s for s in p.steps}
+        self.components: dict[str, Any] = {}
+        self.executors: dict[str, Any] = {}
+        self.metrics_used: dict[str, dict[str, str]] = {}  # step -> {param key: "output|path"}
+        for s in p.steps:
+            if isinstance(s, ConditionStep):
+                for m in s.condition.metric_operands():
+                    self.metrics_used.setdefault(m.step, {})[metric_key(m.output, m.json_path)] = \
+                        f"{m.output}|{m.json_path}"
+
+
+def _text(text: str, s: TaskStep | None, paths: dict[str, str]) -> str:
+    """Neutral placeholders -> KFP placeholders (or FUSE paths for gs:// inputs)."""
+    out, pos = [], 0
+    for ph in find_placeholders(text):
+        out.append(text[pos:ph.start])
+        if ph.namespace == "params":
+            out.append(f"{{{{$.inputs.parameters['{ph.name}']}}}}")
+        elif ph.namespace == "outputs":
+            out.append(f"{{{{$.outputs.artifacts['{ph.name}'].path}}}}")
+        else:
+            out.append(paths[ph.name])
+        pos = ph.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _params_used(s: TaskStep) -> list[str]:
+    texts = ([s.command] if isinstance(s.command, str) else list(s.command or [])) + s.args
+    texts += [v for v in s.params.values() if isinstance(v, str)]
+    names = [ph.name for t in texts for ph in find_placeholders(t) if ph.namespace == "params"]
+    return list(dict.fromkeys(names))
+
+
+def _input_paths(s: TaskStep) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    for name, spec in s.inputs.items():
+        ref = spec.ref
+        if isinstance(ref, StepOutputRef):
+            paths[name] = f"{{{{$.inputs.artifacts['{name}'].path}}}}"
+        elif isinstance(ref, ExternalRef) and ref.scheme == "gs" and not find_placeholders(ref.uri):
+            paths[name] = "/gcs/" + ref.uri[len("gs://"):]
+        elif isinstance(ref, ParamSourceRef):
+            raise _unsupported(s.name, "input.parameter", "a parameter holding an input URI is not built yet on Vertex")
+        else:
+            raise _unsupported(s.name, "input.external", f"input '{name}' is {ref}; Vertex jobs read gs:// URIs "
+                               "(mounted at /gcs/)")
+    return paths
+
+
+def _component(ctx: _Ctx, s: TaskStep) -> None:
+    inputs = {n: spec for n, spec in s.inputs.items() if isinstance(spec.ref, StepOutputRef)}
+    comp: dict[str, Any] = {"executorLabel": f"exec-{s.name}"}
+    in_defs: dict[str, Any] = {}
+    if inputs:
+        in_defs["artifacts"] = {n: {"artifactType": {"schemaTitle": _ARTIFACT[_in_type(ctx, spec)],
+                                                     "schemaVersion": "0.0.1"}} for n, spec in inputs.items()}
+    used = _params_used(s)
+    if used:
+        in_defs["parameters"] = {p: {"parameterType": _PTYPE[ctx.p.parameters[p].type]} for p in used}
+    if in_defs:
+        comp["inputDefinitions"] = in_defs
+    out_defs: dict[str, Any] = {}
+    if s.outputs:
+        out_defs["artifacts"] = {n: {"artifactType": {"schemaTitle": _ARTIFACT[o.type], "schemaVersion": "0.0.1"}}
+                                 for n, o in s.outputs.items()}
+    if s.name in ctx.metrics_used:
+        out_defs["parameters"] = {k: {"parameterType": "NUMBER_DOUBLE"} for k in ctx.metrics_used[s.name]}
+    if out_defs:
+        comp["outputDefinitions"] = out_defs
+    ctx.components[f"comp-{s.name}"] = comp
+    ctx.executors[f"exec-{s.name}"] = {"container": _container(ctx, s)}
+
+
+def _in_type(ctx: _Ctx, spec: Any) -> str:
+    ref = spec.ref
+    producer = ctx.steps[ref.step]
+    assert isinstance(producer, TaskStep)
+    return str(producer.outputs[ref.output].type)
+
+
+def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
+    if s.python:
+        raise _unsupported(s.name, "step.python", "Python steps need their code shipped to Cloud Storage at "
+                           "submit time, which the Vertex client does not do yet")
+    if not s.image:
+        raise CompileError(f"step '{s.name}' has no image", hint="set image: on the step or in defaults")
+    paths = _input_paths(s)
+    cmd = s.command if isinstance(s.command, list) else shlex.split(s.command or "")
+    argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
+    extract = ctx.metrics_used.get(s.name, {})
+    if extract or s.timeout is not None:
+        argv = _wrap(s, argv, extract)
+    container: dict[str, Any] = {"image": s.image, "command": argv[:1], "args": argv[1:]} if argv[1:] else {
+        "image": s.image, "command": argv}
+    if s.env:
+        for k, v in s.env.items():
+            if find_placeholders(v):
+                raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; KFP container env is static")
+        container["env"] = [{"name": k, "value": v} for k, v in s.env.items()]
+    resources = _resources(s)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _wrap(s: TaskStep, argv: list[str], extract: dict[str, str]) -> list[str]:
+    """Run the command under a timeout and/or copy metric values into KFP output-parameter files."""
+    triples: list[str] = []
+    for key, target in extract.items():
+        output, path = target.split("|", 1)
+        triples += [f"{{{{$.outputs.artifacts['{output}'].path}}}}", path,
+                    f"{{{{$.outputs.parameters['{key}'].output_file}}}}"]
+    timeout = str(math.ceil(s.timeout)) if s.timeout is not None else "0"
+    return ["python3", "-c", WRAPPER, timeout, *triples, "--", *argv]
+
+
+def _resources(s: TaskStep) -> dict[str, Any]:
+    r = s.resources
+    if r is None:
+        return {}
+    if r.instance_count > 1:
+        raise _unsupported(s.name, "step.instance_count", "a KFP container task runs on one node")
+    out: dict[str, Any] = {}
+    if r.cpu is not None:
+        out["cpuLimit"] = float(r.cpu)
+    if r.memory is not None:
+        out["memoryLimit"] = round(r.memory / 1e9, 3)
+    if r.gpu:
+        if r.gpu_type is None or r.gpu_type not in _GPU:
+            raise CompileError(f"step '{s.name}': Vertex needs a GPU type, one of {', '.join(_GPU)}",
+                               hint="set resources.gpu_type")
+        out["accelerator"] = {"type": _GPU[r.gpu_type], "count": str(r.gpu)}
+    return out
+
+
+def _task(ctx: _Ctx, s: TaskStep, scope: dict[str, Any]) -> dict[str, Any]:
+    _component(ctx, s)
+    task: dict[str, Any] = {"taskInfo": {"name": s.name}, "componentRef": {"name": f"comp-{s.name}"}}
+    arts, params = {}, {}
+    for name, spec in s.inputs.items():
+        ref = spec.ref
+        if isinstance(ref, StepOutputRef):
+            arts[name] = _artifact_source(scope, ref.step, ref.output)
+    for p in _params_used(s):
+        params[p] = {"componentInputParameter": scope["param"](p)}
+    if arts or params:
+        task["inputs"] = {**({"artifacts": arts} if arts else {}), **({"parameters": params} if params else {})}
+    _options(s, task)
+    return task
+
+
+def _artifact_source(scope: dict[str, Any], step: str, output: str) -> dict[str, Any]:
+    if step in scope["local"]:
+        return {"taskOutputArtifact": {"producerTask": step, "outputArtifactKey": output}}
+    return {"componentInputArtifact": scope["artifact"](step, output)}
+
+
+def _options(s: TaskStep, task: dict[str, Any]) -> None:
+    if s.cache is not None and s.cache.expire is not None:
+        raise _unsupported(s.name, "step.cache_expiry", "KFP caching has no expiry")
+    task["cachingOptions"] = {"enableCache": True} if (s.cache is None or s.cache.enabled) else {}
+    if s.retry and s.retry.attempts > 1:
+        task["retryPolicy"] = {"maxRetryCount": s.retry.attempts - 1, "backoffDuration": f"{math.ceil(s.retry.backoff)}s",
+                               "backoffFactor": 2.0,
+                               "backoffMaxDuration": f"{math.ceil(s.retry.max_backoff or 3600)}s"}
+
+
+def _cel(e: Expr, scope: dict[str, Any]) -> str:
+    if isinstance(e, Compare):
+        return f"{_cel_operand(e.left, scope)} {_CEL_OPS[e.op]} {_cel_operand(e.right, scope)}"
+    if isinstance(e, Not):
+        return f"!({_cel(e.term, scope)})"
+    joiner = " && " if isinstance(e, And) else " || "
+    assert isinstance(e, (And, Or))
+    return joiner.join(f"({_cel(t, scope)})" for t in e.terms)
+
+
+def _cel_operand(o: Any, scope: dict[str, Any]) -> str:
+    if isinstance(o, MetricOperand):
+        return f"inputs.parameter_values['{scope['metric'](o)}']"
+    if isinstance(o, ParamOperand):
+        return f"inputs.parameter_values['pipelinechannel--{o.name}']"
+    assert isinstance(o, LiteralOperand)
+    v = o.value
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(float(v))
+    return json.dumps(v)
+
+
+class _Scope:
+    """One DAG: the root, or the sub-DAG of a condition branch. Knows how values reach it."""
+
+    def __init__(self, key: tuple[str, str] | None, local: set[str]) -> None:
+        self.key = key
+        self.local = local  # steps whose tasks sit directly in this DAG
+
+    def param(self, name: str) -> str:
+        return name if self.key is None else f"pipelinechannel--{name}"
+
+    def artifact(self, step: str, output: str) -> dict[str, Any]:
+        if step in self.local:
+            return {"taskOutputArtifact": {"producerTask": step, "outputArtifactKey": output}}
+        return {"componentInputArtifact": f"pipelinechannel--{step}-{output}"}
+
+    def metric(self, step: str, key: str) -> dict[str, Any]:
+        if step in self.local:
+            return {"taskOutputParameter": {"producerTask": step, "outputParameterKey": key}}
+        return {"componentInputParameter": f"pipelinechannel--{step}-{key}"}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"param": self.param, "artifact": lambda st, out: f"pipelinechannel--{st}-{out}",
+                "local": self.local, "metric": lambda o: f"pipelinechannel--{o.step}-{metric_key(o.output, o.json_path)}"}
+
+
+def _needs(ctx: _Ctx, members: list[str]) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str]]]:
+    """Parameters, artifacts (step, output) and metrics (step, key) that the given steps read."""
+    params: set[str] = set()
+    arts: set[tuple[str, str]] = set()
+    metrics: set[tuple[str, str]] = set()
+    for name in members:
+        s = ctx.steps[name]
+        if isinstance(s, TaskStep):
+            e = ctx.p.effective(s)
+            params.update(_params_used(e))
+            arts.update((r.step, r.output) for r in (spec.ref for spec in e.inputs.values()) if isinstance(r, StepOutputRef))
+        elif isinstance(s, FailStep):
+            params.update(ph.name for ph in find_placeholders(s.fail) if ph.namespace == "params")
+        elif isinstance(s, ConditionStep):
+            params.update(o.name for o in s.condition.param_operands())
+            metrics.update((m.step, metric_key(m.output, m.json_path)) for m in s.condition.metric_operands())
+    return params, arts, metrics
+
+
+class _Builder:
+    def __init__(self, ctx: _Ctx, owner: dict[str, tuple[str, str] | None]) -> None:
+        self.ctx = ctx
+        self.owner = owner
+        self.order = StepGraph.from_pipeline(ctx.p).topological_order()
+        self.up = StepGraph.from_pipeline(ctx.p).upstream()
+
+    def members(self, key: tuple[str, str] | None) -> list[str]:
+        return [n for n in self.order if self.owner.get(n) == key]
+
+    def subtree(self, key: tuple[str, str]) -> list[str]:
+        out = []
+        for n in self.members(key):
+            out.append(n)
+            if isinstance(self.ctx.steps[n], ConditionStep):
+                for b in ("then", "else"):
+                    out += self.subtree((n, b))
+        return out
+
+    def task_names(self, step: str) -> list[str]:
+        """The task(s) a step becomes: a condition becomes one task per non-empty branch."""
+        if isinstance(self.ctx.steps[step], ConditionStep):
+            return [f"condition-{step}-{b}" for b in ("then", "else") if self.members((step, b))]
+        return [step]
+
+    def dag(self, key: tuple[str, str] | None) -> dict[str, Any]:
+        local = set(self.members(key))
+        scope = _Scope(key, local)
+        tasks: dict[str, Any] = {}
+        for name in self.members(key):
+            s = self.ctx.steps[name]
+            deps = sorted({t for u in self.up[name] if u in local for t in self.task_names(u)})
+            if isinstance(s, TaskStep):
+                task = _task(self.ctx, self.ctx.p.effective(s), scope.as_dict())
+                if deps:
+                    task["dependentTasks"] = deps
+                tasks[name] = task
+            elif isinstance(s, FailStep):
+                tasks[name] = self.fail(s, scope, deps)
+            elif isinstance(s, ConditionStep):
+                for b in ("then", "else"):
+                    if self.members((name, b)):
+                        tasks[f"condition-{name}-{b}"] = self.condition(s, b, scope, deps)
+            else:
+                assert isinstance(s, RegisterModelStep)
+                raise _unsupported(name, "register_model", "registering from inside a Vertex pipeline is not built yet")
+        return tasks
+
+    def condition(self, s: ConditionStep, branch: str, scope: _Scope, deps: list[str]) -> dict[str, Any]:
+        sub = (s.name, branch)
+        inner = self.subtree(sub)
+        params, arts, metrics = _needs(self.ctx, [*inner, s.name])
+        arts = {(st, o) for st, o in arts if st not in inner}
+        comp_inputs: dict[str, Any] = {}
+        task_inputs: dict[str, Any] = {}
+        if params or metrics:
+            comp_inputs["parameters"] = {f"pipelinechannel--{p}": {"parameterType": _PTYPE[self.ctx.p.parameters[p].type]}
+                                         for p in sorted(params)}
+            comp_inputs["parameters"].update({f"pipelinechannel--{st}-{k}": {"parameterType": "NUMBER_DOUBLE"}
+                                              for st, k in sorted(metrics)})
+            task_inputs["parameters"] = {f"pipelinechannel--{p}": {"componentInputParameter": scope.param(p)}
+                                         for p in sorted(params)}
+            task_inputs["parameters"].update({f"pipelinechannel--{st}-{k}": scope.metric(st, k) for st, k in sorted(metrics)})
+        if arts:
+            comp_inputs["artifacts"] = {f"pipelinechannel--{st}-{o}": {"artifactType": {
+                "schemaTitle": _ARTIFACT[self._out_type(st, o)], "schemaVersion": "0.0.1"}} for st, o in sorted(arts)}
+            task_inputs["artifacts"] = {f"pipelinechannel--{st}-{o}": scope.artifact(st, o) for st, o in sorted(arts)}
+        comp_name = f"comp-condition-{s.name}-{branch}"
+        component: dict[str, Any] = {"dag": {"tasks": self.dag(sub)}}
+        if comp_inputs:
+            component["inputDefinitions"] = comp_inputs
+        self.ctx.components[comp_name] = component
+        producers = {st for st, _ in metrics | arts if st in scope.local}
+        cel = _cel(s.condition, {"metric": lambda o: f"pipelinechannel--{o.step}-{metric_key(o.output, o.json_path)}"})
+        task: dict[str, Any] = {"taskInfo": {"name": f"condition-{s.name}-{branch}"}, "componentRef": {"name": comp_name},
+                                "triggerPolicy": {"condition": cel if branch == "then" else f"!({cel})"}}
+        all_deps = sorted(set(deps) | {t for p in producers for t in self.task_names(p)})
+        if all_deps:
+            task["dependentTasks"] = all_deps
+        if task_inputs:
+            task["inputs"] = task_inputs
+        return task
+
+    def _out_type(self, step: str, output: str) -> str:
+        producer = self.ctx.steps[step]
+        assert isinstance(producer, TaskStep)
+        return str(producer.outputs[output].type)
+
+    def fail(self, s: FailStep, scope: _Scope, deps: list[str]) -> dict[str, Any]:
+        params = [ph.name for ph in find_placeholders(s.fail) if ph.namespace == "params"]
+        message = _text(s.fail, None, {})
+        comp: dict[str, Any] = {"executorLabel": f"exec-{s.name}"}
+        if params:
+            comp["inputDefinitions"] = {"parameters": {p: {"parameterType": _PTYPE[self.ctx.p.parameters[p].type]}
+                                                       for p in params}}
+        self.ctx.components[f"comp-{s.name}"] = comp
+        self.ctx.executors[f"exec-{s.name}"] = {"container": {
+            "image": FAIL_IMAGE, "command": ["sh", "-c", 'echo "$0" >&2; exit 1'], "args": [message]}}
+        task: dict[str, Any] = {"taskInfo": {"name": s.name}, "componentRef": {"name": f"comp-{s.name}"}}
+        if params:
+            task["inputs"] = {"parameters": {p: {"componentInputParameter": scope.param(p)} for p in params}}
+        if deps:
+            task["dependentTasks"] = deps
+        return task
+
+
+def compile_ir(p: Pipeline, settings: Any) -> dict[str, Any]:
+    """The PipelineSpec IR as a dict (JSON/YAML-serialisable).
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.param("n", int, 3)
+        >>> _ = b.add_step("a", command="echo {{params.n}}", image="alpine")
+        >>> compile_ir(b.build(), None)["root"]["inputDefinitions"]
+        {'parameters': {'n': {'parameterType': 'NUMBER_INTEGER', 'defaultValue': 3.0, 'isOptional': True}}}
+    """
+    from cloudml.dag import BranchConflict, branch_owners
+
+    ctx = _Ctx(p, settings)
+    try:
+        owner = branch_owners(p)
+    except BranchConflict as e:
+        raise _unsupported(e.step, "condition", f"{e}; KFP nests guarded steps in one sub-DAG") from None
+    builder = _Builder(ctx, owner)
+    tasks = builder.dag(None)
+    root: dict[str, Any] = {"dag": {"tasks": tasks}}
+    if p.parameters:
+        root["inputDefinitions"] = {"parameters": {
+            n: {"parameterType": _PTYPE[v.type], **({"defaultValue": _double(v.default), "isOptional": True}
+                                                    if v.default is not None else {})}
+            for n, v in p.parameters.items()}}
+    ir: dict[str, Any] = {
+        "pipelineInfo": {"name": p.name, **({"description": p.description} if p.description else {})},
+        "schemaVersion": SCHEMA_VERSION,
+        "sdkVersion": "cloudml-0.1.0",
+        "components": dict(sorted(ctx.components.items())),
+        "deploymentSpec": {"executors": dict(sorted(ctx.executors.items()))},
+        "root": root,
+    }
+    if settings is not None and getattr(settings, "pipeline_root", None):
+        ir["defaultPipelineRoot"] = settings.pipeline_root
+    return ir
