@@ -172,13 +172,18 @@ class SageMakerAdapter(Adapter):
         """Create or update the endpoint with SageMaker's own guardrails and CloudWatch-alarm rollback."""
         plan = self.compile_deployment(deployment).document
         client = self.client()
-        version = deployment.model.version
+        from cloudml.errors import NotFoundError
+
+        version, group = deployment.model.version, deployment.model.group
         if version == "latest-approved":
-            model = self.latest_approved(deployment.model.group)
-        elif version == "latest":
-            model = client.versions(deployment.model.group)[0]
+            model = self.latest_approved(group)
         else:
-            model = next(m for m in client.versions(deployment.model.group) if m.version == version)
+            versions = client.versions(group)
+            found = versions[:1] if version == "latest" else [m for m in versions if m.version == version]
+            if not found:
+                raise NotFoundError(f"model package group '{group}' has no version {version}", backend="sagemaker",
+                                    hint=f"cloudml models list {group} --backend sagemaker")
+            model = found[0]
         return client.deploy(plan, model, self._role(), poll=options.get("poll", 15.0),
                              timeout=deployment.max_duration + 600)
 

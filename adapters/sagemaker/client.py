@@ -48,7 +48,7 @@ API_CALLS: tuple[tuple[str, str], ...] = (
     ("s3", "upload_file"),
 )
 _IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3"}
-_IAM_ACTION = {("s3", "upload_file"): "PutObject"}
+_IAM_ACTION = {("s3", "upload_file"): ("PutObject", "AbortMultipartUpload")}
 
 
 def iam_policy(calls: tuple[tuple[str, str], ...] = API_CALLS) -> dict[str, Any]:
@@ -58,8 +58,8 @@ def iam_policy(calls: tuple[tuple[str, str], ...] = API_CALLS) -> dict[str, Any]
         >>> "sagemaker:UpdateEndpoint" in iam_policy()["Statement"][0]["Action"]
         True
     """
-    actions = sorted({f"{_IAM_PREFIX[svc]}:{_IAM_ACTION.get((svc, op)) or op.title().replace('_', '')}"
-                      for svc, op in calls})
+    actions = sorted({f"{_IAM_PREFIX[svc]}:{action}" for svc, op in calls
+                      for action in _IAM_ACTION.get((svc, op), (op.title().replace("_", ""),))})
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "CloudmlSageMaker", "Effect": "Allow", "Action": actions, "Resource": "*"},
         {"Sid": "CloudmlPassExecutionRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*",
@@ -81,6 +81,10 @@ ERROR_CODES: dict[str, type[BackendError]] = {
     "ExpiredTokenException": PermissionDeniedError, "403": PermissionDeniedError,
     "ValidationException": BackendValidationError, "ValidationError": BackendValidationError,
     "InvalidParameterValue": BackendValidationError, "400": BackendValidationError,
+    "ExpiredToken": PermissionDeniedError, "LimitExceeded": ConflictError, "InvalidNextToken": BackendValidationError,
+    "InvalidRequest": BackendValidationError, "InvalidWriteOffset": BackendValidationError,
+    "TooManyParts": BackendValidationError, "EncryptionTypeMismatch": BackendValidationError,
+    "NoSuchUpload": NotFoundError, "ModelError": ServiceUnavailableError,
     "InternalFailure": ServiceUnavailableError, "InternalServerError": ServiceUnavailableError,
     "ServiceUnavailable": ServiceUnavailableError, "InternalError": ServiceUnavailableError,
     "500": ServiceUnavailableError, "503": ServiceUnavailableError,
@@ -173,10 +177,13 @@ class SageMakerRun:
     def error(self) -> str | None:
         """The failure reason, if the execution failed."""
         desc = self.client.call("sagemaker", "describe_pipeline_execution", PipelineExecutionArn=self.arn)
-        reason = desc.get("FailureReason")
-        if not reason and desc["PipelineExecutionStatus"] == "CompletedWithFailures":
-            reason = "some steps failed: " + ", ".join(s["name"] for s in self.steps if s["status"] == "failed")
-        return reason or None
+        status = desc["PipelineExecutionStatus"]
+        if status not in ("Failed", "CompletedWithFailures"):
+            return desc.get("FailureReason") or None
+        failed = [s for s in self.steps if s["status"] == "failed"]
+        if failed:  # name the step, as every backend does
+            return "; ".join(f"step '{s['name']}' failed: {s['error'] or 'no reason given'}" for s in failed)
+        return desc.get("FailureReason") or f"execution {status}"
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -193,11 +200,14 @@ class SageMakerRun:
 
     def logs(self, step: str) -> str:
         """Where the step's logs are: the CloudWatch log group and stream prefix of its job."""
+        groups = {"training-job": "TrainingJobs", "processing-job": "ProcessingJobs", "transform-job": "TransformJobs"}
         for s in self.steps:
             if s["name"] == step and s["job"]:
                 kind, _, name = s["job"].rpartition("/")
-                group = "/aws/sagemaker/TrainingJobs" if "training-job" in kind else "/aws/sagemaker/ProcessingJobs"
-                return f"CloudWatch Logs: log group {group}, streams {name}/*"
+                group = next((g for k, g in groups.items() if kind.endswith(k)), None)
+                if group is None:
+                    return ""  # models, packages, conditions: no job, no logs
+                return f"CloudWatch Logs: log group /aws/sagemaker/{group}, streams {name}/*"
         return ""
 
     def wait(self, timeout: float | None = None, poll: float = 10.0) -> str:

@@ -264,13 +264,9 @@ def test_run_error(fake: SageMakerFake) -> None:
     fake.set_execution_status(run.arn, "CompletedWithFailures")
     fake.set_execution_steps(run.arn, [{"StepName": "a", "StepStatus": "Succeeded"},
                                        {"StepName": "b", "StepStatus": "Failed", "FailureReason": "boom"}])
-    assert run.error == "some steps failed: b"
+    assert run.error == "step 'b' failed: boom"  # the failed step is named
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SageMakerRun.error (adapters/sagemaker/client.py:173-179) returns the "
-                   "execution's generic FailureReason 'Step failure: One or multiple steps failed.' and never names "
-                   "the failed step or its reason; the neutral contract (LocalRun.error, conformance "
-                   "test_failure_propagation) wants the failing step in the error")
 def test_run_error_names_the_failed_step(fake: SageMakerFake) -> None:
     run = _adapter(fake).run(_hello(_name("errstep")))
     fake.set_execution_steps(run.arn, [{"StepName": "prep", "StepStatus": "Succeeded"},
@@ -318,10 +314,6 @@ def test_logs_point_at_cloudwatch_log_groups(fake: SageMakerFake, tmp_path: Path
     assert run.logs("gate") == "" and run.logs("no-such-step") == ""
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SageMakerRun.logs (adapters/sagemaker/client.py:198-200) sends every "
-                   "job ARN that is not a training job to /aws/sagemaker/ProcessingJobs: a Transform step gets the "
-                   "processing log group, and a RegisterModel step (its 'job' is the model-package ARN from "
-                   "_job_arn) gets 'ProcessingJobs, streams 1/*'")
 @pytest.mark.parametrize(("metadata", "forbidden", "expected"), [
     ({"TransformJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:transform-job/pipelines-x-score"}},
      "ProcessingJobs", "/aws/sagemaker/TransformJobs"),
@@ -481,8 +473,6 @@ def test_canary_update_then_alarm_rollback(fake: SageMakerFake) -> None:
     assert "Baking 100%" not in rolled.history
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SageMakerAdapter.deploy (adapters/sagemaker/__init__.py:181) resolves a "
-                   "pinned version with next(...) and lets StopIteration escape when the group has no such version")
 def test_deploy_unknown_version_is_not_found(fake: SageMakerFake) -> None:
     a = _adapter(fake)
     group = _name("dg")
@@ -491,8 +481,6 @@ def test_deploy_unknown_version_is_not_found(fake: SageMakerFake) -> None:
         a.deploy(_deployment(_name("ep"), group, model={"group": group, "version": 7}), poll=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SageMakerAdapter.deploy (adapters/sagemaker/__init__.py:179) takes "
-                   "versions(group)[0] for version 'latest' and raises a bare IndexError for an empty/missing group")
 def test_deploy_latest_of_empty_group_is_not_found(fake: SageMakerFake) -> None:
     with pytest.raises(NotFoundError):
         _adapter(fake).deploy(_deployment(_name("ep"), _name("empty")), poll=0.05)
@@ -635,10 +623,6 @@ def _declared_errors() -> list[tuple[str, str, int]]:
 
 
 DECLARED = _declared_errors()
-UNMAPPED_REASON = ("BUG: ERROR_CODES / translate_code (adapters/sagemaker/client.py:73-107) has no mapping for this "
-                   "declared AWS error code, so it surfaces as the generic BackendError")
-KNOWN_UNMAPPED = {"LimitExceeded", "InvalidNextToken", "InvalidRequest", "InvalidWriteOffset", "TooManyParts",
-                  "EncryptionTypeMismatch", "NoSuchUpload", "ModelError", "ExpiredToken"}
 
 
 def test_declared_error_list_is_not_vacuous() -> None:
@@ -648,9 +632,7 @@ def test_declared_error_list_is_not_vacuous() -> None:
 
 
 @pytest.mark.parametrize(("service", "code", "status"), [
-    pytest.param(*row, id=f"{row[0]}:{row[1]}",
-                 marks=[pytest.mark.xfail(strict=True, reason=UNMAPPED_REASON)] if row[1] in KNOWN_UNMAPPED else [])
-    for row in DECLARED
+    pytest.param(*row, id=f"{row[0]}:{row[1]}") for row in DECLARED
 ])
 def test_every_declared_error_code_is_mapped(service: str, code: str, status: int) -> None:
     cls = translate_code(code, status)
@@ -713,7 +695,8 @@ def test_iam_policy_has_an_action_for_every_call() -> None:
     for service, method in API_CALLS:
         api = "PutObject" if (service, method) == ("s3", "upload_file") else _api_name(service, method)
         assert f"{prefix[service]}:{api}" in actions, (service, method)
-    assert len(actions) == len({(prefix[s], m) for s, m in API_CALLS})  # nothing beyond the calls
+    assert "s3:AbortMultipartUpload" in actions  # upload_file aborts a failed multipart upload
+    assert len(actions) == len(set(API_CALLS)) + 1  # nothing beyond the calls
     pass_role = policy["Statement"][1]
     assert pass_role["Action"] == "iam:PassRole"
     assert pass_role["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
