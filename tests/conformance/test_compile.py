@@ -9,7 +9,13 @@ from cloudml.adapter import FEATURES, deployment_features, pipeline_features
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.registry import adapter_class
 from cloudml.spec.pipeline import Pipeline
-from tests.conformance.cases import FEATURE_CASES, NATIVE_SCHEME, STRATEGIES, external_case, reference_pipeline
+from tests.conformance.cases import (
+    FEATURE_CASES,
+    NATIVE_SCHEME,
+    STRATEGIES,
+    external_case,
+    reference_pipeline,
+)
 
 NOT_BUILT = [
     pytest.mark.gap("azureml", "notimpl", UnsupportedFeatureError, "compiler lands with issue 7"),
