@@ -89,7 +89,13 @@ def _source_problems(where: str, kind: str, source: dict[str, Any], tasks: dict[
 
 
 def validate_ir(document: dict[str, Any]) -> list[str]:
-    """Every problem found, as readable strings (empty when the IR is valid)."""
+    """Every problem found, as readable strings (empty when the IR is valid).
+
+    Example:
+        >>> validate_ir({"pipelineInfo": {"name": "p"}, "schemaVersion": "2.1.0",
+        ...              "root": {"dag": {"tasks": {"a": {"taskInfo": {"name": "a"}, "componentRef": {"name": "x"}}}}}})
+        ['root/a: componentRef x does not exist']
+    """
     problems = _parse(document)
     components = document.get("components", {})
     executors = document.get("deploymentSpec", {}).get("executors", {})

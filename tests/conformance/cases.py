@@ -120,6 +120,39 @@ steps:
     return model
 
 
+def azure_reference_pipeline() -> Pipeline:
+    """Processing and training on datastore data, with an image, compute and a fail step (no gate)."""
+    model = cloudml.loads(
+        """
+apiVersion: cloudml/v1
+kind: Pipeline
+name: azure-reference
+parameters:
+  n_estimators: {type: int, default: 200}
+  label: {type: string, default: churned}
+defaults: {image: "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04", timeout: 1h}
+backend_options: {azureml: {compute: cpu-cluster}}
+steps:
+  - name: prep
+    command: python prep.py --data {{inputs.raw}} --label {{params.label}} --train {{outputs.train}} --test {{outputs.test}}
+    inputs: {raw: "azureml://datastores/workspaceblobstore/paths/churn.csv"}
+    outputs: {train: dataset, test: dataset}
+  - name: train
+    command: python train.py --train {{inputs.train}} --model {{outputs.model}} --n {{params.n_estimators}}
+    inputs: {train: prep.outputs.train}
+    outputs: {model: model}
+    resources: {cpu: 4, memory: 16Gi}
+  - name: evaluate
+    command: python ev.py --model {{inputs.model}} --test {{inputs.test}} --metrics {{outputs.metrics}}
+    inputs: {model: train.outputs.model, test: prep.outputs.test}
+    outputs: {metrics: metrics}
+    cache: false
+"""
+    )
+    assert isinstance(model, Pipeline)
+    return model
+
+
 def _deployment(**fields: Any) -> Deployment:
     doc = {"apiVersion": "cloudml/v1", "kind": "Deployment", "endpoint": "churn", "model": {"group": "churn"},
            "alarms": [{"name": "errors", "metric": "error_rate", "threshold": 0.01}], **fields}

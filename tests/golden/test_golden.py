@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 import cloudml
-from tests.conformance.cases import gcs_reference_pipeline, reference_pipeline
+from tests.conformance.cases import azure_reference_pipeline, gcs_reference_pipeline, reference_pipeline
 from tests.conformance.conftest import CLOUD_SETTINGS
 
 HERE = Path(__file__).parent
-CASES = {"reference": reference_pipeline, "gcs-reference": gcs_reference_pipeline}
-TARGETS = {"reference": ["local", "sagemaker"], "gcs-reference": ["local", "vertex"]}
+CASES = {"reference": reference_pipeline, "gcs-reference": gcs_reference_pipeline,
+         "azure-reference": azure_reference_pipeline}
+TARGETS = {"reference": ["local", "sagemaker"], "gcs-reference": ["local", "vertex"],
+           "azure-reference": ["local", "azureml"]}
 PAIRS = [(case, target) for case, targets in TARGETS.items() for target in targets]
 
 
@@ -38,7 +40,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_compiled_output_matches_golden(case: str, target: str, request: pytest.FixtureRequest) -> None:
     compiled = cloudml.compile(CASES[case](), target)
     actual = normalise(target, compiled.document)
-    path = HERE / case / f"{target}.json"
+    path = HERE / case / f"{target}.json"  # YAML targets are stored as JSON too: the same data, diffable
     if request.config.getoption("--update-golden"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(actual, indent=2) + "\n")

@@ -60,10 +60,11 @@ def test_validate_several_files_one_bad(bad_file: Path) -> None:
     assert "✓" in result.output and "problems" in result.output
 
 
-def test_validate_with_target_that_is_not_built_yet() -> None:
+def test_validate_with_a_target_that_cannot_express_a_feature() -> None:
     result = runner.invoke(app, ["validate", str(QUICKSTART), "--target", "azureml"])
     assert result.exit_code == 2
-    assert "azureml cannot express" in result.output and "not implemented yet" in result.output
+    assert "azureml cannot express 'step.python' on step 'load'" in result.output
+    assert "cloudml backends --features" in result.output
 
 
 def test_compile_local_prints_the_plan(tmp_path: Path) -> None:
@@ -83,10 +84,10 @@ def test_compile_unknown_target_suggests() -> None:
     assert "did you mean 'sagemaker'" in result.output and "cloudml backends" in result.output
 
 
-def test_compile_cloud_target_says_not_implemented() -> None:
+def test_compile_refuses_what_the_target_cannot_express_by_name() -> None:
     result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "azureml"])
     assert result.exit_code == 1
-    assert "azureml cannot express" in result.output and "issue 7" in result.output
+    assert "azureml cannot express 'step.python' on step 'load'" in result.output and "Traceback" not in result.output
 
 
 def test_compile_deployment_prints_rollout_plan(tmp_path: Path) -> None:

@@ -1,0 +1,247 @@
+"""Spec -> Azure ML pipeline job (CLI v2 YAML, as a dict). Pure: no azure-ai-ml import, no network.
+
+Mapping (docs/adapters/azureml.md has the full table):
+
+* parameters -> pipeline ``inputs`` (literals), bound into nodes as ``${{parent.inputs.p}}``;
+* each task step -> a ``command`` node with an inline command component: ``{{inputs.x}}`` ->
+  ``${{inputs.x}}``, ``{{outputs.y}}`` -> ``${{outputs.y}}``, ``{{params.p}}`` -> ``${{inputs.p}}``;
+* artifact passing -> ``${{parent.jobs.<node>.outputs.<name>}}``; outputs are ``uri_folder``
+  (``custom_model`` for models; a ``metrics`` output is the ``metrics.json`` file inside its folder);
+* external ``azureml://`` / blob URIs -> node inputs with a ``path``;
+* image -> ``environment.image``; compute and instance type from resources or backend options;
+* timeout -> ``limits.timeout``; cache off -> ``is_deterministic: false``;
+* fail -> a node that prints the message and exits 1.
+
+Node names are the step names with ``-`` turned into ``_`` (Azure ML wants identifiers).
+
+Example:
+    >>> import cloudml
+    >>> b = cloudml.PipelineBuilder("demo"); _ = b.add_step("say-hi", command="echo hi", image="python:3.11")
+    >>> job = compile_job(b.build(), None)
+    >>> job["type"], list(job["jobs"]), job["jobs"]["say_hi"]["component"]["command"]
+    ('pipeline', ['say_hi'], 'echo hi')
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any
+
+from cloudml.dag import StepGraph
+from cloudml.errors import CompileError, UnsupportedFeatureError
+from cloudml.spec.pipeline import Pipeline
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
+from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
+
+__all__ = ["SCHEMA", "compile_job", "node_name"]
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+FAIL_IMAGE = "python:3.11-slim"
+_PTYPE = {"string": "string", "int": "integer", "float": "number", "bool": "boolean"}
+_OTYPE = {"dataset": "uri_folder", "generic": "uri_folder", "metrics": "uri_folder", "model": "custom_model"}
+_SCHEMES = ("azureml", "https", "wasbs", "abfss")
+# neutral size -> (vCPU, GiB) of the smallest general-purpose Azure VM that fits
+_VMS = [("Standard_DS2_v2", 2, 7), ("Standard_DS3_v2", 4, 14), ("Standard_DS4_v2", 8, 28),
+        ("Standard_DS5_v2", 16, 56), ("Standard_E4s_v3", 4, 32), ("Standard_E8s_v3", 8, 64),
+        ("Standard_E16s_v3", 16, 128)]
+_GPU_VMS = {"nvidia-t4": "Standard_NC4as_T4_v3", "nvidia-v100": "Standard_NC6s_v3", "nvidia-a100": "Standard_NC24ads_A100_v4"}
+
+
+def node_name(step: str) -> str:
+    """The Azure ML node name of a step (an identifier).
+
+    Example:
+        >>> node_name("validate-data")
+        'validate_data'
+    """
+    return step.replace("-", "_")
+
+
+def _unsupported(step: str | None, feature: str, reason: str) -> UnsupportedFeatureError:
+    return UnsupportedFeatureError("azureml", step, feature, reason)
+
+
+def _text(text: str, s: TaskStep | None) -> str:
+    """Neutral placeholders -> Azure ML bindings; metrics inputs/outputs name the JSON file in the folder."""
+    out, pos = [], 0
+    for ph in find_placeholders(text):
+        out.append(text[pos:ph.start])
+        namespace = "inputs" if ph.namespace == "params" else ph.namespace  # parameters are inputs of the node
+        out.append(f"${{{{{namespace}.{ph.name}}}}}")
+        if s is not None and ph.namespace == "outputs" and s.outputs[ph.name].type == "metrics":
+            out.append("/metrics.json")
+        pos = ph.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _vm(s: TaskStep, default: str | None) -> str | None:
+    r = s.resources
+    if r is not None and r.instance_type.get("azureml"):
+        return str(r.instance_type["azureml"])
+    if r is None or (r.cpu is None and r.memory is None and not r.gpu):
+        return default
+    if r.gpu:
+        if r.gpu > 1 or r.gpu_type not in _GPU_VMS:
+            raise CompileError(f"step '{s.name}': no Azure VM in cloudml's table for {r.gpu} x {r.gpu_type}",
+                               hint="set resources.instance_type.azureml")
+        return _GPU_VMS[str(r.gpu_type)]
+    cpu, mem = r.cpu or 1, (r.memory or 0) / 1024**3
+    fits = [v for v in _VMS if v[1] >= cpu and v[2] >= mem]
+    if not fits:
+        raise CompileError(f"step '{s.name}': no Azure VM in cloudml's table has {cpu} vCPU and {mem:g} GiB",
+                           hint="set resources.instance_type.azureml")
+    return min(fits, key=lambda v: (v[1], v[2]))[0]
+
+
+class _Ctx:
+    def __init__(self, p: Pipeline, settings: Any) -> None:
+        self.p = p
+        self.settings = settings
+        self.steps = {s.name: s for s in p.steps}
+        self.options: dict[str, Any] = p.backend_options.get("azureml", {})
+
+
+def _inputs(ctx: _Ctx, s: TaskStep) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(node inputs, component inputs) for a step's artifacts and the parameters it uses."""
+    node: dict[str, Any] = {}
+    comp: dict[str, Any] = {}
+    for name, spec in s.inputs.items():
+        ref = spec.ref
+        if isinstance(ref, StepOutputRef):
+            producer = ctx.steps[ref.step]
+            assert isinstance(producer, TaskStep)
+            node[name] = f"${{{{parent.jobs.{node_name(ref.step)}.outputs.{ref.output}}}}}"
+            comp[name] = {"type": _OTYPE[producer.outputs[ref.output].type]}
+        elif isinstance(ref, ExternalRef) and ref.scheme in _SCHEMES and not find_placeholders(ref.uri):
+            kind = "uri_folder" if ref.uri.endswith("/") else "uri_file"
+            node[name] = {"type": kind, "path": ref.uri}
+            comp[name] = {"type": kind}
+        elif isinstance(ref, ParamSourceRef):
+            raise _unsupported(s.name, "input.parameter", "a parameter holding an input URI is not built yet on Azure ML")
+        else:
+            raise _unsupported(s.name, "input.external", f"input '{name}' is {ref}; Azure ML jobs read azureml:// "
+                               "datastore URIs or blob storage URLs")
+    texts = ([s.command] if isinstance(s.command, str) else list(s.command or [])) + s.args
+    for p in dict.fromkeys(ph.name for t in texts for ph in find_placeholders(t) if ph.namespace == "params"):
+        if p in node:
+            raise CompileError(f"step '{s.name}': parameter {p} and an input share the name {p}",
+                               hint="rename the input: Azure ML binds both as inputs")
+        node[p] = f"${{{{parent.inputs.{p}}}}}"
+        comp[p] = {"type": _PTYPE[ctx.p.parameters[p].type]}
+    return node, comp
+
+
+def _command(s: TaskStep) -> str:
+    if isinstance(s.command, list):
+        parts = [_text(c, s) for c in s.command]
+        cmd = " ".join(p if "${{" in p else shlex.quote(p) for p in parts)
+    else:
+        cmd = _text(s.command or "", s)
+    args = " ".join(_text(a, s) if "{{" in a else shlex.quote(a) for a in s.args)
+    return f"{cmd} {args}".strip()
+
+
+def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
+    if s.python:
+        raise _unsupported(s.name, "step.python", "Python steps need cloudml's runtime shipped with the code, "
+                           "which the Azure ML client does not do yet")
+    if not s.image:
+        raise CompileError(f"step '{s.name}' has no image", hint="set image: on the step or in defaults")
+    if s.retry and s.retry.attempts > 1:
+        raise _unsupported(s.name, "step.retry", "Azure ML command steps have no retries")
+    if s.cache and s.cache.expire is not None:
+        raise _unsupported(s.name, "step.cache_expiry", "Azure ML reuse has no expiry")
+    for k, v in s.env.items():
+        if find_placeholders(v):
+            raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; Azure ML environment variables are static")
+    node_inputs, comp_inputs = _inputs(ctx, s)
+    component: dict[str, Any] = {"type": "command", "name": node_name(s.name), "command": _command(s),
+                                 "environment": {"image": s.image}}
+    if s.code:
+        component["code"] = s.code
+    if comp_inputs:
+        component["inputs"] = comp_inputs
+    if s.outputs:
+        component["outputs"] = {n: {"type": _OTYPE[o.type]} for n, o in s.outputs.items()}
+    if s.cache is not None and not s.cache.enabled:
+        component["is_deterministic"] = False
+    node: dict[str, Any] = {"type": "command", "component": component}
+    if node_inputs:
+        node["inputs"] = node_inputs
+    if s.outputs:
+        node["outputs"] = {n: {"type": _OTYPE[o.type]} for n, o in s.outputs.items()}
+    opts = {**ctx.options, **s.backend_options.get("azureml", {})}
+    compute = opts.get("compute")
+    if compute:
+        node["compute"] = compute if compute == "serverless" else f"azureml:{compute.removeprefix('azureml:')}"
+    vm = _vm(s, opts.get("instance_type"))
+    if vm or (s.resources and s.resources.instance_count > 1):
+        node["resources"] = {**({"instance_type": vm} if vm else {}),
+                             **({"instance_count": s.resources.instance_count} if s.resources else {})}
+    if s.timeout is not None:
+        node["limits"] = {"timeout": max(1, math.ceil(s.timeout))}
+    if s.env:
+        node["environment_variables"] = dict(s.env)
+    if s.description:
+        node["description"] = s.description
+    return node
+
+
+def _fail_node(s: FailStep) -> dict[str, Any]:
+    params = [ph.name for ph in find_placeholders(s.fail) if ph.namespace == "params"]
+    message = _text(s.fail, None)
+    component: dict[str, Any] = {"type": "command", "name": node_name(s.name),
+                                 "command": f"echo {shlex.quote(message)} >&2; exit 1",
+                                 "environment": {"image": FAIL_IMAGE}}
+    node: dict[str, Any] = {"type": "command", "component": component}
+    if params:
+        component["inputs"] = {p: {"type": "string"} for p in params}
+        node["inputs"] = {p: f"${{{{parent.inputs.{p}}}}}" for p in params}
+    return node
+
+
+def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
+    """The pipeline job as a dict (write it as YAML for ``az ml job create`` or ``load_job``).
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.param("lr", float, 0.1)
+        >>> _ = b.add_step("t", command="python t.py --lr {{params.lr}}", image="img")
+        >>> compile_job(b.build(), None)["jobs"]["t"]["component"]["command"]
+        'python t.py --lr ${{inputs.lr}}'
+    """
+    ctx = _Ctx(p, settings)
+    names = [node_name(s.name) for s in p.steps]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise CompileError(f"steps {', '.join(clash)} collide as Azure ML node names ('-' becomes '_')",
+                           hint="rename one of them")
+    jobs: dict[str, Any] = {}
+    for name in StepGraph.from_pipeline(p).topological_order():
+        s = ctx.steps[name]
+        if s.depends_on:
+            raise _unsupported(name, "step.depends_on", "Azure ML orders nodes by their data bindings only")
+        if isinstance(s, TaskStep):
+            jobs[node_name(name)] = _task_node(ctx, p.effective(s))
+        elif isinstance(s, FailStep):
+            jobs[node_name(name)] = _fail_node(s)
+        elif isinstance(s, ConditionStep):
+            raise _unsupported(name, "condition", "Azure ML conditions (if_else) are private preview and not built yet;"
+                               " evaluate the gate inside the step that acts on it")
+        else:
+            assert isinstance(s, RegisterModelStep)
+            raise _unsupported(name, "register_model", "registering from inside an Azure ML pipeline is not built yet")
+    job: dict[str, Any] = {"$schema": SCHEMA, "type": "pipeline", "display_name": p.name, "experiment_name": p.name,
+                           "settings": {"continue_on_step_failure": False}, "jobs": jobs}
+    if p.description:
+        job["description"] = p.description
+    compute = ctx.options.get("compute") or (settings.compute if settings is not None else None)
+    if compute:
+        job["settings"]["default_compute"] = compute if compute == "serverless" else f"azureml:{compute.removeprefix('azureml:')}"
+    if p.parameters:
+        job["inputs"] = {n: (v.default if v.default is not None else {"type": _PTYPE[v.type]})
+                         for n, v in p.parameters.items()}
+    return job
+
