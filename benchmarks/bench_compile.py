@@ -6,7 +6,7 @@ For every registered adapter whose compiler is built, the median time of ``cloud
 chain of processing steps (each reading the previous step's output, with a parameter in its
 command). The vendor SDK figures (SageMaker Python SDK 3.x, kfp, azure-ai-ml) were measured on this
 machine when the targets were set; those SDKs are not installed here, so they are printed as such.
-Also checks that importing the SageMaker compiler loads no boto3.
+Also checks that compiling for each cloud loads none of that cloud's SDK.
 """
 
 from __future__ import annotations
@@ -57,13 +57,17 @@ def time_compile(pipeline: Any, target: str, repeats: int) -> float | None:
     return statistics.median(times)
 
 
-def compiler_imports_boto3() -> bool:
-    """Whether compiling for sagemaker in a fresh process imports boto3 or botocore."""
+SDK_MODULES = {"sagemaker": ("boto3", "botocore", "sagemaker"), "vertex": ("kfp", "google"),
+               "azureml": ("azure",)}
+
+
+def compiler_imports_sdk(target: str) -> bool:
+    """Whether compiling for ``target`` in a fresh process imports that cloud's SDK."""
     code = ("import os, sys, cloudml\n"
             + "".join(f"os.environ[{k!r}] = {v!r}\n" for k, v in SETTINGS.items())
             + "b = cloudml.PipelineBuilder('p', defaults={'image': 'x'}); b.add_step('a', command='echo')\n"
-            "cloudml.compile(b.build(), 'sagemaker')\n"
-            "print(any(m.split('.')[0] in ('boto3', 'botocore') for m in sys.modules))\n")
+            f"cloudml.compile(b.build(), {target!r})\n"
+            f"print(any(m.split('.')[0] in {SDK_MODULES[target]!r} for m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip() == "True"
 
@@ -82,9 +86,9 @@ def main() -> None:
     for target in cloudml.registry.adapter_names():
         rows[target] = {"100": time_compile(p100, target, args.repeats),
                         "500": time_compile(p500, target, max(3, args.repeats // 3))}
-    boto = compiler_imports_boto3()
+    sdk = {t: compiler_imports_sdk(t) for t in SDK_MODULES if rows.get(t, {}).get("100") is not None}
     if args.json:
-        print(json.dumps({"compile": rows, "sagemaker_compiler_imports_boto3": boto}, indent=2))
+        print(json.dumps({"compile": rows, "compiler_imports_sdk": sdk}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -103,7 +107,8 @@ def main() -> None:
         t.add_row(target, f"{r['100'] * 1000:.1f} ms", f"{r['500'] * 1000:.1f} ms", f"{growth:.2f}x",
                   f"<= 20 ms / 100 ms: {verdict}", f"{peer[0]}: {peer[1]} s" if peer else "", ratio)
     Console(width=150).print(t)
-    print(f"importing and running the sagemaker compiler loads boto3/botocore: {boto}")
+    for target, loaded in sdk.items():
+        print(f"compiling for {target} loads {'/'.join(SDK_MODULES[target])}: {loaded}")
 
 
 if __name__ == "__main__":
