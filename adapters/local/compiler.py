@@ -20,12 +20,11 @@ Example:
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from cloudml.dag import StepGraph
 from cloudml.spec.pipeline import Pipeline
-from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, substitute
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, split_command, substitute
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 from cloudml.spec.types import format_duration
 
@@ -105,7 +104,7 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]
         argv += [f"--param={k}={substitute(str(v), values)}" for k, v in s.params.items()]
     else:
-        cmd = s.command if isinstance(s.command, list) else shlex.split(s.command or "")
+        cmd = split_command(s.command)
         argv = [substitute(c, values) for c in cmd] + [substitute(a, values) for a in s.args]
     plan: dict[str, Any] = {
         "type": "task",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from cloudml.dag import BranchConflict, StepGraph, branch_owners
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
 from cloudml.spec.pipeline import Pipeline
-from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, split_command
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
 __all__ = ["NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition"]
@@ -184,7 +183,7 @@ def _argv(ctx: _Ctx, s: TaskStep, paths: dict[str, dict[str, str]], code_dir: st
         argv += [_text(f"--param={k}={v}", paths) if isinstance(v, str) else f"--param={k}={_plain(v)}"
                  for k, v in s.params.items()]
     else:
-        cmd = s.command if isinstance(s.command, list) else shlex.split(s.command or "")
+        cmd = split_command(s.command)
         argv = [_text(c, paths) for c in cmd] + [_text(a, paths) for a in s.args]
     if s.retry and s.retry.attempts > 1:
         argv = ["python3", f"{code_dir}/{RUNTIME_FILE}", "--retry", str(s.retry.attempts), "--backoff",

@@ -23,17 +23,17 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-import shlex
 from typing import Any
 
 from cloudml.dag import StepGraph
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
 from cloudml.spec.pipeline import Pipeline
-from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
+from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, split_command
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
 __all__ = ["SCHEMA_VERSION", "WRAPPER", "compile_ir", "metric_key"]
@@ -49,25 +49,67 @@ FAIL_IMAGE = "python:3.11-slim"
 # Runs the step's command (with a timeout), then copies metric values out of metrics files into KFP
 # output-parameter files. It is an argv element, never shell text, so KFP placeholders stay intact.
 WRAPPER = (
-    "import json,os,subprocess,sys\n"
+    "import json,os,signal,subprocess,sys\n"
     "a=sys.argv[1:]\nt=float(a[0]) or None\ni=a.index('--')\nx=a[1:i]\n"
-    "try:\n r=subprocess.run(a[i+1:],timeout=t).returncode\n"
-    "except subprocess.TimeoutExpired:\n print('cloudml: step timed out after %ss' % a[0],file=sys.stderr)\n r=124\n"
-    "if r:\n sys.exit(r)\n"
+    "p=subprocess.Popen(a[i+1:],start_new_session=True)\n"
+    "try:\n r=p.wait(timeout=t)\n"
+    "except subprocess.TimeoutExpired:\n os.killpg(p.pid,signal.SIGKILL)\n p.wait()\n"
+    " print('cloudml: step timed out after %ss' % a[0],file=sys.stderr)\n r=124\n"
+    "if r:\n sys.exit(128-r if r<0 else r)\n"
     "for j in range(0,len(x),3):\n v=json.load(open(x[j]))\n"
-    " for k in x[j+1].split('.'):\n  v=v[int(k)] if isinstance(v,list) else v[k]\n"
-    " os.makedirs(os.path.dirname(x[j+2]) or '.',exist_ok=True)\n open(x[j+2],'w').write(json.dumps(v))\n"
+    " q=x[j+1]\n for k in (json.loads(q) if q[:1]=='[' else q.split('.')):\n"
+    "  v=v[int(k)] if isinstance(v,list) else v[str(k)]\n"
+    " os.makedirs(os.path.dirname(x[j+2]) or '.',exist_ok=True)\n"
+    " open(x[j+2],'w').write(v if isinstance(v,str) else json.dumps(v))\n"
 )
 
 
-def metric_key(output: str, path: str) -> str:
+def metric_key(output: str, path: tuple[str | int, ...]) -> str:
     """The output-parameter name under which a metric value travels between tasks.
 
+    A single plain key keeps its name; any other path gets a short digest of the exact path, so two
+    different paths never share a parameter (``["a-b"]``, ``["a_b"]`` and ``["a"]["b"]`` stay apart).
+
     Example:
-        >>> metric_key("metrics", "per_class.0")
-        'metrics__per_class_0'
+        >>> metric_key("metrics", ("auc",))
+        'metrics__auc'
+        >>> metric_key("metrics", ("per_class", 0, "f1"))
+        'metrics__per_class_0_f1_9d5d0e1e'
     """
-    return f"{output}__" + re.sub(r"[^A-Za-z0-9_]", "_", path)
+    if len(path) == 1 and isinstance(path[0], str) and re.fullmatch(r"[A-Za-z0-9_]+", path[0]):
+        return f"{output}__{path[0]}"
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", "_".join(str(k) for k in path))
+    digest = hashlib.sha256(json.dumps(list(path)).encode()).hexdigest()[:8]
+    return f"{output}__{readable}_{digest}"
+
+
+def _wrapper_path(path: tuple[str | int, ...]) -> str:
+    """The path argument WRAPPER reads: dotted when that is unambiguous, else a JSON list."""
+    if all(isinstance(k, int) or re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in path):
+        return ".".join(str(k) for k in path)
+    return json.dumps(list(path))
+
+
+def _metric_types(e: Expr, params: dict[str, Any]) -> list[tuple[MetricOperand, str]]:
+    """KFP parameter type of every metric a condition reads, from what it is compared with."""
+    if isinstance(e, Compare):
+        out = []
+        for side, other in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(side, MetricOperand):
+                kind = "NUMBER_DOUBLE"
+                v = other.value if isinstance(other, LiteralOperand) else None
+                if isinstance(other, ParamOperand) and other.name in params:
+                    kind = {"string": "STRING", "bool": "BOOLEAN"}.get(params[other.name].type, kind)
+                elif isinstance(v, bool):
+                    kind = "BOOLEAN"
+                elif isinstance(v, str):
+                    kind = "STRING"
+                out.append((side, kind))
+        return out
+    if isinstance(e, Not):
+        return _metric_types(e.term, params)
+    assert isinstance(e, (And, Or))
+    return [pair for t in e.terms for pair in _metric_types(t, params)]
 
 
 def _unsupported(step: str | None, feature: str, reason: str) -> UnsupportedFeatureError:
@@ -85,12 +127,18 @@ class _Ctx:
         self.steps = {s.name: s for s in p.steps}
         self.components: dict[str, Any] = {}
         self.executors: dict[str, Any] = {}
-        self.metrics_used: dict[str, dict[str, str]] = {}  # step -> {param key: "output|path"}
+        self.metrics_used: dict[str, dict[str, tuple[str, tuple[str | int, ...]]]] = {}  # step -> {key: (output, path)}
+        self.metric_type: dict[tuple[str, str], str] = {}  # (step, key) -> KFP parameter type
         for s in p.steps:
             if isinstance(s, ConditionStep):
-                for m in s.condition.metric_operands():
-                    self.metrics_used.setdefault(m.step, {})[metric_key(m.output, m.json_path)] = \
-                        f"{m.output}|{m.json_path}"
+                for m, kind in _metric_types(s.condition, p.parameters):
+                    key = metric_key(m.output, m.path)
+                    self.metrics_used.setdefault(m.step, {})[key] = (m.output, m.path)
+                    known = self.metric_type.setdefault((m.step, key), kind)
+                    if known != kind:
+                        raise CompileError(f"condition '{s.name}': {m} is compared with a {kind.lower()} here and "
+                                           f"a {known.lower()} elsewhere",
+                                           hint="compare each metric with values of one type")
 
 
 def _text(text: str, s: TaskStep | None, paths: dict[str, str]) -> str:
@@ -149,7 +197,7 @@ def _component(ctx: _Ctx, s: TaskStep) -> None:
         out_defs["artifacts"] = {n: {"artifactType": {"schemaTitle": _ARTIFACT[o.type], "schemaVersion": "0.0.1"}}
                                  for n, o in s.outputs.items()}
     if s.name in ctx.metrics_used:
-        out_defs["parameters"] = {k: {"parameterType": "NUMBER_DOUBLE"} for k in ctx.metrics_used[s.name]}
+        out_defs["parameters"] = {k: {"parameterType": ctx.metric_type[(s.name, k)]} for k in ctx.metrics_used[s.name]}
     if out_defs:
         comp["outputDefinitions"] = out_defs
     ctx.components[f"comp-{s.name}"] = comp
@@ -170,30 +218,31 @@ def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     if not s.image:
         raise CompileError(f"step '{s.name}' has no image", hint="set image: on the step or in defaults")
     paths = _input_paths(s)
-    cmd = s.command if isinstance(s.command, list) else shlex.split(s.command or "")
+    cmd = split_command(s.command)
     argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
     extract = ctx.metrics_used.get(s.name, {})
     if extract or s.timeout is not None:
         argv = _wrap(s, argv, extract)
     container: dict[str, Any] = {"image": s.image, "command": argv[:1], "args": argv[1:]} if argv[1:] else {
         "image": s.image, "command": argv}
-    if s.env:
-        for k, v in s.env.items():
-            if find_placeholders(v):
-                raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; KFP container env is static")
-        container["env"] = [{"name": k, "value": v} for k, v in s.env.items()]
+    for k, v in s.env.items():
+        if find_placeholders(v):
+            raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; KFP container env is static")
+    # the runtime contract (docs/runtime-contract.md); input/output paths travel as arguments only,
+    # because KFP does not resolve placeholders in env values
+    env = {"CLOUDML_STEP": s.name, "CLOUDML_BACKEND": "vertex", **s.env}
+    container["env"] = [{"name": k, "value": v} for k, v in env.items()]
     resources = _resources(s)
     if resources:
         container["resources"] = resources
     return container
 
 
-def _wrap(s: TaskStep, argv: list[str], extract: dict[str, str]) -> list[str]:
+def _wrap(s: TaskStep, argv: list[str], extract: dict[str, tuple[str, tuple[str | int, ...]]]) -> list[str]:
     """Run the command under a timeout and/or copy metric values into KFP output-parameter files."""
     triples: list[str] = []
-    for key, target in extract.items():
-        output, path = target.split("|", 1)
-        triples += [f"{{{{$.outputs.artifacts['{output}'].path}}}}", path,
+    for key, (output, path) in extract.items():
+        triples += [f"{{{{$.outputs.artifacts['{output}'].path}}}}", _wrapper_path(path),
                     f"{{{{$.outputs.parameters['{key}'].output_file}}}}"]
     timeout = str(math.ceil(s.timeout)) if s.timeout is not None else "0"
     return ["python3", "-c", WRAPPER, timeout, *triples, "--", *argv]
@@ -205,6 +254,13 @@ def _resources(s: TaskStep) -> dict[str, Any]:
         return {}
     if r.instance_count > 1:
         raise _unsupported(s.name, "step.instance_count", "a KFP container task runs on one node")
+    if r.disk is not None:
+        raise CompileError(f"step '{s.name}': Vertex AI Pipelines has no disk size for a container task",
+                           hint="remove resources.disk for this step, or run it on another backend")
+    if "vertex" in r.instance_type:
+        raise CompileError(f"step '{s.name}': Vertex AI Pipelines picks the machine from cpu/memory/gpu; "
+                           "a machine type cannot be set on a container task",
+                           hint="remove resources.instance_type.vertex and set resources.cpu / memory / gpu")
     out: dict[str, Any] = {}
     if r.cpu is not None:
         out["cpuLimit"] = float(r.cpu)
@@ -296,7 +352,7 @@ class _Scope:
 
     def as_dict(self) -> dict[str, Any]:
         return {"param": self.param, "artifact": lambda st, out: f"pipelinechannel--{st}-{out}",
-                "local": self.local, "metric": lambda o: f"pipelinechannel--{o.step}-{metric_key(o.output, o.json_path)}"}
+                "local": self.local, "metric": lambda o: f"pipelinechannel--{o.step}-{metric_key(o.output, o.path)}"}
 
 
 def _needs(ctx: _Ctx, members: list[str]) -> tuple[set[str], set[tuple[str, str]], set[tuple[str, str]]]:
@@ -314,7 +370,7 @@ def _needs(ctx: _Ctx, members: list[str]) -> tuple[set[str], set[tuple[str, str]
             params.update(ph.name for ph in find_placeholders(s.fail) if ph.namespace == "params")
         elif isinstance(s, ConditionStep):
             params.update(o.name for o in s.condition.param_operands())
-            metrics.update((m.step, metric_key(m.output, m.json_path)) for m in s.condition.metric_operands())
+            metrics.update((m.step, metric_key(m.output, m.path)) for m in s.condition.metric_operands())
     return params, arts, metrics
 
 
@@ -324,6 +380,19 @@ class _Builder:
         self.owner = owner
         self.order = StepGraph.from_pipeline(ctx.p).topological_order()
         self.up = StepGraph.from_pipeline(ctx.p).upstream()
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """Generated task and component names must not collide with step names."""
+        made: dict[str, str] = {}
+        for n, s in self.ctx.steps.items():
+            if isinstance(s, ConditionStep):
+                for b in ("then", "else"):
+                    made[f"condition-{n}-{b}"] = n
+        for n in self.ctx.steps:
+            if n in made:
+                raise CompileError(f"step '{n}' has the name cloudml gives the {n.rsplit('-', 1)[1]} branch of "
+                                   f"condition '{made[n]}' on Vertex", hint=f"rename step '{n}'")
 
     def members(self, key: tuple[str, str] | None) -> list[str]:
         return [n for n in self.order if self.owner.get(n) == key]
@@ -336,6 +405,15 @@ class _Builder:
                 for b in ("then", "else"):
                     out += self.subtree((n, b))
         return out
+
+    def representative(self, step: str, local: set[str]) -> str | None:
+        """The step in ``local`` that stands for ``step``: itself, or the condition whose branch holds it."""
+        while step not in local:
+            key = self.owner.get(step)
+            if key is None:
+                return None
+            step = key[0]
+        return step
 
     def task_names(self, step: str) -> list[str]:
         """The task(s) a step becomes: a condition becomes one task per non-empty branch."""
@@ -371,12 +449,13 @@ class _Builder:
         inner = self.subtree(sub)
         params, arts, metrics = _needs(self.ctx, [*inner, s.name])
         arts = {(st, o) for st, o in arts if st not in inner}
+        metrics = {(st, k) for st, k in metrics if st not in inner}
         comp_inputs: dict[str, Any] = {}
         task_inputs: dict[str, Any] = {}
         if params or metrics:
             comp_inputs["parameters"] = {f"pipelinechannel--{p}": {"parameterType": _PTYPE[self.ctx.p.parameters[p].type]}
                                          for p in sorted(params)}
-            comp_inputs["parameters"].update({f"pipelinechannel--{st}-{k}": {"parameterType": "NUMBER_DOUBLE"}
+            comp_inputs["parameters"].update({f"pipelinechannel--{st}-{k}": {"parameterType": self.ctx.metric_type[(st, k)]}
                                               for st, k in sorted(metrics)})
             task_inputs["parameters"] = {f"pipelinechannel--{p}": {"componentInputParameter": scope.param(p)}
                                          for p in sorted(params)}
@@ -390,8 +469,12 @@ class _Builder:
         if comp_inputs:
             component["inputDefinitions"] = comp_inputs
         self.ctx.components[comp_name] = component
+        # ordering: producers of what the branch reads, and every edge (depends_on included) from a step
+        # inside the branch to one outside it, attached to the outside step's task in this DAG
         producers = {st for st, _ in metrics | arts if st in scope.local}
-        cel = _cel(s.condition, {"metric": lambda o: f"pipelinechannel--{o.step}-{metric_key(o.output, o.json_path)}"})
+        producers |= {r for n in inner for u in self.up[n] if u not in inner
+                      for r in [self.representative(u, scope.local)] if r is not None and r != s.name}
+        cel = _cel(s.condition, {"metric": lambda o: f"pipelinechannel--{o.step}-{metric_key(o.output, o.path)}"})
         task: dict[str, Any] = {"taskInfo": {"name": f"condition-{s.name}-{branch}"}, "componentRef": {"name": comp_name},
                                 "triggerPolicy": {"condition": cel if branch == "then" else f"!({cel})"}}
         all_deps = sorted(set(deps) | {t for p in producers for t in self.task_names(p)})

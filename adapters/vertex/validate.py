@@ -27,19 +27,25 @@ _PH = re.compile(r"\{\{\$\.(inputs|outputs)\.(parameters|artifacts)\['([^']+)'\]
 _CEL_INPUT = re.compile(r"inputs\.parameter_values\['([^']+)'\]")
 
 
-def _parse(document: dict[str, Any]) -> list[str]:
-    from google.protobuf import json_format
-    from kfp.pipeline_spec import pipeline_spec_pb2
+def _parse(document: Any) -> list[str]:
+    try:
+        from google.protobuf import json_format
+        from kfp.pipeline_spec import pipeline_spec_pb2
+    except ImportError:
+        from cloudml.errors import AdapterNotInstalledError
 
+        raise AdapterNotInstalledError("vertex (validation)", "gcp", ["kfp-pipeline-spec"]) from None
+
+    if not isinstance(document, dict):
+        return [f"the IR must be a mapping, not {type(document).__name__}"]
     problems = []
-    try:
-        json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec())
-    except json_format.ParseError as e:
-        problems.append(f"PipelineSpec: {e}")
-    try:
-        json_format.ParseDict(document.get("deploymentSpec", {}), pipeline_spec_pb2.PipelineDeploymentConfig())
-    except json_format.ParseError as e:
-        problems.append(f"deploymentSpec: {e}")
+    for label, value, message in (("PipelineSpec", document, pipeline_spec_pb2.PipelineSpec()),
+                                  ("deploymentSpec", document.get("deploymentSpec", {}),
+                                   pipeline_spec_pb2.PipelineDeploymentConfig())):
+        try:
+            json_format.ParseDict(value, message)
+        except (json_format.ParseError, AttributeError, TypeError, ValueError) as e:
+            problems.append(f"{label}: {e}")
     return problems
 
 
@@ -78,7 +84,7 @@ def _source_problems(where: str, kind: str, source: dict[str, Any], tasks: dict[
             out_key = source[key].get("outputArtifactKey") or source[key].get("outputParameterKey")
             if producer not in tasks:
                 return [f"{where}: producerTask {producer} is not a task of this DAG"]
-            comp = components.get(tasks[producer]["componentRef"]["name"], {})
+            comp = components.get(tasks[producer].get("componentRef", {}).get("name"), {})
             outs = comp.get("outputDefinitions", {}).get("artifacts" if key == "taskOutputArtifact" else "parameters", {})
             if out_key not in outs:
                 return [f"{where}: {producer} declares no output {out_key}"]
@@ -97,6 +103,18 @@ def validate_ir(document: dict[str, Any]) -> list[str]:
         ['root/a: componentRef x does not exist']
     """
     problems = _parse(document)
+    if not isinstance(document, dict):
+        return problems
+    try:
+        return problems + _reference_problems(document)
+    except (AttributeError, TypeError, KeyError) as e:
+        # the reference checks assume the shapes the strict parse guarantees; when it already failed,
+        # its problems say what is wrong
+        return problems or [f"unexpected IR shape: {type(e).__name__}: {e}"]
+
+
+def _reference_problems(document: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     components = document.get("components", {})
     executors = document.get("deploymentSpec", {}).get("executors", {})
     if "root" not in document:

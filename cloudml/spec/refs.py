@@ -27,6 +27,7 @@ __all__ = [
     "StepOutputRef",
     "find_placeholders",
     "parse_source",
+    "split_command",
     "substitute",
 ]
 
@@ -92,6 +93,32 @@ def substitute(text: str, values: dict[str, dict[str, str]]) -> str:
         return values.get(inner.group(1), {}).get(inner.group(2), m.group(0))
 
     return _ANY_PLACEHOLDER.sub(repl, text) if "{{" in text else text
+
+
+def split_command(command: str | list[str] | None) -> list[str]:
+    """A step's command as argv: a string is split like a shell would, placeholders kept whole.
+
+    ``{{ params.lr }}`` (spaces inside the braces) stays one argument, written ``{{params.lr}}``.
+
+    Example:
+        >>> split_command("python t.py --lr {{ params.lr }} 'a b'")
+        ['python', 't.py', '--lr', '{{params.lr}}', 'a b']
+        >>> split_command(["echo", "{{ inputs.x }}"])
+        ['echo', '{{ inputs.x }}']
+    """
+    if isinstance(command, list):
+        return list(command)
+    text = command or ""
+
+    def tidy(m: re.Match[str]) -> str:
+        inner = _GOOD_INNER.match(m.group(1))
+        return f"{{{{{inner.group(1)}.{inner.group(2)}}}}}" if inner else m.group(0)
+
+    if "{{" in text:
+        text = _ANY_PLACEHOLDER.sub(tidy, text)
+    import shlex
+
+    return shlex.split(text)
 
 
 @dataclass(frozen=True)

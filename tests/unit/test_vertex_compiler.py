@@ -299,11 +299,14 @@ def test_one_component_and_executor_per_step_with_image_command_and_args() -> No
         assert ir["components"][f"comp-{s}"]["executorLabel"] == f"exec-{s}"
         assert tasks(ir)[s]["componentRef"] == {"name": f"comp-{s}"}
         assert tasks(ir)[s]["taskInfo"] == {"name": s}
+    def contract(step: str) -> list[dict[str, str]]:
+        return [{"name": "CLOUDML_STEP", "value": step}, {"name": "CLOUDML_BACKEND", "value": "vertex"}]
+
     assert container(ir, "a") == {"image": "gcr.io/p/train:1", "command": ["python"],
-                                  "args": ["-m", "pkg.train", "--epochs", "3"]}
+                                  "args": ["-m", "pkg.train", "--epochs", "3"], "env": contract("a")}
     assert container(ir, "b") == {"image": "python:3.11-slim", "command": ["bash"],
-                                  "args": ["-c", "echo 'a b' && true", "x y"]}
-    assert container(ir, "c") == {"image": "python:3.11-slim", "command": ["true"]}
+                                  "args": ["-c", "echo 'a b' && true", "x y"], "env": contract("b")}
+    assert container(ir, "c") == {"image": "python:3.11-slim", "command": ["true"], "env": contract("c")}
 
 
 def test_placeholders_for_inputs_outputs_and_params() -> None:
@@ -448,9 +451,10 @@ def test_more_than_one_instance_is_refused() -> None:
 def test_env_is_static_and_merged_with_defaults() -> None:
     steps, top = SCENARIOS["gcs-inputs-env-description"]
     ir = compile_(build(steps, **top))
-    assert container(ir, "w")["env"] == [{"name": "LOG", "value": "1"}, {"name": "MODE", "value": "fast"},
-                                         {"name": "EMPTY", "value": ""}]
-    assert "env" not in container(compile_(build([{"name": "w", "command": "w"}])), "w")
+    assert container(ir, "w")["env"][2:] == [{"name": "LOG", "value": "1"}, {"name": "MODE", "value": "fast"},
+                                             {"name": "EMPTY", "value": ""}]
+    assert container(compile_(build([{"name": "w", "command": "w"}])), "w")["env"] == [
+        {"name": "CLOUDML_STEP", "value": "w"}, {"name": "CLOUDML_BACKEND", "value": "vertex"}]
 
 
 @pytest.mark.parametrize("value", ["{{params.s}}", "x-{{inputs.d}}", "{{outputs.o}}"])
@@ -572,8 +576,8 @@ def test_an_artifact_two_levels_up_is_relayed_through_each_sub_dag() -> None:
         "m": {"componentInputArtifact": "pipelinechannel--ev-m"}}
     assert tasks(ir)["condition-g1-then"]["dependentTasks"] == ["ev", "prep"]
     # a list index inside the metric path
-    assert metric_key("m", "per_class.1.f1") == "m__per_class_1_f1"
-    assert "pipelinechannel--ev-m__per_class_1_f1" in tasks(ir, "comp-condition-g1-then")["condition-g2-then"][
+    assert metric_key("m", ("per_class", 1, "f1")).startswith("m__per_class_1_f1_")
+    assert f"pipelinechannel--ev-{metric_key('m', ('per_class', 1, 'f1'))}" in tasks(ir, "comp-condition-g1-then")["condition-g2-then"][
         "triggerPolicy"]["condition"]
 
 
@@ -692,6 +696,9 @@ def test_a_step_in_two_branches_at_once_is_refused_as_a_condition_gap() -> None:
 
 # -- the wrapper: present only where needed ------------------------------------------------------
 
+PC0 = metric_key("m", ("per_class", 0, "f1"))
+
+
 def test_metric_extraction_wrapper_only_on_steps_whose_metrics_are_read() -> None:
     p = build([EV, {"name": "other", "command": "o {{outputs.m}}", "outputs": {"m": "metrics"}},
                {"name": "g", "condition": 'ev.outputs.m["auc"] > 0.5 and ev.outputs.m["per_class"][0]["f1"] > 0.1',
@@ -704,10 +711,10 @@ def test_metric_extraction_wrapper_only_on_steps_whose_metrics_are_read() -> Non
                               "{{$.outputs.artifacts['m'].path}}", "auc",
                               "{{$.outputs.parameters['m__auc'].output_file}}",
                               "{{$.outputs.artifacts['m'].path}}", "per_class.0.f1",
-                              "{{$.outputs.parameters['m__per_class_0_f1'].output_file}}",
+                              f"{{{{$.outputs.parameters['{PC0}'].output_file}}}}",
                               "--", "python", "ev.py", "--out", "{{$.outputs.artifacts['m'].path}}"]
     assert ir["components"]["comp-ev"]["outputDefinitions"]["parameters"] == {
-        "m__auc": {"parameterType": "NUMBER_DOUBLE"}, "m__per_class_0_f1": {"parameterType": "NUMBER_DOUBLE"}}
+        "m__auc": {"parameterType": "NUMBER_DOUBLE"}, PC0: {"parameterType": "NUMBER_DOUBLE"}}
     assert "parameters" not in ir["components"]["comp-other"]["outputDefinitions"]
 
 
@@ -930,7 +937,7 @@ def test_the_compiled_evaluation_step_writes_its_metric_output_parameters(tmp_pa
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "outputs" / "parameters"
     assert json.loads((out / "m__auc").read_text()) == 0.93
-    assert json.loads((out / "m__per_class_1_f1").read_text()) == 0.75
+    assert json.loads((out / metric_key("m", ("per_class", 1, "f1"))).read_text()) == 0.75
     assert set(ir["components"]["comp-ev"]["outputDefinitions"]["parameters"]) == {
         p.name for p in out.iterdir()}
 
@@ -950,10 +957,7 @@ def test_the_compiled_fail_step_fails_with_its_message(tmp_path: Path) -> None:
 
 # -- known bugs (strict expected failures) -------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:372-373 filters artifacts produced inside the branch "
-                   "out of a condition's sub-DAG inputs but not metrics, so the outer condition task reads "
-                   "pipelinechannel--ev2-m__f1 from the root, which does not declare it")
-def test_bug_nested_condition_on_a_metric_produced_inside_the_outer_branch() -> None:
+def test_fixed_nested_condition_on_a_metric_produced_inside_the_outer_branch() -> None:
     p = build([EV,
                {"name": "g1", "condition": 'ev.outputs.m["auc"] > 0.5', "then": ["ev2"]},
                {"name": "ev2", "command": "e2 {{outputs.m}}", "outputs": {"m": "metrics"}},
@@ -964,10 +968,7 @@ def test_bug_nested_condition_on_a_metric_produced_inside_the_outer_branch() -> 
     assert_valid(ir)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:352 keeps only dependencies inside the same DAG and "
-                   "compiler.py:393-397 adds only metric/artifact producers to the condition task, so a guarded "
-                   "step's depends_on on a step outside its branch is dropped: it may run before that step")
-def test_bug_depends_on_from_inside_a_branch_to_an_outer_step_is_dropped() -> None:
+def test_fixed_depends_on_from_inside_a_branch_to_an_outer_step_is_dropped() -> None:
     p = build([{"name": "a", "command": "a"}, EV,
                {"name": "g", "condition": 'ev.outputs.m["auc"] > 0.5', "then": ["b"]},
                {"name": "b", "command": "b", "depends_on": ["a"]}])
@@ -976,67 +977,47 @@ def test_bug_depends_on_from_inside_a_branch_to_an_outer_step_is_dropped() -> No
     assert "a" in tasks(ir)["condition-g-then"].get("dependentTasks", [])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:63-70 metric_key maps every non-alphanumeric character "
-                   "to '_', so metrics['a-b'], metrics['a.b'] and metrics['a_b'] share the output parameter "
-                   "m__a_b; "
-                   "compiler.py:92 keeps the last one and the condition compares one value twice")
-def test_bug_metric_keys_collide() -> None:
+def test_fixed_metric_keys_collide() -> None:
     ir = compile_(build([EV, {"name": "g", "condition": 'ev.outputs.m["a-b"] > 0.5 and ev.outputs.m["a_b"] < 2',
                               "then": ["w"]}, {"name": "w", "command": "w"}]))
     assert len(ir["components"]["comp-ev"]["outputDefinitions"]["parameters"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:92 passes MetricOperand.json_path (keys joined with "
-                   "'.') to WRAPPER, which splits it on '.' (compiler.py:58): a quoted key holding a dot, "
-                   "metrics['a.b'], is read as metrics['a']['b'] and the step fails with KeyError")
-def test_bug_a_metric_key_with_a_dot_is_misread(tmp_path: Path) -> None:
+def test_fixed_a_metric_key_with_a_dot_is_misread(tmp_path: Path) -> None:
     ir = metrics_step({"a.b": 0.9}, 'ev.outputs.m["a.b"] > 0.5')
     proc = run_compiled(ir, "ev", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "outputs" / "parameters" / "m__a_b").read_text()) == 0.9
+    key = metric_key("m", ("a.b",))
+    assert ir["components"]["comp-ev"]["outputDefinitions"]["parameters"] == {key: {"parameterType": "NUMBER_DOUBLE"}}
+    assert json.loads((tmp_path / "outputs" / "parameters" / key).read_text()) == 0.9
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:152 and :379 declare every metric output parameter "
-                   "NUMBER_DOUBLE, and WRAPPER writes json.dumps(v) (compiler.py:59): a metric compared with "
-                   "a string gets a double-typed parameter holding a quoted JSON string")
-def test_bug_a_string_metric_is_declared_a_double() -> None:
+def test_fixed_a_string_metric_is_declared_a_double() -> None:
     ir = compile_(build([EV, {"name": "g", "condition": 'ev.outputs.m["status"] == "ok"', "then": ["w"]},
                          {"name": "w", "command": "w"}]))
     assert ir["components"]["comp-ev"]["outputDefinitions"]["parameters"]["m__status"] == {
         "parameterType": "STRING"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:173 shlex-splits the command string before placeholders "
-                   "are mapped, so '{{ params.lr }}' (spaces inside the braces, accepted by the spec) becomes "
-                   "three literal arguments '{{', 'params.lr', '}}'")
-def test_bug_a_placeholder_with_inner_spaces_is_split_apart() -> None:
+def test_fixed_a_placeholder_with_inner_spaces_is_split_apart() -> None:
     ir = compile_(build([{"name": "w", "command": "python t.py --lr {{ params.f }}"}], parameters=PARAMS))
     assert argv(ir, "w") == ["python", "t.py", "--lr", "{{$.inputs.parameters['f']}}"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:202-218 (_resources) ignores resources.disk and "
-                   "resources.instance_type.vertex without a word (rule 4: never a silent drop)")
 @pytest.mark.parametrize("resources", [{"disk": "100Gi"}, {"instance_type": {"vertex": "n1-highmem-8"}}])
-def test_bug_unmapped_resources_are_dropped_silently(resources: dict[str, Any]) -> None:
+def test_fixed_unmapped_resources_are_dropped_silently(resources: dict[str, Any]) -> None:
     with pytest.raises(CompileError):
         compile_(build([{"name": "w", "command": "w", "resources": resources}]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: task and component names are built as condition-<gate>-<branch> "
-                   "(compiler.py:363, 388, 395) with no clash check: a step named condition-gate-then "
-                   "overwrites the condition task and component and disappears from the IR")
-def test_bug_a_step_named_like_a_condition_task_vanishes() -> None:
-    ir = compile_(build([EV, {"name": "gate", "condition": 'ev.outputs.m["auc"] > 0.5', "then": ["w"]},
-                         {"name": "w", "command": "w"}, {"name": "condition-gate-then", "command": "x"}]))
-    names = set(tasks(ir)) | {n for c in ir["components"].values() for n in c.get("dag", {}).get("tasks", {})}
-    assert {"ev", "w", "condition-gate-then"} <= names
-    assert len(names) == 4
+def test_a_step_named_like_a_condition_task_is_refused_not_overwritten() -> None:
+    with pytest.raises(CompileError, match="condition-gate-then") as info:
+        compile_(build([EV, {"name": "gate", "condition": 'ev.outputs.m["auc"] > 0.5', "then": ["w"]},
+                        {"name": "w", "command": "w"}, {"name": "condition-gate-then", "command": "x"}]))
+    assert "rename" in str(info.value.hint)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:166-192 (_container) sets only the step's own env, not "
-                   "the runtime contract's CLOUDML_STEP / CLOUDML_BACKEND (docs/runtime-contract.md; the "
-                   "SageMaker compiler sets them)")
-def test_bug_runtime_contract_environment_is_missing() -> None:
+def test_fixed_runtime_contract_environment_is_missing() -> None:
     env = container(compile_(build([{"name": "w", "command": "w"}])), "w").get("env", [])
     assert {"name": "CLOUDML_BACKEND", "value": "vertex"} in env
     assert {"name": "CLOUDML_STEP", "value": "w"} in env

@@ -290,12 +290,8 @@ CRASHES: dict[str, Callable[[Doc], Any]] = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=(AttributeError, TypeError, KeyError),
-                   reason="BUG: validate.py:93-112 (and _dag_problems / _source_problems, lines 48-87) run the "
-                   "reference checks on shapes the strict parse just rejected or never checks, and raise "
-                   "AttributeError/TypeError/KeyError instead of returning the problems")
 @pytest.mark.parametrize("case", sorted(CRASHES))
-def test_bug_wrong_json_types_crash_the_validator(reference: Doc, case: str) -> None:
+def test_fixed_wrong_json_types_crash_the_validator(reference: Doc, case: str) -> None:
     problems = validate_ir(mutated(reference, CRASHES[case]))
     assert problems
 
@@ -314,10 +310,7 @@ except AdapterNotInstalledError as e:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:31-32 imports kfp.pipeline_spec bare, so without "
-                   "kfp-pipeline-spec `cloudml validate --target vertex` ends in ModuleNotFoundError instead of "
-                   "AdapterNotInstalledError naming pip install 'cloudml[gcp]' (conventions rules 2 and 11)")
-def test_bug_validating_without_kfp_pipeline_spec_is_not_an_install_hint() -> None:
+def test_fixed_validating_without_kfp_pipeline_spec_is_not_an_install_hint() -> None:
     proc = subprocess.run([sys.executable, "-c", _WITHOUT_KFP_PIPELINE_SPEC.format(repo=str(REPO))],
                           capture_output=True, text=True, check=False, timeout=60)
     assert proc.stdout.strip() == "pip install 'cloudml[gcp]'", proc.stderr[-300:]
