@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from typing import Any
 
@@ -45,7 +46,17 @@ _SCHEMES = ("azureml", "https", "wasbs", "abfss")
 _VMS = [("Standard_DS2_v2", 2, 7), ("Standard_DS3_v2", 4, 14), ("Standard_DS4_v2", 8, 28),
         ("Standard_DS5_v2", 16, 56), ("Standard_E4s_v3", 4, 32), ("Standard_E8s_v3", 8, 64),
         ("Standard_E16s_v3", 16, 128)]
-_GPU_VMS = {"nvidia-t4": "Standard_NC4as_T4_v3", "nvidia-v100": "Standard_NC6s_v3", "nvidia-a100": "Standard_NC24ads_A100_v4"}
+# gpu type -> [(VM size, GPUs, vCPU, GiB)], smallest first
+_GPU_VMS = {
+    "nvidia-t4": [("Standard_NC4as_T4_v3", 1, 4, 28), ("Standard_NC8as_T4_v3", 1, 8, 56),
+                  ("Standard_NC16as_T4_v3", 1, 16, 110), ("Standard_NC64as_T4_v3", 4, 64, 440)],
+    "nvidia-v100": [("Standard_NC6s_v3", 1, 6, 112), ("Standard_NC12s_v3", 2, 12, 224),
+                    ("Standard_NC24s_v3", 4, 24, 448)],
+    "nvidia-a100": [("Standard_NC24ads_A100_v4", 1, 24, 220), ("Standard_NC48ads_A100_v4", 2, 48, 440),
+                    ("Standard_NC96ads_A100_v4", 4, 96, 880)],
+}
+# a shell word Azure ML's ${{...}} substitution cannot split: safe characters and bindings only
+_BARE_WORD = re.compile(r"(?:[\w@%+=:,./-]|\$\{\{[A-Za-z0-9_.]+\}\})+")
 
 
 def node_name(step: str) -> str:
@@ -62,7 +73,7 @@ def _unsupported(step: str | None, feature: str, reason: str) -> UnsupportedFeat
     return UnsupportedFeatureError("azureml", step, feature, reason)
 
 
-def _text(text: str, s: TaskStep | None) -> str:
+def _text(text: str, s: TaskStep | None, metric_inputs: frozenset[str] = frozenset()) -> str:
     """Neutral placeholders -> Azure ML bindings; metrics inputs/outputs name the JSON file in the folder."""
     out, pos = [], 0
     for ph in find_placeholders(text):
@@ -70,6 +81,8 @@ def _text(text: str, s: TaskStep | None) -> str:
         namespace = "inputs" if ph.namespace == "params" else ph.namespace  # parameters are inputs of the node
         out.append(f"${{{{{namespace}.{ph.name}}}}}")
         if s is not None and ph.namespace == "outputs" and s.outputs[ph.name].type == "metrics":
+            out.append("/metrics.json")
+        if ph.namespace == "inputs" and ph.name in metric_inputs:
             out.append("/metrics.json")
         pos = ph.end
     out.append(text[pos:])
@@ -82,12 +95,13 @@ def _vm(s: TaskStep, default: str | None) -> str | None:
         return str(r.instance_type["azureml"])
     if r is None or (r.cpu is None and r.memory is None and not r.gpu):
         return default
-    if r.gpu:
-        if r.gpu > 1 or r.gpu_type not in _GPU_VMS:
-            raise CompileError(f"step '{s.name}': no Azure VM in cloudml's table for {r.gpu} x {r.gpu_type}",
-                               hint="set resources.instance_type.azureml")
-        return _GPU_VMS[str(r.gpu_type)]
     cpu, mem = r.cpu or 1, (r.memory or 0) / 1024**3
+    if r.gpu:
+        gpu_fits = [v for v in _GPU_VMS.get(str(r.gpu_type), []) if v[1] >= r.gpu and v[2] >= cpu and v[3] >= mem]
+        if not gpu_fits:
+            raise CompileError(f"step '{s.name}': no Azure VM in cloudml's table for {r.gpu} x {r.gpu_type} "
+                               f"with {cpu} vCPU and {mem:g} GiB", hint="set resources.instance_type.azureml")
+        return gpu_fits[0][0]
     fits = [v for v in _VMS if v[1] >= cpu and v[2] >= mem]
     if not fits:
         raise CompileError(f"step '{s.name}': no Azure VM in cloudml's table has {cpu} vCPU and {mem:g} GiB",
@@ -125,22 +139,35 @@ def _inputs(ctx: _Ctx, s: TaskStep) -> tuple[dict[str, Any], dict[str, Any]]:
                                "datastore URIs or blob storage URLs")
     texts = ([s.command] if isinstance(s.command, str) else list(s.command or [])) + s.args
     for p in dict.fromkeys(ph.name for t in texts for ph in find_placeholders(t) if ph.namespace == "params"):
-        if p in node:
-            raise CompileError(f"step '{s.name}': parameter {p} and an input share the name {p}",
-                               hint="rename the input: Azure ML binds both as inputs")
+        same = [n for n in node if n.lower() == p.lower()]
+        if same:
+            raise CompileError(f"step '{s.name}': parameter {p} and an input share the name {same[0]} "
+                               "(Azure ML ignores case)",
+                               hint="rename one of them: Azure ML binds parameters and inputs as inputs")
         node[p] = f"${{{{parent.inputs.{p}}}}}"
         comp[p] = {"type": _PTYPE[ctx.p.parameters[p].type]}
     return node, comp
 
 
-def _command(s: TaskStep) -> str:
+def _word(text: str) -> str:
+    """One argv item as one shell word. Azure ML substitutes ``${{...}}`` textually before the shell runs,
+    so an item that is more than safe characters and bindings is single-quoted as a whole."""
+    return text if text and _BARE_WORD.fullmatch(text) else shlex.quote(text)
+
+
+def _command(s: TaskStep, metric_inputs: frozenset[str]) -> str:
     if isinstance(s.command, list):
-        parts = [_text(c, s) for c in s.command]
-        cmd = " ".join(p if "${{" in p else shlex.quote(p) for p in parts)
+        cmd = " ".join(_word(_text(c, s, metric_inputs)) for c in s.command)
     else:
-        cmd = _text(s.command or "", s)
-    args = " ".join(_text(a, s) if "{{" in a else shlex.quote(a) for a in s.args)
+        cmd = _text(s.command or "", s, metric_inputs)
+    args = " ".join(_word(_text(a, s, metric_inputs)) for a in s.args)
     return f"{cmd} {args}".strip()
+
+
+def _producer_type(ctx: _Ctx, ref: StepOutputRef) -> str:
+    producer = ctx.steps[ref.step]
+    assert isinstance(producer, TaskStep)
+    return str(producer.outputs[ref.output].type)
 
 
 def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
@@ -157,7 +184,9 @@ def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
         if find_placeholders(v):
             raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; Azure ML environment variables are static")
     node_inputs, comp_inputs = _inputs(ctx, s)
-    component: dict[str, Any] = {"type": "command", "name": node_name(s.name), "command": _command(s),
+    metric_inputs = frozenset(n for n, spec in s.inputs.items() if isinstance(spec.ref, StepOutputRef)
+                              and _producer_type(ctx, spec.ref) == "metrics")
+    component: dict[str, Any] = {"type": "command", "name": node_name(s.name), "command": _command(s, metric_inputs),
                                  "environment": {"image": s.image}}
     if s.code:
         component["code"] = s.code
@@ -182,8 +211,8 @@ def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
                              **({"instance_count": s.resources.instance_count} if s.resources else {})}
     if s.timeout is not None:
         node["limits"] = {"timeout": max(1, math.ceil(s.timeout))}
-    if s.env:
-        node["environment_variables"] = dict(s.env)
+    # the runtime contract (docs/runtime-contract.md); paths travel in the command only
+    node["environment_variables"] = {"CLOUDML_STEP": s.name, "CLOUDML_BACKEND": "azureml", **s.env}
     if s.description:
         node["description"] = s.description
     return node
@@ -240,8 +269,12 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
     compute = ctx.options.get("compute") or (settings.compute if settings is not None else None)
     if compute:
         job["settings"]["default_compute"] = compute if compute == "serverless" else f"azureml:{compute.removeprefix('azureml:')}"
+    required = [n for n, v in p.parameters.items() if v.default is None]
+    if required:
+        raise CompileError(f"parameter(s) {', '.join(required)} have no default; an Azure ML pipeline job "
+                           "carries a value for every input", hint="give each a default in the spec (a run can "
+                           "still override it)")
     if p.parameters:
-        job["inputs"] = {n: (v.default if v.default is not None else {"type": _PTYPE[v.type]})
-                         for n, v in p.parameters.items()}
+        job["inputs"] = {n: v.default for n, v in p.parameters.items()}
     return job
 

@@ -39,6 +39,8 @@ def _node_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], pipeli
     for key, value in node.get("inputs", {}).items():
         if key not in declared_in:
             problems.append(f"{name}: input {key} is not declared by its component")
+        if isinstance(value, dict):  # the long form {path: ${{...}}, mode: ...}
+            value = value.get("path")
         if isinstance(value, str):
             job = _PARENT_JOB.match(value)
             parent = _PARENT_INPUT.match(value)
@@ -46,7 +48,8 @@ def _node_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], pipeli
                 upstream, output = job.groups()
                 if upstream not in jobs:
                     problems.append(f"{name}: input {key} binds to unknown node {upstream}")
-                elif output not in jobs[upstream].get("outputs", {}):
+                elif output not in {**jobs[upstream].get("component", {}).get("outputs", {}),
+                                    **jobs[upstream].get("outputs", {})}:
                     problems.append(f"{name}: input {key} binds to {upstream}.outputs.{output}, which does not exist")
                 edges[name].add(upstream)
             elif parent and parent.group(1) not in pipeline_inputs:
@@ -90,18 +93,22 @@ def _load_job(document: dict[str, Any]) -> list[str]:
         from azure.ai.ml import load_job
     except ImportError:
         return []
+    import copy
     import tempfile
     from pathlib import Path
 
     import yaml
 
+    document = copy.deepcopy(document)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "job.yaml"
+        # load_job resolves code: folders; point each at an empty folder inside tmp, never the real path
+        for i, node in enumerate(document.get("jobs", {}).values()):
+            component = node.get("component") if isinstance(node, dict) else None
+            if isinstance(component, dict) and component.get("code"):
+                component["code"] = f"code_{i}"
+                (Path(tmp) / f"code_{i}").mkdir()
         path.write_text(yaml.safe_dump(document, sort_keys=False))
-        for node in document.get("jobs", {}).values():
-            code = node.get("component", {}).get("code")
-            if code:
-                (Path(tmp) / code).mkdir(parents=True, exist_ok=True)
         try:
             load_job(source=str(path))
         except Exception as e:  # the SDK raises its own exception types; any of them is a finding

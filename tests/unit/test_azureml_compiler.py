@@ -66,7 +66,8 @@ def test_top_level_shape() -> None:
     assert job["settings"] == {"continue_on_step_failure": False}
     assert "inputs" not in job
     assert job["jobs"]["a"] == {"type": "command", "component": {
-        "type": "command", "name": "a", "command": "echo hi", "environment": {"image": IMAGE}}}
+        "type": "command", "name": "a", "command": "echo hi", "environment": {"image": IMAGE}},
+        "environment_variables": {"CLOUDML_STEP": "a", "CLOUDML_BACKEND": "azureml"}}
 
 
 def test_nodes_follow_the_data_order() -> None:
@@ -199,8 +200,6 @@ def test_metrics_outputs_name_the_json_file_in_commands_and_args() -> None:
     assert n["outputs"] == {"m": {"type": "uri_folder"}}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:72 appends /metrics.json only for outputs; a metrics "
-                   "*input* is the folder, though docs/runtime-contract.md promises the JSON file")
 def test_metrics_inputs_name_the_json_file() -> None:
     job = job_of([{"name": "ev", "command": "python ev.py {{outputs.m}}", "outputs": {"m": "metrics"}},
                   {"name": "report", "command": "cat {{inputs.m}}", "inputs": {"m": "ev.outputs.m"}}])
@@ -230,16 +229,12 @@ def test_list_commands_with_bindings() -> None:
     assert argv(n["component"]["command"]) == ["python", "t.py", "--out", "VALUE", "--lr=VALUE"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:139 leaves a list item with a placeholder unquoted, so "
-                   "spaces and shell syntax around the placeholder split or break the argv")
 def test_list_items_with_placeholders_stay_one_word() -> None:
     words = ["python", "-c", "print('{{params.msg}} x')", "--title=my {{params.msg}}"]
     n = node({"name": "a", "command": words}, parameters={"msg": {"type": "string", "default": "hi"}})
     assert argv(n["component"]["command"]) == ["python", "-c", "print('VALUE x')", "--title=my VALUE"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:142 leaves an arg with a placeholder unquoted, so "
-                   "an arg like '--title=my {{params.x}}' becomes two words")
 def test_args_with_placeholders_stay_one_word() -> None:
     n = node({"name": "a", "command": "python a.py", "args": ["--title=my {{params.msg}}"]},
              parameters={"msg": {"type": "string", "default": "hi"}})
@@ -293,8 +288,10 @@ def test_cache_off_from_defaults() -> None:
 def test_env_becomes_environment_variables() -> None:
     n = node({"name": "a", "command": "echo", "env": {"MODE": "fast", "B": "x y"}},
              defaults={"image": IMAGE, "env": {"A": "1", "MODE": "slow"}})
-    assert n["environment_variables"] == {"A": "1", "MODE": "fast", "B": "x y"}
-    assert "environment_variables" not in node({"name": "a", "command": "echo"})
+    assert n["environment_variables"] == {"CLOUDML_STEP": "a", "CLOUDML_BACKEND": "azureml",
+                                          "A": "1", "MODE": "fast", "B": "x y"}
+    assert node({"name": "a", "command": "echo"})["environment_variables"] == {
+        "CLOUDML_STEP": "a", "CLOUDML_BACKEND": "azureml"}
 
 
 def test_env_with_placeholders_is_refused() -> None:
@@ -304,8 +301,6 @@ def test_env_with_placeholders_is_refused() -> None:
     assert (info.value.adapter, info.value.step, info.value.feature) == ("azureml", "a", "step.env")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:185-186 sets only the step's env; CLOUDML_STEP and "
-                   "CLOUDML_BACKEND of docs/runtime-contract.md are missing (the SageMaker compiler sets them)")
 def test_runtime_contract_variables_are_set() -> None:
     env = node({"name": "train-it", "command": "echo"}).get("environment_variables", {})
     assert env.get("CLOUDML_STEP") == "train-it"
@@ -342,7 +337,7 @@ def test_gpu_types(gpu_type: str, vm: str) -> None:
     assert n["resources"] == {"instance_type": vm, "instance_count": 1}
 
 
-@pytest.mark.parametrize("resources", [{"gpu": 2, "gpu_type": "nvidia-t4"}, {"gpu": 1, "gpu_type": "nvidia-h100"},
+@pytest.mark.parametrize("resources", [{"gpu": 8, "gpu_type": "nvidia-t4"}, {"gpu": 1, "gpu_type": "nvidia-h100"},
                                        {"gpu": 1}])
 def test_gpus_outside_the_table_are_refused(resources: dict[str, Any]) -> None:
     with pytest.raises(CompileError, match="no Azure VM in cloudml's table for") as info:
@@ -350,8 +345,6 @@ def test_gpus_outside_the_table_are_refused(resources: dict[str, Any]) -> None:
     assert info.value.hint == "set resources.instance_type.azureml"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:85-89 picks the GPU VM from gpu_type alone and ignores "
-                   "cpu/memory: 32 vCPU + 200 GiB + 1 T4 becomes Standard_NC4as_T4_v3 (4 vCPU, 28 GiB)")
 def test_gpu_vm_honours_cpu_and_memory() -> None:
     step = {"name": "g", "command": "echo", "resources": {"cpu": 32, "memory": "200Gi", "gpu": 1,
                                                             "gpu_type": "nvidia-t4"}}

@@ -27,6 +27,7 @@ from cloudml.adapters.azureml import AzureMLAdapter
 from cloudml.adapters.azureml.compiler import compile_job
 from cloudml.adapters.azureml.validate import COMPONENT_KEYS, NODE_KEYS, validate_job
 from cloudml.config import AzureMLSettings
+from cloudml.errors import CompileError
 from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.validate import validate_data
 from tests.conformance.cases import FEATURE_CASES, azure_reference_pipeline, external_case
@@ -322,17 +323,13 @@ def test_several_problems_are_all_reported() -> None:
 # -- known bugs -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:244 writes a parameter without a default as the pipeline "
-                   "input {type: integer}, which load_job rejects ('not a data binding string'); it should be "
-                   "refused or left for the run to supply")
-def test_a_parameter_without_default() -> None:
+def test_a_parameter_without_default_is_refused_at_compile_time() -> None:
     p = build([{"name": "a", "command": "echo {{params.n}}"}], parameters={"n": {"type": "int"}})
-    doc = compile_job(p, AzureMLSettings(compute="c"))  # a CompileError here would also be a fix
-    assert validate_job(doc) == []
+    with pytest.raises(CompileError, match=r"parameter\(s\) n have no default") as info:
+        compile_job(p, AzureMLSettings(compute="c"))
+    assert "default" in str(info.value.hint)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.py:128 compares input names exactly; parameters LR and lr "
-                   "become component inputs the SDK's own check rejects ('equal ignore case')")
 def test_input_names_equal_ignoring_case(tmp_path: Path) -> None:
     p = build([{"name": "a", "command": "echo {{params.LR}} {{params.lr}}"}],
               parameters={"LR": {"type": "float", "default": 0.1}, "lr": {"type": "float", "default": 0.2}})
@@ -346,24 +343,18 @@ def test_input_names_equal_ignoring_case(tmp_path: Path) -> None:
     assert result.passed, result.error_messages
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:42 checks only bare-string bindings; the documented "
-                   "form {path: ${{parent.jobs.X.outputs.Y}}} to a missing node passes")
 def test_dict_form_bindings_are_checked() -> None:
     doc = mutated(lambda d: d["jobs"]["b"]["inputs"].update(x={"path": "${{parent.jobs.nope.outputs.o}}"}))
     assert sdk_error(doc) is None
     assert "b: input x binds to unknown node nope" in validate_job(doc)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:49 looks for the output in the upstream node's outputs "
-                   "block, not its component's; a node that leaves outputs at their defaults is reported")
 def test_bindings_to_component_outputs_without_node_outputs() -> None:
     doc = mutated(lambda d: d["jobs"]["a"].pop("outputs"))
     assert sdk_error(doc) is None
     assert validate_job(doc) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate.py:101-104 mkdirs each code path under its temp folder; an "
-                   "absolute or ../ path is created outside it, on the caller's filesystem, and left there")
 def test_validation_writes_nothing_outside_its_temp_folder(tmp_path: Path) -> None:
     outside = tmp_path / "outside" / "src"
     validate_job(mutated(lambda d: d["jobs"]["a"]["component"].update(code=str(outside))))
