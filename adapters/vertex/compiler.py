@@ -74,7 +74,7 @@ def metric_key(output: str, path: tuple[str | int, ...]) -> str:
         >>> metric_key("metrics", ("auc",))
         'metrics__auc'
         >>> metric_key("metrics", ("per_class", 0, "f1"))
-        'metrics__per_class_0_f1_9d5d0e1e'
+        'metrics__per_class_0_f1_df11f277'
     """
     if len(path) == 1 and isinstance(path[0], str) and re.fullmatch(r"[A-Za-z0-9_]+", path[0]):
         return f"{output}__{path[0]}"
