@@ -63,11 +63,12 @@ SDK_MODULES = {"sagemaker": ("boto3", "botocore", "sagemaker"), "vertex": ("kfp"
 
 def compiler_imports_sdk(target: str) -> bool:
     """Whether compiling for ``target`` in a fresh process imports that cloud's SDK."""
-    code = ("import os, sys, cloudml\n"
+    # modules present at startup (namespace-package .pth stubs such as google, google.cloud) do not count
+    code = ("import sys\nbefore = set(sys.modules)\nimport os, cloudml\n"
             + "".join(f"os.environ[{k!r}] = {v!r}\n" for k, v in SETTINGS.items())
             + "b = cloudml.PipelineBuilder('p', defaults={'image': 'x'}); b.add_step('a', command='echo')\n"
             f"cloudml.compile(b.build(), {target!r})\n"
-            f"print(any(m.split('.')[0] in {SDK_MODULES[target]!r} for m in sys.modules))\n")
+            f"print(any(m.split('.')[0] in {SDK_MODULES[target]!r} for m in set(sys.modules) - before))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip() == "True"
 

@@ -11,7 +11,10 @@ FORBIDDEN = ("boto3", "botocore", "sagemaker", "google.cloud", "azure", "kfp")
 
 
 def _modules_after(code: str) -> list[str]:
-    script = textwrap.dedent(code) + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))\n"
+    """Modules the code loads, beyond what the interpreter had at startup (namespace-package ``.pth``
+    files such as google-cloud-aiplatform's put empty ``google`` / ``google.cloud`` stubs there)."""
+    script = ("import sys as _s\n_before = set(_s.modules)\n" + textwrap.dedent(code)
+              + "\nimport sys, json\nprint(json.dumps(sorted(set(sys.modules) - _before)))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return list(json.loads(out.stdout.strip().splitlines()[-1]))
 
