@@ -346,6 +346,10 @@ def _operand(ctx: _Ctx, o: Any, gate: str) -> Any:
             raise _unsupported(gate, "condition", f"conditions read metrics files that processing steps write "
                                f"(SageMaker property files), and '{o.step}' is a training step; evaluate in a "
                                "processing step")
+        if any(isinstance(k, str) and any(c in k for c in ".[]") for k in o.path):
+            raise CompileError(f"condition '{gate}': {o} has a key with '.', '[' or ']', which SageMaker's "
+                               "dotted JsonGet path cannot address",
+                               hint="rename the key in the metrics file the step writes")
         return {"Std:JsonGet": {"PropertyFile": {"Get": f"Steps.{o.step}.PropertyFiles.{o.output}"},
                                 "Path": o.json_path}}
     if isinstance(o, ParamOperand):

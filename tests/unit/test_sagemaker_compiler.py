@@ -398,6 +398,13 @@ def test_binary_comparisons(op: str, kind: str) -> None:
         {"Type": kind, "LeftValue": metric("auc"), "RightValue": {"Get": "Parameters.min_auc"}}]
 
 
+@pytest.mark.parametrize("key", ["a.b", "a[0]"])
+def test_a_metric_key_the_dotted_json_path_cannot_address_is_refused(key: str) -> None:
+    with pytest.raises(CompileError, match="dotted JsonGet path") as info:
+        conditions(f'ev.outputs.m["{key}"] > 0.5')
+    assert "rename the key" in str(info.value.hint)
+
+
 def test_not_equals_is_not_of_equals() -> None:
     assert conditions('ev.outputs.m["label"] != "bad"') == [
         {"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": metric("label"), "RightValue": "bad"}}]
