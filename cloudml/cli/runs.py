@@ -23,7 +23,7 @@ from rich.text import Text
 
 from cloudml.errors import CloudMLError
 
-__all__ = ["models_app", "run", "runs_app", "step_table"]
+__all__ = ["models_app", "run", "runs_app", "schedule", "step_table"]
 
 runs_app = typer.Typer(help="Inspect runs: list, show, logs, lineage.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: list, show, approve, reject.", no_args_is_help=True)
@@ -146,6 +146,66 @@ def run(
                   f"fix it, then: cloudml run --resume {handle.id}")
         raise typer.Exit(1)
     out.print(f"[green]✓ run {handle.id} succeeded[/]")
+
+
+def schedule(
+    file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
+    next_: Annotated[int | None, typer.Option("--next", "-n", min=1, help="only print the next N fire times")] = None,
+    max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="stop after N runs")] = None,
+    root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
+) -> None:
+    """Run a pipeline on its cron schedule on this machine, in the foreground (Ctrl-C stops it).
+
+    Runs never overlap: a fire time that comes while the previous run is still going is skipped.
+    On stop, the run in flight is waited for.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> d = pathlib.Path(tempfile.mkdtemp()); f = d / "p.yaml"
+        >>> _ = f.write_text("kind: Pipeline\\nname: p\\nschedule: {cron: '0 3 * * *'}\\nsteps: [{name: a, command: 'true'}]\\n")
+        >>> result = CliRunner().invoke(app, ["schedule", str(f), "--next", "2"])
+        >>> result.exit_code, len([line for line in result.output.splitlines() if ":00" in line])
+        (0, 2)
+    """
+    from cloudml.adapters.local.scheduler import run_schedule, upcoming
+    from cloudml.loader import load
+    from cloudml.spec.pipeline import Pipeline
+
+    try:
+        spec = load(file)
+        if not isinstance(spec, Pipeline):
+            err.print(f"[bold red]error:[/] {file} is a {spec.kind}; schedules belong to pipelines")
+            raise typer.Exit(2)
+        if next_:
+            s = spec.schedule
+            times = upcoming(spec, next_)
+            out.print(f"[bold]{spec.name}[/] · cron [cyan]{escape(s.cron if s else '')}[/] "
+                      f"({s.timezone if s else 'UTC'}){'' if s is None or s.enabled else ' · [yellow]disabled[/]'}")
+            for t in times:
+                out.print(f"  {t:%a %Y-%m-%d %H:%M %Z}")
+            return
+        adapter = _backend("local", root)
+
+        def show(e: Any) -> None:
+            if e.kind == "waiting":
+                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] next run at {e.at:%a %Y-%m-%d %H:%M %Z}")
+            elif e.kind == "started":
+                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [green]started[/] {e.run_id}")
+            elif e.kind == "skipped":
+                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [yellow]skipped[/] {e.at:%H:%M}: {e.reason} "
+                          f"({e.run_id})")
+            else:
+                style = "green" if e.status == "succeeded" else "red"
+                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{e.status}[/] {e.run_id}")
+
+        try:
+            run_schedule(adapter, spec, spec_dir=str(file.resolve().parent), max_runs=max_runs, on_event=show)
+        except KeyboardInterrupt:
+            out.print("stopped")
+    except CloudMLError as e:
+        raise _fail(e) from None
 
 
 @runs_app.command("list")

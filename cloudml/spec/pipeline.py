@@ -184,6 +184,22 @@ class Schedule(SpecModel):
             for n in re.findall(r"(?<![/\d])\d+", f):
                 if not lo <= int(n) <= hi:
                     raise ValueError(f"cron field '{f}' in '{v}' is outside {lo}-{hi}")
+        from cloudml.cron import parse_cron
+
+        parse_cron(v)  # names in the right field, ranges in order, steps >= 1
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        if v == "UTC":
+            return v
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"time zone '{v}' is not an IANA zone name such as Europe/Berlin or UTC") from None
         return v
 
 
