@@ -114,7 +114,9 @@ def parse_cron(expression: str) -> Cron:
         if isinstance(e, ValueError) and str(e).startswith("cron "):
             raise
         raise ValueError(f"cron '{expression}' has a field that is not a number, range or name") from None
-    return Cron(*parsed, any_day=fields[2].split("/")[0] == "*", any_weekday=fields[4].split("/")[0] == "*")
+    minutes, hours, days, months, weekdays = parsed
+    return Cron(minutes, hours, days, months, weekdays, any_day=fields[2].split("/")[0] == "*",
+                any_weekday=fields[4].split("/")[0] == "*")
 
 
 def next_fire_times(expression: str | Cron, after: datetime, count: int = 1, tz: str = "UTC") -> list[datetime]:

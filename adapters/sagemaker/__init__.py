@@ -51,7 +51,6 @@ class SageMakerAdapter(Adapter):
         "sagemaker",
         {
             "step.secrets": ("notyet", "SageMaker jobs have no secret injection; read secrets in the step"),
-            "schedule": ("notimpl", "EventBridge schedules for pipelines are not built yet"),
             "deploy.shadow": ("notimpl", "shadow variants through the core rollout controller are not built yet"),
             "deploy.capture": ("notimpl", "DataCaptureConfig is not built yet"),
             "deploy.autoscale": ("notimpl", "Application Auto Scaling policies are not built yet"),
@@ -112,11 +111,44 @@ class SageMakerAdapter(Adapter):
 
     def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> Any:
         """Upload code bundles, create or update the pipeline, and start an execution."""
+        client, values, _ = self._publish(pipeline, pipeline.resolve_parameters(parameters))
+        return client.start(pipeline.name, values)
+
+    def apply_schedule(self, pipeline: Pipeline) -> str:
+        """Publish the pipeline and create or update its EventBridge Scheduler schedule; returns the schedule ARN.
+
+        The schedule starts executions with ``schedule.parameters`` (plus the execution role and
+        artifact root cloudml passes to every execution); ``enabled: false`` keeps it, disabled.
+
+        Example:
+            >>> import cloudml
+            >>> adapter = cloudml.get_adapter("sagemaker")  # doctest: +SKIP
+            >>> adapter.apply_schedule(cloudml.load("pipeline.yaml"))  # doctest: +SKIP
+            'arn:aws:scheduler:eu-west-1:123456789012:schedule/default/cloudml-churn'
+        """
+        from cloudml.adapters.sagemaker.schedule import schedule_request
+        from cloudml.errors import ConfigError
+
+        if pipeline.schedule is None:
+            raise ConfigError(f"pipeline '{pipeline.name}' has no schedule",
+                              hint="add `schedule: {cron: \"0 3 * * *\"}` to the pipeline")
+        request = schedule_request(pipeline, "arn:placeholder", self._role())  # checks cron and parameters first
+        client, values, arn = self._publish(pipeline, pipeline.resolve_parameters(dict(pipeline.schedule.parameters)))
+        internal = {k: v for k, v in values.items() if k not in pipeline.parameters}
+        target = request["Target"]
+        target["Arn"] = arn
+        if internal:
+            plist = target.setdefault("SageMakerPipelineParameters", {"PipelineParameterList": []})
+            plist["PipelineParameterList"] += [{"Name": k, "Value": str(v)} for k, v in internal.items()]
+        return str(client.upsert_schedule(request))
+
+    def _publish(self, pipeline: Pipeline, values: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
+        """Upload code and create or update the pipeline: the client, ``values`` plus cloudml's own
+        parameters, and the pipeline ARN."""
         from cloudml.adapter import pipeline_features
         from cloudml.adapters.sagemaker.compiler import ROLE_PARAMETER, ROOT_PARAMETER
 
         self.check_supported(pipeline_features(pipeline))
-        values = pipeline.resolve_parameters(parameters)
         definition = self.compile(pipeline).document
         client = self.client()
         declared = {p["Name"] for p in definition["Parameters"]}
@@ -127,9 +159,9 @@ class SageMakerAdapter(Adapter):
             values[ROOT_PARAMETER] = f"s3://{bucket}/{prefix}"
         client.upload_code(definition, pipeline, self.base_dir)
         opts = Options.model_validate(pipeline.backend_options.get("sagemaker", {}))
-        client.upsert_pipeline(pipeline.name, definition, opts.role_arn or self._role(), opts.max_parallel_steps,
-                               opts.tags)
-        return client.start(pipeline.name, values)
+        arn = client.upsert_pipeline(pipeline.name, definition, opts.role_arn or self._role(), opts.max_parallel_steps,
+                                     opts.tags)
+        return client, values, arn
 
     def get_run(self, run_id: str) -> Any:
         """A handle on an execution (by ARN)."""

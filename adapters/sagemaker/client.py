@@ -45,9 +45,10 @@ API_CALLS: tuple[tuple[str, str], ...] = (
     ("sagemaker", "update_model_package"), ("sagemaker", "create_model"), ("sagemaker", "create_endpoint_config"),
     ("sagemaker", "create_endpoint"), ("sagemaker", "update_endpoint"), ("sagemaker", "describe_endpoint"),
     ("sagemaker-runtime", "invoke_endpoint"), ("cloudwatch", "put_metric_alarm"), ("cloudwatch", "describe_alarms"),
-    ("s3", "upload_file"),
+    ("s3", "upload_file"), ("scheduler", "create_schedule"), ("scheduler", "update_schedule"),
 )
-_IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3"}
+_IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
+               "scheduler": "scheduler"}
 _IAM_ACTION = {("s3", "upload_file"): ("PutObject", "AbortMultipartUpload")}
 
 
@@ -63,7 +64,8 @@ def iam_policy(calls: tuple[tuple[str, str], ...] = API_CALLS) -> dict[str, Any]
     return {"Version": "2012-10-17", "Statement": [
         {"Sid": "CloudmlSageMaker", "Effect": "Allow", "Action": actions, "Resource": "*"},
         {"Sid": "CloudmlPassExecutionRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*",
-         "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+         "Condition": {"StringEquals": {"iam:PassedToService": ["sagemaker.amazonaws.com",
+                                                                 "scheduler.amazonaws.com"]}}},
     ]}
 
 RUN_STATES = {"Executing": "running", "Stopping": "running", "Stopped": "cancelled", "Failed": "failed",
@@ -76,6 +78,7 @@ ERROR_CODES: dict[str, type[BackendError]] = {
     "ResourceNotFound": NotFoundError, "ResourceNotFoundException": NotFoundError, "NoSuchKey": NotFoundError,
     "NoSuchBucket": NotFoundError, "404": NotFoundError,
     "ResourceInUse": ConflictError, "ResourceLimitExceeded": ConflictError, "ConflictException": ConflictError,
+    "ServiceQuotaExceededException": ConflictError,
     "AccessDenied": PermissionDeniedError, "AccessDeniedException": PermissionDeniedError,
     "UnrecognizedClientException": PermissionDeniedError, "InvalidClientTokenId": PermissionDeniedError,
     "ExpiredTokenException": PermissionDeniedError, "403": PermissionDeniedError,
@@ -330,6 +333,24 @@ class SageMakerClient:
             resp = self.call("sagemaker", "update_pipeline", PipelineName=name, PipelineDefinition=body,
                              RoleArn=role_arn, **extra)
         return str(resp["PipelineArn"])
+
+    def upsert_schedule(self, request: dict[str, Any]) -> str:
+        """Create the EventBridge schedule, or update it when it exists; returns its ARN.
+
+        Example:
+            >>> from cloudml.config import SageMakerSettings
+            >>> client = SageMakerClient(SageMakerSettings(region="eu-west-1"))  # doctest: +SKIP
+            >>> from cloudml.adapters.sagemaker.schedule import schedule_request
+            >>> client.upsert_schedule(schedule_request(pipeline, pipeline_arn, role_arn))  # doctest: +SKIP
+            'arn:aws:scheduler:eu-west-1:123456789012:schedule/default/cloudml-churn'
+        """
+        try:
+            resp = self.call("scheduler", "create_schedule", ClientToken=uuid.uuid4().hex, **request)
+        except ConflictError as e:
+            if "exist" not in str(e).lower():
+                raise
+            resp = self.call("scheduler", "update_schedule", ClientToken=uuid.uuid4().hex, **request)
+        return str(resp["ScheduleArn"])
 
     def start(self, name: str, parameters: dict[str, Any]) -> SageMakerRun:
         """Start an execution; parameter values travel as strings."""

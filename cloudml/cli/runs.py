@@ -152,12 +152,14 @@ def schedule(
     file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
     next_: Annotated[int | None, typer.Option("--next", "-n", min=1, help="only print the next N fire times")] = None,
     max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="stop after N runs")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
     root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
 ) -> None:
-    """Run a pipeline on its cron schedule on this machine, in the foreground (Ctrl-C stops it).
+    """Run a pipeline on its cron schedule: locally in the foreground, or as the cloud's own schedule.
 
-    Runs never overlap: a fire time that comes while the previous run is still going is skipped.
-    On stop, the run in flight is waited for.
+    Local: runs never overlap (a fire time that comes while the previous run is still going is
+    skipped); Ctrl-C stops, after the run in flight. SageMaker: publishes the pipeline and creates or
+    updates its EventBridge Scheduler schedule, then exits.
 
     Example:
         >>> import tempfile, pathlib
@@ -186,7 +188,15 @@ def schedule(
             for t in times:
                 out.print(f"  {t:%a %Y-%m-%d %H:%M %Z}")
             return
-        adapter = _backend("local", root)
+        adapter = _backend(backend, root)
+        if adapter.name != "local":
+            if not hasattr(adapter, "apply_schedule"):
+                err.print(f"[bold red]error:[/] schedules are not built for {adapter.name} yet")
+                err.print("[green]next:[/] `cloudml backends --features` lists what each backend supports")
+                raise typer.Exit(1)
+            arn = adapter.apply_schedule(spec)
+            out.print(f"[green]✓ schedule applied[/] {arn}")
+            return
 
         def show(e: Any) -> None:
             if e.kind == "waiting":

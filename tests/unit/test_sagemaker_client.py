@@ -691,7 +691,8 @@ def test_every_call_in_the_source_is_in_api_calls() -> None:
 def test_iam_policy_has_an_action_for_every_call() -> None:
     policy = iam_policy()
     actions = set(policy["Statement"][0]["Action"])
-    prefix = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3"}
+    prefix = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
+              "scheduler": "scheduler"}
     for service, method in API_CALLS:
         api = "PutObject" if (service, method) == ("s3", "upload_file") else _api_name(service, method)
         assert f"{prefix[service]}:{api}" in actions, (service, method)
@@ -699,7 +700,8 @@ def test_iam_policy_has_an_action_for_every_call() -> None:
     assert len(actions) == len(set(API_CALLS)) + 1  # nothing beyond the calls
     pass_role = policy["Statement"][1]
     assert pass_role["Action"] == "iam:PassRole"
-    assert pass_role["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+    assert pass_role["Condition"]["StringEquals"]["iam:PassedToService"] == [
+        "sagemaker.amazonaws.com", "scheduler.amazonaws.com"]  # the execution role; the schedule's target role
 
 
 def test_cli_iam_policy_prints_json() -> None:
