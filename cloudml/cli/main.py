@@ -224,10 +224,10 @@ def iam_policy(
 
 def _register_verbs() -> None:
     from cloudml.cli.deploy import deploy, endpoints_app, invoke, rollback, rollout_app
-    from cloudml.cli.runs import models_app, run, runs_app, schedule
+    from cloudml.cli.runs import models_app, run, runs_app, schedule_app
 
     app.command("run")(run)
-    app.command("schedule")(schedule)
+    app.add_typer(schedule_app, name="schedule")
     app.add_typer(runs_app, name="runs")
     app.add_typer(models_app, name="models")
     app.command("deploy")(deploy)

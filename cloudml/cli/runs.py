@@ -23,7 +23,7 @@ from rich.text import Text
 
 from cloudml.errors import CloudMLError
 
-__all__ = ["models_app", "run", "runs_app", "schedule", "step_table"]
+__all__ = ["models_app", "run", "runs_app", "schedule_app", "step_table"]
 
 runs_app = typer.Typer(help="Inspect runs: list, show, logs, lineage.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: list, show, approve, reject.", no_args_is_help=True)
@@ -148,18 +148,27 @@ def run(
     out.print(f"[green]✓ run {handle.id} succeeded[/]")
 
 
-def schedule(
-    file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
-    next_: Annotated[int | None, typer.Option("--next", "-n", min=1, help="only print the next N fire times")] = None,
-    max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="stop after N runs")] = None,
-    backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
-    root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
-) -> None:
-    """Run a pipeline on its cron schedule: locally in the foreground, or as the cloud's own schedule.
+schedule_app = typer.Typer(help="Cron schedules: next fire times, run them locally, apply them on a cloud.",
+                            no_args_is_help=True)
 
-    Local: runs never overlap (a fire time that comes while the previous run is still going is
-    skipped); Ctrl-C stops, after the run in flight. SageMaker: publishes the pipeline and creates or
-    updates its EventBridge Scheduler schedule, then exits.
+
+def _scheduled(file: Path) -> Any:
+    from cloudml.loader import load
+    from cloudml.spec.pipeline import Pipeline
+
+    spec = load(file)
+    if not isinstance(spec, Pipeline):
+        err.print(f"[bold red]error:[/] {file} is a {spec.kind}; schedules belong to pipelines")
+        raise typer.Exit(2)
+    return spec
+
+
+@schedule_app.command("next")
+def schedule_next(
+    file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="how many fire times")] = 5,
+) -> None:
+    """Print the next fire times of a pipeline's schedule, in its time zone.
 
     Example:
         >>> import tempfile, pathlib
@@ -167,55 +176,90 @@ def schedule(
         >>> from cloudml.cli.main import app
         >>> d = pathlib.Path(tempfile.mkdtemp()); f = d / "p.yaml"
         >>> _ = f.write_text("kind: Pipeline\\nname: p\\nschedule: {cron: '0 3 * * *'}\\nsteps: [{name: a, command: 'true'}]\\n")
-        >>> result = CliRunner().invoke(app, ["schedule", str(f), "--next", "2"])
+        >>> result = CliRunner().invoke(app, ["schedule", "next", str(f), "-n", "2"])
         >>> result.exit_code, len([line for line in result.output.splitlines() if ":00" in line])
         (0, 2)
     """
-    from cloudml.adapters.local.scheduler import run_schedule, upcoming
-    from cloudml.loader import load
-    from cloudml.spec.pipeline import Pipeline
+    from cloudml.adapters.local.scheduler import upcoming
 
     try:
-        spec = load(file)
-        if not isinstance(spec, Pipeline):
-            err.print(f"[bold red]error:[/] {file} is a {spec.kind}; schedules belong to pipelines")
-            raise typer.Exit(2)
-        if next_:
-            s = spec.schedule
-            times = upcoming(spec, next_)
-            out.print(f"[bold]{spec.name}[/] · cron [cyan]{escape(s.cron if s else '')}[/] "
-                      f"({s.timezone if s else 'UTC'}){'' if s is None or s.enabled else ' · [yellow]disabled[/]'}")
-            for t in times:
-                out.print(f"  {t:%a %Y-%m-%d %H:%M %Z}")
-            return
-        adapter = _backend(backend, root)
-        if adapter.name != "local":
-            if not hasattr(adapter, "apply_schedule"):
-                err.print(f"[bold red]error:[/] schedules are not built for {adapter.name} yet")
-                err.print("[green]next:[/] `cloudml backends --features` lists what each backend supports")
-                raise typer.Exit(1)
-            arn = adapter.apply_schedule(spec)
-            out.print(f"[green]✓ schedule applied[/] {arn}")
-            return
-
-        def show(e: Any) -> None:
-            if e.kind == "waiting":
-                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] next run at {e.at:%a %Y-%m-%d %H:%M %Z}")
-            elif e.kind == "started":
-                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [green]started[/] {e.run_id}")
-            elif e.kind == "skipped":
-                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [yellow]skipped[/] {e.at:%H:%M}: {e.reason} "
-                          f"({e.run_id})")
-            else:
-                style = "green" if e.status == "succeeded" else "red"
-                out.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{style}]{e.status}[/] {e.run_id}")
-
-        try:
-            run_schedule(adapter, spec, spec_dir=str(file.resolve().parent), max_runs=max_runs, on_event=show)
-        except KeyboardInterrupt:
-            out.print("stopped")
+        spec = _scheduled(file)
+        times = upcoming(spec, count)
     except CloudMLError as e:
         raise _fail(e) from None
+    s = spec.schedule
+    out.print(f"[bold]{spec.name}[/] · cron [cyan]{escape(s.cron)}[/] ({s.timezone})"
+              f"{'' if s.enabled else ' · [yellow]disabled[/]'}")
+    for t in times:
+        out.print(f"  {t:%a %Y-%m-%d %H:%M %Z}")
+
+
+@schedule_app.command("run")
+def schedule_run(
+    file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
+    max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="stop after N runs")] = None,
+    root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
+) -> None:
+    """Run a pipeline on its schedule on this machine, in the foreground (Ctrl-C stops it).
+
+    Runs never overlap: a fire time that comes while the previous run is still going is skipped.
+    On stop, the run in flight is waited for.
+
+    Example:
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> CliRunner().invoke(app, ["schedule", "run", "--help"]).exit_code
+        0
+    """
+    from cloudml.adapters.local.scheduler import run_schedule
+
+    def show(e: Any) -> None:
+        stamp = f"[dim]{time.strftime('%H:%M:%S')}[/]"
+        if e.kind == "waiting":
+            out.print(f"{stamp} next run at {e.at:%a %Y-%m-%d %H:%M %Z}")
+        elif e.kind == "started":
+            out.print(f"{stamp} [green]started[/] {e.run_id}")
+        elif e.kind == "skipped":
+            out.print(f"{stamp} [yellow]skipped[/] {e.at:%H:%M}: {e.reason} ({e.run_id})")
+        else:
+            out.print(f"{stamp} [{'green' if e.status == 'succeeded' else 'red'}]{e.status}[/] {e.run_id}")
+
+    try:
+        spec = _scheduled(file)
+        run_schedule(_backend("local", root), spec, spec_dir=str(file.resolve().parent), max_runs=max_runs,
+                     on_event=show)
+    except KeyboardInterrupt:
+        out.print("stopped")
+    except CloudMLError as e:
+        raise _fail(e) from None
+
+
+@schedule_app.command("apply")
+def schedule_apply(
+    file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
+    backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
+) -> None:
+    """Publish the pipeline and create or update the cloud's own schedule for it (SageMaker: EventBridge).
+
+    Example:
+        >>> from typer.testing import CliRunner
+        >>> from cloudml.cli.main import app
+        >>> CliRunner().invoke(app, ["schedule", "apply", "--help"]).exit_code
+        0
+    """
+    try:
+        spec = _scheduled(file)
+        adapter = _backend(backend)
+        if not hasattr(adapter, "apply_schedule"):
+            hint = ("run it here with `cloudml schedule run`" if adapter.name == "local"
+                    else "`cloudml backends --features` lists what each backend supports")
+            err.print(f"[bold red]error:[/] applying schedules is not built for {adapter.name}")
+            err.print(f"[green]next:[/] {hint}")
+            raise typer.Exit(1)
+        arn = adapter.apply_schedule(spec)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    out.print(f"[green]✓ schedule applied[/] {arn}")
 
 
 @runs_app.command("list")

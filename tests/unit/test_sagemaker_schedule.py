@@ -165,7 +165,7 @@ def test_cli_applies_the_schedule_on_sagemaker(fake: SageMakerFake, tmp_path: Pa
         monkeypatch.setenv(key, value)
     f = tmp_path / "p.yaml"
     f.write_text(cloudml.dumps(pipeline("sched-cli")))
-    result = CliRunner().invoke(app, ["schedule", str(f), "--backend", "sagemaker"])
+    result = CliRunner().invoke(app, ["schedule", "apply", str(f), "--backend", "sagemaker"])
     assert result.exit_code == 0, result.output
     assert "schedule applied" in result.output and "cloudml-sched-cli" in result.output
     assert fake.client("scheduler").get_schedule(Name="cloudml-sched-cli")["State"] == "ENABLED"

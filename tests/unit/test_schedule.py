@@ -194,7 +194,7 @@ def test_cli_prints_the_next_fire_times(tmp_path: Path) -> None:
     f = tmp_path / "p.yaml"
     f.write_text("kind: Pipeline\nname: p\nschedule: {cron: '30 2 * * MON-FRI', timezone: Europe/Berlin}\n"
                  "steps: [{name: a, command: 'true'}]\n")
-    result = CliRunner().invoke(app, ["schedule", str(f), "--next", "3"])
+    result = CliRunner().invoke(app, ["schedule", "next", str(f), "-n", "3"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "30 2 * * MON-FRI" in lines[0] and "Europe/Berlin" in lines[0]
@@ -204,6 +204,13 @@ def test_cli_prints_the_next_fire_times(tmp_path: Path) -> None:
 def test_cli_runs_the_schedule_and_refuses_a_pipeline_without_one(tmp_path: Path) -> None:
     f = tmp_path / "p.yaml"
     f.write_text("kind: Pipeline\nname: p\nsteps: [{name: a, command: 'true'}]\n")
-    result = CliRunner().invoke(app, ["schedule", str(f), "--root", str(tmp_path / "s")])
+    result = CliRunner().invoke(app, ["schedule", "run", str(f), "--root", str(tmp_path / "s")])
     assert result.exit_code == 1
     assert "has no schedule" in result.output and "cloudml run" in result.output
+    g = tmp_path / "s.yaml"
+    g.write_text("kind: Pipeline\nname: s\nschedule: {cron: '* * * * *'}\nsteps: [{name: a, command: 'true'}]\n")
+    result = CliRunner().invoke(app, ["schedule", "run", str(g), "--max-runs", "1", "--root", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "next run at" in result.output and "started" in result.output and "succeeded" in result.output
+    result = CliRunner().invoke(app, ["schedule", "apply", str(g), "--backend", "local"])
+    assert result.exit_code == 1 and "cloudml schedule run" in result.output
