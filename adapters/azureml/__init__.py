@@ -1,9 +1,10 @@
-"""The Azure ML adapter (Azure ML pipeline jobs, model registry and managed online endpoints).
+"""The Azure ML adapter: pipeline-job runs; model registry and managed online endpoints not built yet.
 
 The compiler (spec -> Azure ML pipeline job, CLI v2 schema) is pure and needs no SDK; what it
-cannot express is declared in the capabilities and refused by name at compile time. The client
-(runs, registry, managed online endpoints through azure-ai-ml, ``pip install 'cloudml[azure]'``)
-is tracked in issue 7.
+cannot express is declared in the capabilities and refused by name at compile time. Runs go through
+azure-ai-ml's ``MLClient`` (``pip install 'cloudml[azure]'``, see client.py): submit, status, steps,
+wait, cancel. The model registry and managed online endpoints are still to come (issue 7), so
+``deploy`` and the registry calls raise UnsupportedFeatureError naming the operation.
 
 Example:
     >>> import cloudml
@@ -23,7 +24,7 @@ from cloudml.spec.pipeline import Pipeline
 
 __all__ = ["AzureMLAdapter", "Options"]
 
-_CLIENT = "the Azure ML client (runs, registry, endpoints) is not built yet (issue 7)"
+_CLIENT = "Azure ML online endpoints are not built yet (issue 7); runs are"
 
 
 class Options(BaseModel):
@@ -41,7 +42,7 @@ class AzureMLAdapter(Adapter):
     name = "azureml"
     extra = "azure"
     requires = ("azure-ai-ml", "azure-identity")
-    description = "Azure ML pipeline jobs (compiler ready; runs, registry and endpoints not built yet)"
+    description = "Azure ML pipeline jobs (compile and run; registry and endpoints not built yet)"
     options_model: ClassVar[type[BaseModel] | None] = Options
     capabilities = Capabilities(
         "azureml",
@@ -87,9 +88,56 @@ class AzureMLAdapter(Adapter):
     def _client_missing(self, operation: str) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(self.name, None, operation, _CLIENT)
 
+    # -- the client (azure-ai-ml) ----------------------------------------------------------------------
+    def client(self, credential: Any = None, **mlclient_kwargs: Any) -> Any:
+        """The azure-ai-ml client (cached); AdapterNotInstalledError without the azure extra.
+
+        Arguments are used the first time only (or when given again): a credential and ``MLClient``
+        keyword arguments such as ``cloud_metadata`` or ``transport``.
+
+        Example:
+            >>> from azure.identity import AzureCliCredential  # doctest: +SKIP
+            >>> backend.client(AzureCliCredential()).workspace  # doctest: +SKIP
+            'my-workspace'
+        """
+        self.require()
+        from cloudml.adapters.azureml.client import AzureMLClient
+
+        if getattr(self, "_client", None) is None or credential is not None or mlclient_kwargs:
+            self._client = AzureMLClient(self.settings, credential, **mlclient_kwargs)
+        return self._client
+
     def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> Any:
-        """Not built yet: raises UnsupportedFeatureError."""
-        raise self._client_missing("run")
+        """Compile, check ``parameters`` against the spec, submit the pipeline job; returns an AzureMLRun.
+
+        Options: ``wait=True`` waits for the end (``timeout``, ``poll`` seconds), ``name`` sets the job
+        name, ``experiment_name`` the experiment, ``spec_dir`` where relative code folders start.
+
+        Example:
+            >>> backend = cloudml.get_adapter("azureml", subscription_id="...", resource_group="rg",
+            ...                               workspace="ws")  # doctest: +SKIP
+            >>> backend.run(cloudml.load("pipeline.yaml"), {"n_estimators": 300}, wait=True).status  # doctest: +SKIP
+            'succeeded'
+        """
+        from pathlib import Path
+
+        values = pipeline.resolve_parameters(parameters)  # unknown or bad values: SpecError, no request sent
+        document = self.compile(pipeline).document
+        base_dir = Path(options["spec_dir"]) if options.get("spec_dir") else self.base_dir
+        handle = self.client().submit(document, values, base_dir=base_dir, name=options.get("name"),
+                                      experiment_name=options.get("experiment_name"))
+        if options.get("wait"):
+            handle.wait(options.get("timeout"), options.get("poll", 10.0))
+        return handle
+
+    def get_run(self, run_id: str) -> Any:
+        """A handle on an existing pipeline job (by name); NotFoundError when there is none.
+
+        Example:
+            >>> backend.get_run("azure_reference_20260101_120000_ab12cd").status  # doctest: +SKIP
+            'succeeded'
+        """
+        return self.client().get_run(run_id)
 
     def deploy(self, deployment: Any, **options: Any) -> Any:
         """Not built yet: raises UnsupportedFeatureError."""

@@ -1,8 +1,10 @@
-"""The Vertex AI adapter (Google Vertex AI Pipelines (KFP IR), model registry and endpoints).
+"""The Vertex AI adapter (Google Vertex AI Pipelines (KFP IR); model registry and endpoints not built yet).
 
 The compiler (spec -> KFP PipelineSpec IR) is pure and needs no SDK; what it cannot express is
-declared in the capabilities and refused by name at compile time. The client (runs, registry,
-endpoints through google-cloud-aiplatform, ``pip install 'cloudml[gcp]'``) is tracked in issue 6.
+declared in the capabilities and refused by name at compile time. Runs (submit, status, task
+details, wait, cancel) go through google-cloud-aiplatform (``pip install 'cloudml[gcp]'``, see
+``client.py``). The model registry and endpoints are not built yet (issue 6) and raise
+UnsupportedFeatureError naming the operation.
 
 Example:
     >>> import cloudml
@@ -22,7 +24,7 @@ from cloudml.spec.pipeline import Pipeline
 
 __all__ = ["Options", "VertexAdapter"]
 
-_CLIENT = "the Vertex AI client (runs, registry, endpoints) is not built yet (issue 6)"
+_CLIENT = "the Vertex AI model registry and endpoints are not built yet (issue 6)"
 
 
 class Options(BaseModel):
@@ -30,19 +32,18 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    machine_type: str | None = Field(None, description="default machine type, e.g. n1-standard-4")
     enable_caching: bool | None = Field(None, description="override every task's caching when the run is submitted")
     failure_policy: Literal["fast", "slow"] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
 
 class VertexAdapter(Adapter):
-    """Google Vertex AI Pipelines (KFP IR), model registry and endpoints."""
+    """Google Vertex AI Pipelines (KFP IR): compile and run; registry and endpoints not built yet."""
 
     name = "vertex"
     extra = "gcp"
     requires = ("google-cloud-aiplatform",)
-    description = "Google Vertex AI Pipelines (compiler ready; runs, registry and endpoints not built yet)"
+    description = "Google Vertex AI Pipelines (compile and run; registry and endpoints not built yet)"
     options_model: ClassVar[type[BaseModel] | None] = Options
     capabilities = Capabilities(
         "vertex",
@@ -87,9 +88,64 @@ class VertexAdapter(Adapter):
     def _client_missing(self, operation: str) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(self.name, None, operation, _CLIENT)
 
+    # -- the client (google-cloud-aiplatform) -------------------------------------------------------
+    def client(self) -> Any:
+        """The aiplatform-backed client (raises AdapterNotInstalledError without the gcp extra).
+
+        Example:
+            >>> from cloudml.config import VertexSettings
+            >>> VertexAdapter(VertexSettings(project="my-project")).client().settings.project
+            'my-project'
+        """
+        self.require()
+        from cloudml.adapters.vertex.client import VertexClient
+
+        if getattr(self, "_client", None) is None:
+            self._client = VertexClient(self.settings)
+        return self._client
+
     def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> Any:
-        """Not built yet: raises UnsupportedFeatureError."""
-        raise self._client_missing("run")
+        """Compile, check the parameter values, submit a pipeline job and return its VertexRun.
+
+        Options: ``wait`` (block until the job ends), ``timeout`` and ``poll`` (for ``wait``),
+        ``job_id``, ``use_cache=False`` (turns caching off for every task), ``fail_fast`` (Vertex's
+        fast failure policy), ``spec_dir`` and ``max_workers`` (ignored: Vertex runs only what the
+        images hold, with its own parallelism). Parameter values are checked against the spec before any request.
+
+        Example:
+            >>> import cloudml
+            >>> b = cloudml.PipelineBuilder("p"); _ = b.add_step("a", command="echo hi", image="alpine")
+            >>> VertexAdapter().run(b.build(), {"nope": 1})
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.SpecError: 1 problem in parameters of pipeline 'p':
+            <spec>: parameters.nope: unknown parameter 'nope'
+                fix: declared parameters: none
+        """
+        values = pipeline.resolve_parameters(parameters)
+        ir = self.compile(pipeline).document
+        declared = ir.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+        values = {k: v for k, v in values.items() if k in declared}
+        opts = Options.model_validate(pipeline.backend_options.get("vertex", {}))
+        # use_cache=False turns caching off for every task; True (the CLI default) keeps each step's own setting
+        caching = False if options.get("use_cache") is False else opts.enable_caching
+        policy = opts.failure_policy or ("fast" if options.get("fail_fast") else None)
+        handle = self.client().submit(ir, values, job_id=options.get("job_id"), enable_caching=caching,
+                                      labels=opts.labels or None, failure_policy=policy)
+        if options.get("wait"):
+            handle.wait(options.get("timeout"), options.get("poll", 10.0))
+        return handle
+
+    def get_run(self, run_id: str) -> Any:
+        """A handle on a pipeline job (by id or full resource name).
+
+        Example:
+            >>> VertexAdapter().get_run("churn-train-20260101000000-abc123")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.ConfigError: Vertex AI needs a project
+        """
+        return self.client().get_run(run_id)
 
     def deploy(self, deployment: Any, **options: Any) -> Any:
         """Not built yet: raises UnsupportedFeatureError."""

@@ -142,8 +142,9 @@ def run(
     status = _watch(handle, out.is_terminal)
     if status != "succeeded":
         err.print(f"[bold red]✗ run {handle.id} {status}[/]: {escape(handle.error or '')}")
-        err.print(f"[green]next:[/] cloudml runs logs {handle.id} STEP   ·   "
-                  f"fix it, then: cloudml run --resume {handle.id}")
+        then = (f"fix it, then: cloudml run --resume {handle.id}" if hasattr(adapter, "resume")
+                else "fix it, then run again (cached steps are reused where the backend caches)")
+        err.print(f"[green]next:[/] cloudml runs logs {handle.id} STEP   ·   {then}")
         raise typer.Exit(1)
     out.print(f"[green]✓ run {handle.id} succeeded[/]")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import cloudml
-from cloudml.errors import CloudMLError, UnsupportedFeatureError
+from cloudml.errors import CloudMLError
 from cloudml.spec.pipeline import Pipeline
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "steps"
@@ -24,8 +24,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "steps"
 pytestmark = [
     pytest.mark.gap("sagemaker", "never", CloudMLError, "offline, SageMaker executions never run steps (moto and "
                     "tests/fakes only record API calls); the client is tested against the fake instead"),
-    pytest.mark.gap("vertex", "notimpl", UnsupportedFeatureError, "runs land with issue 6"),
-    pytest.mark.gap("azureml", "notimpl", UnsupportedFeatureError, "runs land with issue 7"),
+    pytest.mark.gap("vertex", "never", CloudMLError, "offline, Vertex pipeline jobs never run steps "
+                    "(tests/fakes/vertex.py only records API calls); the client is tested against the fake instead"),
+    pytest.mark.gap("azureml", "never", CloudMLError, "offline, Azure ML pipeline jobs never run steps "
+                    "(tests/fakes/azureml.py only records API calls); the client is tested against the fake instead"),
 ]
 
 

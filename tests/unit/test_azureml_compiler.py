@@ -488,10 +488,10 @@ def test_supported_feature_cases_compile() -> None:
     assert compiled == ["pipeline"] * 12
 
 
-def test_client_operations_are_refused_by_name() -> None:
+def test_deployments_are_refused_by_name() -> None:
     adapter = AzureMLAdapter(AzureMLSettings())
-    with pytest.raises(UnsupportedFeatureError, match=r"azureml cannot express 'run'.*not built yet"):
-        adapter.run(build([{"name": "a", "command": "echo"}]))
+    with pytest.raises(UnsupportedFeatureError, match=r"azureml cannot express 'deploy'.*not built yet"):
+        adapter.deploy(FEATURE_CASES["deploy.canary"]())
 
 
 # -- output: stable, YAML, golden -----------------------------------------------------------------

@@ -780,10 +780,8 @@ def test_deployments_compile_to_the_neutral_plan_and_shadow_is_refused() -> None
     assert VertexAdapter.capabilities.level("deploy.shadow") == "notyet"
 
 
-def test_the_client_is_not_built_yet() -> None:
+def test_deployments_are_not_built_yet() -> None:
     adapter = VertexAdapter(SETTINGS)
-    with pytest.raises(UnsupportedFeatureError, match="not built yet"):
-        adapter.run(gcs_reference_pipeline())
     with pytest.raises(UnsupportedFeatureError, match="not built yet"):
         adapter.deploy(FEATURE_CASES["deploy.canary"]())
 

@@ -1,0 +1,393 @@
+"""The Azure ML client: pipeline-job runs through ``azure.ai.ml.MLClient``. Needs ``cloudml[azure]``.
+
+azure-ai-ml is imported inside functions only, so ``import cloudml`` stays light. Every azure.core
+error is translated to a cloudml error at this boundary (see :func:`translate`); throttling (429,
+with ``Retry-After``) and 5xx answers are retried by azure-core's retry policy before they surface.
+
+Example:
+    >>> translate_status(429).__name__, translate_status(404).__name__
+    ('ThrottlingError', 'NotFoundError')
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cloudml.errors import (
+    AdapterNotInstalledError,
+    BackendError,
+    BackendValidationError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+    ThrottlingError,
+)
+
+__all__ = ["RUN_STATES", "STEP_STATES", "AzureMLClient", "AzureMLRun", "job_name", "translate", "translate_status"]
+
+# Azure ML job states -> cloudml's neutral run states (the vocabulary SageMakerRun.status uses)
+RUN_STATES = {"NotStarted": "running", "Starting": "running", "Provisioning": "running", "Preparing": "running",
+              "Queued": "running", "Running": "running", "Finalizing": "running", "CancelRequested": "running",
+              "NotResponding": "running", "Paused": "running", "Unknown": "running",
+              "Completed": "succeeded", "Failed": "failed", "Canceled": "cancelled"}
+STEP_STATES = {**RUN_STATES, "NotStarted": "pending", "Starting": "pending", "Provisioning": "pending",
+               "Preparing": "pending", "Queued": "pending"}
+_TERMINAL = ("succeeded", "failed", "cancelled")
+_STATUS_ERRORS: dict[int, type[BackendError]] = {
+    400: BackendValidationError, 401: PermissionDeniedError, 403: PermissionDeniedError, 404: NotFoundError,
+    409: ConflictError, 412: ConflictError, 429: ThrottlingError,
+}
+
+
+def _import_error() -> AdapterNotInstalledError:
+    return AdapterNotInstalledError("azureml", "azure", ["azure-ai-ml"])
+
+
+def translate_status(status: int) -> type[BackendError]:
+    """The cloudml error class for an HTTP status an Azure ML call answered with.
+
+    Example:
+        >>> translate_status(403).__name__, translate_status(503).__name__, translate_status(418).__name__
+        ('PermissionDeniedError', 'ServiceUnavailableError', 'BackendError')
+    """
+    if status in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status]
+    return ServiceUnavailableError if status >= 500 else BackendError
+
+
+def _hint(cls: type[BackendError], action: str, workspace: str) -> str | None:
+    if cls is NotFoundError:
+        return (f"check the name and that workspace {workspace} is the right one: "
+                f"az ml job list --workspace-name {workspace}" if "job" in action else
+                f"check that it exists in workspace {workspace}")
+    if cls is PermissionDeniedError:
+        return (f"the identity needs the 'AzureML Data Scientist' role (or Contributor) on workspace {workspace}; "
+                "check `az account show` and the role assignments")
+    if cls is ThrottlingError:
+        return "Azure ML throttled the calls even after retries; wait a minute and try again"
+    if cls is BackendValidationError and "compute" in action:
+        return f"check the compute names in backend_options.azureml: az ml compute list --workspace-name {workspace}"
+    if cls is ServiceUnavailableError:
+        return "Azure ML answered with a server error; try again, then check https://status.azure.com"
+    return None
+
+
+def translate(exc: Exception, action: str, workspace: str = "?") -> BackendError:
+    """An azure.core (or azure-ai-ml) exception as a cloudml error (raise it ``from exc``).
+
+    Example:
+        >>> from azure.core.exceptions import ResourceNotFoundError
+        >>> err = translate(ResourceNotFoundError("job x was not found"), "jobs.get", "ws")
+        >>> type(err).__name__, err.hint.startswith("check the name")
+        ('NotFoundError', True)
+    """
+    from azure.ai.ml.exceptions import MlException
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceExistsError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
+    cls: type[BackendError]
+    code: str | None = None
+    message = str(getattr(exc, "message", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, HttpResponseError):
+        error = getattr(exc, "error", None)
+        code = getattr(error, "code", None) or (str(exc.status_code) if exc.status_code else None)
+        if error is not None and getattr(error, "message", None):
+            message = str(error.message)
+    if isinstance(exc, ResourceNotFoundError):
+        cls = NotFoundError
+    elif isinstance(exc, ClientAuthenticationError):
+        cls = PermissionDeniedError
+    elif isinstance(exc, ResourceExistsError):
+        cls = ConflictError
+    elif isinstance(exc, HttpResponseError) and exc.status_code:
+        cls = translate_status(int(exc.status_code))
+    elif isinstance(exc, ServiceRequestError):
+        cls = ServiceUnavailableError
+    elif isinstance(exc, MlException):  # an AzureError too: the SDK's own checks (a missing compute, a bad job)
+        message = _ml_message(exc)
+        denied = "(AuthorizationFailed)" in message or "(AuthenticationFailed)" in message
+        cls = PermissionDeniedError if denied else BackendValidationError
+    elif isinstance(exc, AzureError):
+        cls = BackendError
+    else:
+        raise exc
+    topic = f"{action} compute" if ".compute:" in message else action
+    return cls(f"{action}: {message}", backend="azureml", vendor_code=code, hint=_hint(cls, topic, workspace))
+
+
+def _ml_message(exc: Exception) -> str:
+    """An azure-ai-ml exception's message; its validation reports are JSON, made one readable line here."""
+    import json
+
+    text = str(getattr(exc, "message", None) or exc).strip()
+    try:
+        report = json.loads(text)
+    except ValueError:
+        return text.splitlines()[0] if text else type(exc).__name__
+    errors = report.get("errors", []) if isinstance(report, dict) else []
+    parts = [f"{e.get('path', '?')}: {str(e.get('message', '')).splitlines()[0]}" for e in errors if isinstance(e, dict)]
+    return "; ".join(parts) or text
+
+
+def _state(status: Any) -> str:
+    """The raw Azure ML state string (the SDK hands back a str enum or a str)."""
+    return str(getattr(status, "value", status) or "Unknown")
+
+
+@dataclass
+class AzureMLRun:
+    """A pipeline job: status, steps (child jobs), error, wait, cancel.
+
+    Example:
+        >>> run = AzureMLRun(client=None, name="churn_20260101_abc123")  # doctest: +SKIP
+        >>> run.wait(timeout=3600)  # doctest: +SKIP
+        'succeeded'
+    """
+
+    client: Any  # AzureMLClient
+    name: str
+
+    @property
+    def id(self) -> str:
+        """The job name (what ``az ml job show -n`` takes)."""
+        return self.name
+
+    @property
+    def native_status(self) -> str:
+        """Azure ML's own state (NotStarted, Queued, Running, Completed, Failed, Canceled, ...)."""
+        return _state(self.client.call("jobs.get", lambda ml: ml.jobs.get(self.name)).status)
+
+    @property
+    def status(self) -> str:
+        """Neutral status: running, succeeded, failed or cancelled."""
+        return RUN_STATES.get(self.native_status, "running")
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """One entry per child (step) job: name (the node), neutral status, child job name, failure reason.
+
+        Example:
+            >>> [(s["name"], s["status"]) for s in run.steps]  # doctest: +SKIP
+            [('prep', 'succeeded'), ('train', 'failed'), ('evaluate', 'cancelled')]
+        """
+        children = self.client.call("jobs.list", lambda ml: list(ml.jobs.list(parent_job_name=self.name)))
+        out = []
+        for child in children:
+            status = STEP_STATES.get(_state(child.status), "running")
+            out.append({"name": child.display_name or child.name, "status": status, "job": child.name,
+                        "error": self.client.run_error(child.name) if status == "failed" else None})
+        return out
+
+    @property
+    def error(self) -> str | None:
+        """Why the job failed, naming the failed step(s); None unless it failed.
+
+        Example:
+            >>> run.error  # doctest: +SKIP
+            "step 'train' failed: exit code 2: ValueError: n_estimators must be positive"
+        """
+        native = self.native_status
+        if RUN_STATES.get(native) != "failed":
+            return None
+        failed = [s for s in self.steps if s["status"] == "failed"]
+        if failed:
+            return "; ".join(f"step '{s['name']}' failed: {s['error'] or 'no reason given'}" for s in failed)
+        return self.client.run_error(self.name) or f"job {self.name} {native}"
+
+    def logs(self, step: str) -> str:
+        """Where a step's logs are (Azure ML keeps them with the child job, under ``user_logs/``).
+
+        Example:
+            >>> run.logs("train")  # doctest: +SKIP
+            'Azure ML job ..._train: az ml job download -n ..._train --all (logs under user_logs/)'
+        """
+        for s in self.steps:
+            if s["name"] == step:
+                return f"Azure ML job {s['job']}: az ml job download -n {s['job']} --all (logs under user_logs/)"
+        return ""
+
+    def wait(self, timeout: float | None = None, poll: float = 10.0) -> str:
+        """Poll until the job ends or ``timeout`` seconds pass; returns the neutral status.
+
+        Example:
+            >>> run.wait(timeout=3600, poll=30)  # doctest: +SKIP
+            'succeeded'
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status
+            if status in _TERMINAL or (deadline is not None and time.monotonic() >= deadline):
+                return status
+            time.sleep(poll)
+
+    def cancel(self) -> None:
+        """Ask Azure ML to cancel the job (``jobs.begin_cancel``) and wait for the request to be accepted.
+
+        Cancelling a job that already ended is a ConflictError.
+
+        Example:
+            >>> run.cancel(); run.wait()  # doctest: +SKIP
+            'cancelled'
+        """
+        self.client.call("jobs.begin_cancel", lambda ml: ml.jobs.begin_cancel(self.name, polling_interval=0).result())
+
+
+class AzureMLClient:
+    """``azure.ai.ml.MLClient`` for one workspace, with translated errors.
+
+    ``credential`` defaults to ``azure.identity.DefaultAzureCredential``; ``mlclient_kwargs`` go to
+    ``MLClient`` unchanged (``cloud_metadata``, ``transport``, ``per_call_policies``...).
+
+    Example:
+        >>> from cloudml.config import AzureMLSettings
+        >>> s = AzureMLSettings(subscription_id="0000", resource_group="rg", workspace="ws")
+        >>> client = AzureMLClient(s, credential=object())  # doctest: +SKIP
+        >>> client.submit(job_document, {"n_estimators": 300}).wait()  # doctest: +SKIP
+        'succeeded'
+    """
+
+    def __init__(self, settings: Any, credential: Any = None, **mlclient_kwargs: Any) -> None:
+        try:
+            from azure.ai.ml import MLClient
+        except ImportError as e:
+            raise _import_error() from e
+        missing = [k for k in ("subscription_id", "resource_group", "workspace") if not getattr(settings, k, None)]
+        if missing:
+            raise ConfigError(f"Azure ML needs {', '.join(missing)}",
+                              hint="set them under azureml: in cloudml.yaml or as CLOUDML_AZUREML_"
+                              + ", CLOUDML_AZUREML_".join(m.upper() for m in missing))
+        if credential is None:
+            try:
+                from azure.identity import DefaultAzureCredential
+            except ImportError as e:
+                raise AdapterNotInstalledError("azureml", "azure", ["azure-identity"]) from e
+            credential = DefaultAzureCredential()
+        self.settings = settings
+        self.workspace = str(settings.workspace)
+        mlclient_kwargs.setdefault("enable_telemetry", False)
+        self.ml = MLClient(credential, settings.subscription_id, settings.resource_group, settings.workspace,
+                           **mlclient_kwargs)
+
+    def call(self, action: str, fn: Any) -> Any:
+        """Run ``fn(ml_client)``; azure errors come back as cloudml errors.
+
+        Example:
+            >>> client.call("jobs.get", lambda ml: ml.jobs.get("nope"))  # doctest: +SKIP
+            Traceback (most recent call last):
+            cloudml.errors.NotFoundError: jobs.get: job nope was not found
+        """
+        from azure.ai.ml.exceptions import MlException
+        from azure.core.exceptions import AzureError
+
+        try:
+            return fn(self.ml)
+        except (AzureError, MlException) as e:
+            raise translate(e, action, self.workspace) from e
+
+    def run_error(self, name: str) -> str | None:
+        """The error message run history keeps for a job or child job (None when there is none).
+
+        Example:
+            >>> client.run_error("churn_20260101_120000_ab12cd_train")  # doctest: +SKIP
+            'exit code 2: ValueError: ...'
+        """
+        def read(ml: Any) -> Any:
+            # azure-ai-ml keeps no error on its Job entities; run history does (a private operations object)
+            return ml.jobs._runs_operations.get_run(name)
+
+        try:
+            run = self.call("runs.get", read)
+        except NotFoundError:
+            return None
+        root = getattr(getattr(run, "error", None), "error", None)
+        return str(root.message) if root is not None and root.message else None
+
+    def submit(self, document: dict[str, Any], parameters: dict[str, Any] | None = None, *,
+               base_dir: Path | None = None, name: str | None = None,
+               experiment_name: str | None = None) -> AzureMLRun:
+        """Submit a compiled pipeline job (the compiler's dict) with ``parameters`` as its inputs.
+
+        Unknown parameters are refused before any request. Relative ``code:`` folders are resolved
+        against ``base_dir``.
+
+        Example:
+            >>> run = client.submit(compile_job(pipeline, settings), {"n_estimators": 300})  # doctest: +SKIP
+            >>> run.status  # doctest: +SKIP
+            'running'
+        """
+        document = copy.deepcopy(document)
+        inputs = document.setdefault("inputs", {})
+        unknown = sorted(set(parameters or {}) - set(inputs))
+        if unknown:
+            raise BackendValidationError(f"unknown parameter(s) {', '.join(unknown)}", backend="azureml",
+                                         hint=f"declared parameters: {', '.join(inputs) or 'none'}")
+        inputs.update(parameters or {})
+        if not inputs:
+            document.pop("inputs")
+        for node in document.get("jobs", {}).values():
+            comp = node.get("component")
+            if isinstance(comp, dict) and comp.get("code"):
+                comp["code"] = str(((base_dir or Path(".")) / comp["code"]).resolve())
+        job = _load(document)
+        job.name = name or job_name(str(document.get("display_name") or "pipeline"))
+        experiment = experiment_name or document.get("experiment_name") or job.name
+        created = self.call("jobs.create_or_update",
+                            lambda ml: ml.jobs.create_or_update(job, experiment_name=experiment))
+        return AzureMLRun(self, created.name)
+
+    def get_run(self, run_id: str) -> AzureMLRun:
+        """A handle on an existing job; NotFoundError (with a hint) when there is no such job.
+
+        Example:
+            >>> client.get_run("churn_20260101_120000_ab12cd").status  # doctest: +SKIP
+            'succeeded'
+        """
+        self.call("jobs.get", lambda ml: ml.jobs.get(run_id))
+        return AzureMLRun(self, run_id)
+
+
+def job_name(pipeline: str) -> str:
+    """A fresh, readable job name: the pipeline name, a UTC timestamp and a random suffix.
+
+    Example:
+        >>> job_name("churn-train").startswith("churn_train_")
+        True
+    """
+    slug = re.sub(r"[^A-Za-z0-9_]", "_", pipeline).strip("_") or "pipeline"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
+    return f"{slug[:200]}_{stamp}_{uuid.uuid4().hex[:6]}"
+
+
+def _load(document: dict[str, Any]) -> Any:
+    """The document as a ``PipelineJob``, the SDK's way (YAML file + ``load_job``)."""
+    try:
+        from azure.ai.ml import load_job
+    except ImportError as e:
+        raise _import_error() from e
+    import yaml
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "job.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        try:
+            return load_job(source=str(path))
+        except Exception as e:  # the SDK raises marshmallow and its own types; any of them is a bad job
+            raise BackendValidationError(f"azure-ai-ml refused the compiled job: {type(e).__name__}: {str(e)[:500]}",
+                                         backend="azureml", hint="`cloudml validate SPEC --target azureml` "
+                                         "lists the problems") from e
