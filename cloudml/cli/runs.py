@@ -120,9 +120,6 @@ def run(
         >>> CliRunner().invoke(app, ["run", str(f), "--root", str(d / "state")]).exit_code
         0
     """
-    from cloudml.loader import load
-    from cloudml.spec.pipeline import Pipeline
-
     try:
         adapter = _backend(backend, root)
         options: dict[str, Any] = {"max_workers": max_workers, "use_cache": not no_cache, "fail_fast": fail_fast}
@@ -132,10 +129,7 @@ def run(
             if file is None:
                 err.print("[bold red]error:[/] give a pipeline file, or --resume RUN_ID")
                 raise typer.Exit(2)
-            spec = load(file)
-            if not isinstance(spec, Pipeline):
-                err.print(f"[bold red]error:[/] {file} is a {spec.kind}; use `cloudml deploy` for deployments")
-                raise typer.Exit(2)
+            spec = _pipeline_file(file, "use `cloudml deploy` for deployments")
             handle = adapter.run(spec, _parse_params(param or []), spec_dir=str(file.resolve().parent), **options)
     except CloudMLError as e:
         raise _fail(e) from None
@@ -153,15 +147,20 @@ schedule_app = typer.Typer(help="Cron schedules: next fire times, run them local
                             no_args_is_help=True)
 
 
-def _scheduled(file: Path) -> Any:
+def _pipeline_file(file: Path, otherwise: str) -> Any:
+    """Load a file that must hold a pipeline; anything else exits 2 saying what to do instead."""
     from cloudml.loader import load
     from cloudml.spec.pipeline import Pipeline
 
     spec = load(file)
     if not isinstance(spec, Pipeline):
-        err.print(f"[bold red]error:[/] {file} is a {spec.kind}; schedules belong to pipelines")
+        err.print(f"[bold red]error:[/] {file} is a {spec.kind}; {otherwise}")
         raise typer.Exit(2)
     return spec
+
+
+def _scheduled(file: Path) -> Any:
+    return _pipeline_file(file, "schedules belong to pipelines")
 
 
 @schedule_app.command("next")
