@@ -122,6 +122,11 @@ class AzureMLAdapter(Adapter):
         from pathlib import Path
 
         values = pipeline.resolve_parameters(parameters)  # unknown or bad values: SpecError, no request sent
+        if any(p.default is None for p in pipeline.parameters.values()):
+            # a pipeline job carries a value for every input: at submit time the run's values are known
+            pipeline = pipeline.model_copy(update={"parameters": {
+                n: p if p.default is not None else p.model_copy(update={"default": values[n]})
+                for n, p in pipeline.parameters.items()}})
         document = self.compile(pipeline).document
         base_dir = Path(options["spec_dir"]) if options.get("spec_dir") else self.base_dir
         handle = self.client().submit(document, values, base_dir=base_dir, name=options.get("name"),

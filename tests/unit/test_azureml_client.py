@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 pytest.importorskip("azure.ai.ml")
 
@@ -28,6 +29,7 @@ from cloudml.errors import (
     PermissionDeniedError,
     SpecError,
 )
+from cloudml.spec.pipeline import Pipeline
 from tests.conformance.cases import azure_reference_pipeline
 from tests.fakes.azureml import (
     RESOURCE_GROUP,
@@ -166,6 +168,22 @@ def test_adapter_run_end_to_end(fake: AzureMLFake) -> None:
     assert stored["inputs"]["label"]["value"] == "left" and stored["experimentName"] == "cloudml-tests"
     again = adapter.get_run(run.id)
     assert again.id == run.id and again.status == "succeeded"
+
+
+def test_a_required_parameter_takes_the_run_value(fake: AzureMLFake) -> None:
+    adapter = cloudml.get_adapter("azureml", subscription_id=SUBSCRIPTION, resource_group=RESOURCE_GROUP,
+                                  workspace=WORKSPACE)
+    assert isinstance(adapter, AzureMLAdapter)
+    adapter.client(FakeCredential(), **cloud_kwargs(fake))
+    data = azure_reference_pipeline().model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["parameters"]["label"].pop("default")
+    required = cloudml.loads(yaml.safe_dump(data))
+    assert isinstance(required, Pipeline) and required.parameters["label"].default is None
+    with pytest.raises(cloudml.SpecError, match="label"):
+        adapter.run(required)  # no value: refused before any request
+    run = adapter.run(required, {"label": "right"}, wait=True, poll=POLL, timeout=60)
+    assert run.status == "succeeded"
+    assert fake.job(run.id).body["properties"]["inputs"]["label"]["value"] == "right"
 
 
 def test_missing_settings_and_missing_sdk_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
