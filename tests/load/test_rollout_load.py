@@ -13,7 +13,6 @@ import http.client
 import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,37 +29,14 @@ import cloudml
 from cloudml.adapter import RolloutOutcome
 from cloudml.adapters.local.serving.endpoints import FileStateStore
 from cloudml.spec.deployment import Deployment
+from tests.serving_helpers import model_folder, serving_pids
 
 pytestmark = pytest.mark.slow
 
-PREDICTORS = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "custom"
 BLUE, GREEN = "toy-v1", "toy-v2"
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-def model_folder(parent: Path, tag: str) -> Path:
-    folder = parent / f"model-{tag}"
-    folder.mkdir(parents=True)
-    shutil.copy(PREDICTORS / "pred.py", folder / "pred.py")
-    (folder / "VERSION").write_text(tag)
-    return folder
-
-
-def _serving_pids(root: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if "cloudml.adapters.local.serving" in cmd and str(root) in cmd and state != "Z":
-            pids.append(int(proc.name))
-    return pids
-
-
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
@@ -90,9 +66,9 @@ def local(tmp_path: Path) -> Iterator[Any]:
             adapter.endpoints.shutdown()
         root = Path(adapter.root)
         deadline = time.monotonic() + 10
-        while _serving_pids(root) and time.monotonic() < deadline:
+        while serving_pids(root) and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = _serving_pids(root)
+        left = serving_pids(root)
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -231,7 +207,7 @@ def test_failing_canary_is_rolled_back_under_load_without_a_dropped_connection(l
     assert load.longest_gap(BLUE) < 5.0  # blue never stalled (generous)
     assert_only(local, BLUE)
     # green's worker is gone: only the gateway and blue's worker are left running
-    wait_for(lambda: set(_serving_pids(Path(local.root))) == _blue_and_gateway(local), 10, "green's worker to exit")
+    wait_for(lambda: set(serving_pids(Path(local.root))) == _blue_and_gateway(local), 10, "green's worker to exit")
     # the gateway counted every answer of blue, none as an error
     metrics = local.endpoints.traffic("ep")["metrics"]
     assert metrics[BLUE]["errors"] == 0 and metrics[BLUE]["requests"] >= seen[(200, BLUE)]

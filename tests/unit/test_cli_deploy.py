@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -26,8 +25,8 @@ from cloudml.adapters.local.serving.endpoints import FileStateStore
 from cloudml.cli import deploy as deploy_cli
 from cloudml.cli.main import app
 from cloudml.spec.deployment import Deployment
+from tests.serving_helpers import model_folder, serving_pids
 
-PREDICTORS = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "custom"
 HEADER = "apiVersion: cloudml/v1\nkind: Deployment\n"
 ALWAYS_ALARM = """alarms:
   - {name: errors, metric: error_rate, threshold: 0.05, period: 1s, treat_missing_data: breaching}
@@ -35,29 +34,6 @@ ALWAYS_ALARM = """alarms:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-def model_folder(parent: Path, tag: str) -> Path:
-    folder = parent / f"model-{tag}"
-    folder.mkdir(parents=True)
-    shutil.copy(PREDICTORS / "pred.py", folder / "pred.py")
-    (folder / "VERSION").write_text(tag)
-    return folder
-
-
-def _serving_pids(root: Path) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if "cloudml.adapters.local.serving" in cmd and str(root) in cmd and state != "Z":
-            pids.append(int(proc.name))
-    return pids
-
-
 def wait_for(check: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -73,9 +49,9 @@ def stop_everything(root: Path) -> list[int]:
     with contextlib.suppress(Exception):
         adapter.endpoints.shutdown()
     deadline = time.monotonic() + 10
-    while _serving_pids(root) and time.monotonic() < deadline:
+    while serving_pids(root) and time.monotonic() < deadline:
         time.sleep(0.05)
-    left = _serving_pids(root)
+    left = serving_pids(root)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -346,13 +322,13 @@ def test_rollout_promote_a_paused_rollout(env: Env) -> None:
 
 def test_endpoints_delete(env: Env) -> None:
     env.deploy_v1()
-    assert _serving_pids(env.root)
+    assert serving_pids(env.root)
     code, out, _ = cli("endpoints", "delete", "ep", "--root", str(env.root))
     assert code == 0 and "deleted ep" in out
     code, out, _ = cli("endpoints", "list", "--root", str(env.root))
     assert code == 0 and " ep " not in out
     # the workers are gone, and with the last endpoint the gateway too
-    wait_for(lambda: not _serving_pids(env.root), 10, "the endpoint's processes to exit")
+    wait_for(lambda: not serving_pids(env.root), 10, "the endpoint's processes to exit")
     code, _, err = cli("endpoints", "delete", "ep", "--root", str(env.root))
     assert code == 1 and "ep" in err
 
