@@ -81,6 +81,7 @@ class VertexSettings(_Settings):
     pipeline_root: str | None = Field(None, pattern=r"^gs://.+")
     service_account: str | None = None
     api_endpoint: str | None = Field(None, description="override the API endpoint (tests)")
+    state_dir: str = Field(".cloudml", description="folder keeping the rollout controller's state for this cloud's endpoints")
 
 
 class AzureMLSettings(_Settings):
@@ -93,6 +94,7 @@ class AzureMLSettings(_Settings):
     enable_preview_conditions: bool = Field(
         False, description="compile conditions to Azure ML's private-preview if_else nodes"
     )
+    state_dir: str = Field(".cloudml", description="folder keeping the rollout controller's state for this cloud's endpoints")
 
 
 _SECTIONS: dict[str, type[_Settings]] = {

@@ -25,10 +25,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 from cloudml.adapter import RolloutOutcome, RolloutResult
@@ -39,6 +42,7 @@ from cloudml.spec.deployment import Alarm, Deployment
 
 __all__ = [
     "FakeTrafficBackend",
+    "FileStateStore",
     "MemoryStateStore",
     "RolloutController",
     "StateStore",
@@ -95,8 +99,65 @@ class MemoryStateStore:
         self.states[endpoint] = copy.deepcopy(state)
 
 
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class FileStateStore:
+    """Rollout state as ``<root>/endpoints/<endpoint>/rollout.json``, written atomically.
+
+    It also carries manual requests (``request``/``take_request``) from another process to the
+    controller driving a rollout. Every backend driven by the controller keeps its state this way.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> store = FileStateStore(pathlib.Path(tempfile.mkdtemp()))
+        >>> store.save("churn", {"status": "in_progress"})
+        >>> store.load("churn")["status"]
+        'in_progress'
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def load(self, endpoint: str) -> dict[str, Any] | None:
+        """The saved state, or None."""
+        path = self.root / "endpoints" / endpoint / "rollout.json"
+        try:
+            return dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def request(self, endpoint: str, action: str) -> None:
+        """Ask the controller running a rollout of ``endpoint`` to ``rollback`` or ``promote``."""
+        folder = self.root / "endpoints" / endpoint
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "request.json", {"action": action, "at": time.time()})
+
+    def take_request(self, endpoint: str) -> str | None:
+        """The pending request for ``endpoint`` (removed once taken), or None."""
+        path = self.root / "endpoints" / endpoint / "request.json"
+        try:
+            action = json.loads(path.read_text())["action"]
+        except (OSError, ValueError, KeyError):
+            return None
+        path.unlink(missing_ok=True)
+        return str(action)
+
+    def save(self, endpoint: str, state: dict[str, Any]) -> None:
+        """Write the state (temp file, fsync, rename)."""
+        folder = self.root / "endpoints" / endpoint
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_json(folder / "rollout.json", state)
 
 
 class RolloutController:

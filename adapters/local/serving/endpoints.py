@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudml.errors import AdapterNotInstalledError, DeploymentError, NotFoundError
+from cloudml.rollout import FileStateStore
 from cloudml.spec.deployment import Alarm, Deployment
 
 __all__ = ["MAX_LOCAL_INSTANCES", "FileStateStore", "LocalEndpoints", "http_json"]
@@ -79,43 +80,6 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
-
-
-class FileStateStore:
-    """Rollout state as ``<root>/endpoints/<endpoint>/rollout.json``, written atomically."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def load(self, endpoint: str) -> dict[str, Any] | None:
-        """The saved state, or None."""
-        path = self.root / "endpoints" / endpoint / "rollout.json"
-        try:
-            return dict(json.loads(path.read_text()))
-        except FileNotFoundError:
-            return None
-
-    def request(self, endpoint: str, action: str) -> None:
-        """Ask the controller running a rollout of ``endpoint`` to ``rollback`` or ``promote``."""
-        folder = self.root / "endpoints" / endpoint
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_json(folder / "request.json", {"action": action, "at": time.time()})
-
-    def take_request(self, endpoint: str) -> str | None:
-        """The pending request for ``endpoint`` (removed once taken), or None."""
-        path = self.root / "endpoints" / endpoint / "request.json"
-        try:
-            action = json.loads(path.read_text())["action"]
-        except (OSError, ValueError, KeyError):
-            return None
-        path.unlink(missing_ok=True)
-        return str(action)
-
-    def save(self, endpoint: str, state: dict[str, Any]) -> None:
-        """Write the state (temp file, fsync, rename)."""
-        folder = self.root / "endpoints" / endpoint
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_json(folder / "rollout.json", state)
 
 
 class LocalEndpoints:
