@@ -98,6 +98,21 @@ class LocalRun:
         return self.backend.meta.metrics(self.id)
 
     @property
+    def pipeline(self) -> str:
+        """The name of the pipeline this run executes."""
+        return str(self.backend.meta.get_run(self.id)["pipeline"])
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The run's parameter values (defaults filled in)."""
+        return dict(self.backend.meta.get_run(self.id)["parameters"])
+
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        """``{step: {name: value}}``: the parameters each Python step was called with."""
+        return self.backend.meta.params(self.id)
+
+    @property
     def artifacts(self) -> list[dict[str, Any]]:
         """Outputs written by the run's steps, with their SHA-256 digests."""
         return self.backend.meta.io(self.id, direction="out")

@@ -25,7 +25,7 @@ from cloudml.errors import CloudMLError
 
 __all__ = ["models_app", "run", "runs_app", "schedule_app", "step_table"]
 
-runs_app = typer.Typer(help="Inspect runs: list, show, logs, lineage.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect runs: list, show, compare, logs, lineage.", no_args_is_help=True)
 models_app = typer.Typer(help="The model registry: list, show, approve, reject.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -315,6 +315,62 @@ def runs_show(run_id: str, backend: Annotated[str | None, typer.Option("--backen
     out.print(Group(step_table(run_id, h.steps, h.status), params_table, metrics_table))
     if h.error:
         err.print(f"[bold red]error:[/] {escape(h.error)}")
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: Annotated[list[str], typer.Argument(help="two or more run ids; the first is the baseline")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="also draw the metrics (.png or .svg)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+    backend: Annotated[str | None, typer.Option("--backend", "-b")] = None,
+    root: Annotated[str | None, typer.Option("--root")] = None,
+) -> None:
+    """Parameters and metrics of runs side by side; the change column is last run minus first."""
+    from cloudml.compare import compare, summarize, write_plot
+
+    if len(run_ids) < 2:
+        err.print("[bold red]error:[/] compare needs at least two runs\n[dim]next:[/] cloudml runs list, then "
+                  "cloudml runs compare RUN RUN")
+        raise typer.Exit(2)
+    try:
+        comparison = compare([summarize(_handle(r, backend, root)) for r in run_ids])
+        if plot is not None:
+            write_plot(comparison, plot)
+    except CloudMLError as e:
+        raise _fail(e) from None
+    if as_json:
+        typer.echo(json.dumps(comparison.as_dict(), indent=1, default=str))
+        return
+    out.print(_comparison_table(comparison))
+    if plot is not None:
+        err.print(f"[green]wrote[/] {escape(str(plot))}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return escape(value if isinstance(value, str) else json.dumps(value))
+
+
+def _comparison_table(c: Any) -> Table:
+    table = Table(header_style="bold", title=f"{len(c.runs)} runs; change = last - first",
+                  title_justify="left")
+    table.add_column("")
+    for r in c.runs:
+        table.add_column(f"{r.id}\n{r.pipeline} ({r.status})", no_wrap=True)
+    table.add_column("change", justify="right")
+    sections = (("parameters", c.parameters), ("step parameters", c.step_params), ("metrics", c.metrics))
+    for title, rows in sections:
+        if not rows:
+            continue
+        table.add_row(Text(title, style="bold underline"), *[""] * (len(c.runs) + 1))
+        for row in rows:
+            style = "yellow" if row.differs else ""
+            change = "" if row.delta is None else (f"{row.delta:+.4g}" if row.delta else "0")
+            table.add_row(Text(row.name, style=style), *[_cell(v) for v in row.values], change)
+    return table
 
 
 @runs_app.command("logs")

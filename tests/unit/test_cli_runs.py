@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -213,6 +214,49 @@ def test_runs_show(project: Path, root: str) -> None:
     assert re.search(r"│ word\s+│ \"w1\"\s+│", output)
     assert re.search(r"│ evaluate\s+│ auc\s+│ 0\.875\s+│", output)
     assert re.search(r"│ evaluate\s+│ loss\s+│ 0\.25\s+│", output)
+
+
+COMPARED = HEADER + """
+name: cmp
+parameters:
+  auc: {type: float, default: 0.8}
+  word: {type: string, default: same}
+steps:
+  - name: evaluate
+    command: python steps/metrics.py {{outputs.m}} auc={{params.auc}} loss=0.25
+    outputs: {m: metrics}
+"""
+
+
+def test_runs_compare_table_json_and_plot(project: Path, root: str, tmp_path: Path) -> None:
+    (project / "cmp.yaml").write_text(COMPARED)
+    assert cli("run", str(project / "cmp.yaml"), "--root", root, "-p", "auc=0.8")[0] == 0
+    assert cli("run", str(project / "cmp.yaml"), "--root", root, "-p", "auc=0.875")[0] == 0
+    second, first = [r["id"] for r in backend(root).list_runs()]
+    code, output = cli("runs", "compare", first, second, "--root", root, "--plot", str(tmp_path / "cmp.png"))
+    assert code == 0, output
+    assert re.search(r"│ auc\s+│ 0\.8\s+│ 0\.875\s+│", output)
+    assert re.search(r"│ evaluate\.auc\s+│ 0\.8\s+│ 0\.875\s+│\s+\+0\.075 │", output)
+    assert re.search(r"│ evaluate\.loss\s+│ 0\.25\s+│ 0\.25\s+│\s+0 │", output)
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+    code, output = cli("runs", "compare", first, second, "--root", root, "--json")
+    data = json.loads(output)
+    assert data["runs"] == [first, second]
+    rows = {r["name"]: r for r in data["parameters"]}
+    assert rows["auc"]["differs"] and not rows["word"]["differs"]
+    assert {r["name"]: r["delta"] for r in data["metrics"]} == {"evaluate.auc": 0.075, "evaluate.loss": 0.0}
+
+
+def test_runs_compare_errors(project: Path, root: str, tmp_path: Path) -> None:
+    (project / "cmp.yaml").write_text(COMPARED)
+    cli("run", str(project / "cmp.yaml"), "--root", root)
+    run_id = backend(root).list_runs()[0]["id"]
+    code, output = cli("runs", "compare", run_id, "--root", root)
+    assert code == 2 and "at least two runs" in output and "next:" in output
+    code, output = cli("runs", "compare", run_id, "nope", "--root", root)
+    assert code == 1 and "nope" in output
+    code, output = cli("runs", "compare", run_id, run_id, "--root", root, "--plot", str(tmp_path / "x.jpg"))
+    assert code == 1 and ".png or .svg" in output
 
 
 def test_runs_show_of_a_failed_run_prints_its_error(project: Path, root: str) -> None:
