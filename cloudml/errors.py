@@ -45,6 +45,7 @@ __all__ = [
     "CompileError",
     "ConfigError",
     "ConflictError",
+    "DataError",
     "DeploymentError",
     "Issue",
     "NotFoundError",
@@ -321,6 +322,22 @@ class ArtifactError(CloudMLError):
         >>> ArtifactError("missing output 'model' of step 'train'").message
         "missing output 'model' of step 'train'"
     """
+
+
+class DataError(CloudMLError):
+    """Data does not fit what a stage expects (schema, missing columns, an empty split, ...).
+
+    ``stage`` names where it was found, so a step can report it and a person knows where to look.
+
+    Example:
+        >>> e = DataError("split", "the test split is empty", hint="lower test_size or add rows")
+        >>> str(e), e.stage
+        ('split: the test split is empty', 'split')
+    """
+
+    def __init__(self, stage: str, message: str, *, hint: str | None = None) -> None:
+        self.stage = stage
+        super().__init__(f"{stage}: {message}", hint=hint)
 
 
 class DeploymentError(CloudMLError):
