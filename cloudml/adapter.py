@@ -73,6 +73,7 @@ FEATURES: dict[str, str] = {
     "fail": "fail steps",
     "register_model": "model registration",
     "schedule": "a cron schedule",
+    "deploy.ab_test": "A/B tests: a fixed live split for a set time, then conclude",
     "deploy.all_at_once": "all-at-once deployments",
     "deploy.blue_green": "blue/green deployments with a bake",
     "deploy.canary": "canary deployments",

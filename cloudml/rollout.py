@@ -184,6 +184,9 @@ class RolloutController:
         blue = previous.get("live") if previous else None
         if blue == model_name:
             raise DeploymentError(f"{model_name} is already live on {endpoint}", hint="deploy another model version")
+        if blue is None and deployment.strategy.name == "ab_test":
+            raise DeploymentError(f"endpoint {endpoint} has no live model to test {model_name} against",
+                                  hint="deploy the current model first (strategy: all_at_once), then start the A/B test")
         plan = plan_rollout(deployment)
         if blue is None:  # a first deployment has nothing to shift from: go live, then one bake
             bakes = [p for p in plan["phases"] if p["phase"] == "bake"]
@@ -279,6 +282,8 @@ class RolloutController:
                                           fired.value)
                 if self.stop.is_set():
                     return self._result(state)
+            elif kind == "conclude":
+                return self._conclude(state)
             elif kind in ("promote", "discard"):
                 if kind == "discard":
                     return self._discard(state)
@@ -389,6 +394,20 @@ class RolloutController:
         self._remove(state, state["green"], "shadow discarded")
         state.update(status="succeeded", live=state["blue"], outcome={"outcome": "succeeded",
                      "reason": "shadow deployment compared and discarded"})
+        self._save(state)
+        return self._result(state)
+
+    def _conclude(self, state: dict[str, Any]) -> RolloutResult:
+        """End an A/B test that keeps blue: all traffic back to blue, green removed, no alarm involved."""
+        weights = {state["blue"]: 100}
+        if state["green"] not in state.get("removed", []):
+            weights[state["green"]] = 0
+        if state["weights"] != weights or state["mirror"]:
+            self._set(state, weights, {})
+            self._event(state, "ab test concluded", kept=state["blue"], weights=weights)
+        self._remove(state, state["green"], "removed")
+        state.update(status="succeeded", live=state["blue"], outcome={
+            "outcome": "succeeded", "reason": f"A/B test ended without a promotion; {state['blue']} keeps all traffic"})
         self._save(state)
         return self._result(state)
 

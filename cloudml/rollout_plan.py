@@ -2,7 +2,7 @@
 
 Phases: ``create`` (start green), ``wait_ready``, ``shift`` (set weights), ``mirror`` (shadow
 share), ``bake`` (watch alarms for a while; any ALARM rolls back), ``promote`` / ``discard``
-(shadow), ``retire`` (remove blue after the termination wait). Weights are integer percentages that
+(shadow), ``conclude`` (an A/B test that keeps blue), ``retire`` (remove blue after the termination wait). Weights are integer percentages that
 always sum to 100 and only ever name deployments that are ready.
 
 Example:
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudml.spec.deployment import Canary, Deployment, Linear, Shadow
+from cloudml.spec.deployment import ABTest, Canary, Deployment, Linear, Shadow
 from cloudml.spec.types import format_duration
 
 __all__ = ["linear_steps", "plan_rollout"]
@@ -72,6 +72,12 @@ def plan_rollout(d: Deployment) -> dict[str, Any]:
         ]
         if cfg.promote:
             phases.append(_shift(100))
+    elif isinstance(cfg, ABTest):
+        phases += [_shift(max(1, min(99, round(cfg.percent)))), _bake(cfg.duration, alarms)]
+        if cfg.conclude == "promote":
+            phases.append(_shift(100))
+        else:
+            phases.append({"phase": "conclude", "keep": "blue"})
     elif isinstance(cfg, Canary):
         phases += [_shift(max(1, round(cfg.percent))), _bake(cfg.bake, alarms), _shift(100),
                    _bake(cfg.final_bake if cfg.final_bake is not None else cfg.bake, alarms)]
@@ -80,7 +86,7 @@ def plan_rollout(d: Deployment) -> dict[str, Any]:
             phases += [_shift(share), _bake(cfg.interval, alarms)]
     else:
         phases += [_shift(100), _bake(cfg.bake, alarms)]
-    if not isinstance(cfg, Shadow) or cfg.promote:
+    if not (isinstance(cfg, Shadow) and not cfg.promote) and not (isinstance(cfg, ABTest) and cfg.conclude == "rollback"):
         phases.append({"phase": "retire", "deployment": "blue",
                        "after": format_duration(d.rollback.termination_wait)})
     return {

@@ -49,7 +49,7 @@ def traffic_series(history: list[dict[str, Any]]) -> dict[str, list[tuple[float,
 
 def _markers(history: list[dict[str, Any]], t0: float) -> list[tuple[float, str, bool]]:
     keep = ("rolled back", "rollout succeeded", "baking", "ready", "alarm with nothing to roll back to",
-            "manual promotion", "resumed", "shadow discarded")
+            "manual promotion", "resumed", "shadow discarded", "ab test concluded")
     return [(h["t"] - t0, h["event"] + (f" ({h['alarm']})" if h.get("alarm") else ""), h["event"] == "rolled back")
             for h in history if h["event"] in keep]
 

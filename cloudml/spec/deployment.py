@@ -25,6 +25,7 @@ from pydantic import Field, field_validator, model_serializer, model_validator
 from cloudml.spec.types import API_VERSION, Duration, SpecModel, format_duration, parse_duration
 
 __all__ = [
+    "ABTest",
     "Alarm",
     "AllAtOnce",
     "Autoscale",
@@ -43,7 +44,7 @@ __all__ = [
 
 INSTANCE_SIZES = ("cpu-small", "cpu-medium", "cpu-large", "gpu-small", "gpu-large")
 AlarmMetric = Literal["error_rate", "latency_p50", "latency_p90", "latency_p99", "invocations"]
-STRATEGY_NAMES = ("all_at_once", "blue_green", "canary", "linear", "shadow")
+STRATEGY_NAMES = ("ab_test", "all_at_once", "blue_green", "canary", "linear", "shadow")
 
 
 class ModelRef(SpecModel):
@@ -144,6 +145,23 @@ class Shadow(SpecModel):
     promote: bool = False
 
 
+class ABTest(SpecModel):
+    """Split live traffic at a fixed ``percent`` to green (B) for ``duration``; blue (A) keeps the rest.
+
+    The alarms guard B the whole time. When the test ends, ``conclude`` decides: ``rollback`` (the
+    default) keeps A and removes B, ``promote`` moves everything to B. Decide earlier with
+    ``cloudml rollout promote`` or ``cloudml rollback`` once the analysis (``cloudml.abtest``) says who won.
+
+    Example:
+        >>> ABTest(percent=50, duration="1h").conclude
+        'rollback'
+    """
+
+    percent: float = Field(50.0, gt=0, lt=100)
+    duration: Duration = 3600.0
+    conclude: Literal["rollback", "promote"] = "rollback"
+
+
 class Strategy(SpecModel):
     """Exactly one strategy. Shorthand: ``strategy: blue_green`` uses that strategy's defaults.
 
@@ -152,6 +170,7 @@ class Strategy(SpecModel):
         'blue_green'
     """
 
+    ab_test: ABTest | None = None
     all_at_once: AllAtOnce | None = None
     blue_green: BlueGreen | None = None
     canary: Canary | None = None
@@ -180,9 +199,9 @@ class Strategy(SpecModel):
         return next(n for n in STRATEGY_NAMES if getattr(self, n) is not None)
 
     @property
-    def config(self) -> AllAtOnce | BlueGreen | Canary | Linear | Shadow:
+    def config(self) -> ABTest | AllAtOnce | BlueGreen | Canary | Linear | Shadow:
         """The chosen strategy's settings."""
-        value: AllAtOnce | BlueGreen | Canary | Linear | Shadow = getattr(self, self.name)
+        value: ABTest | AllAtOnce | BlueGreen | Canary | Linear | Shadow = getattr(self, self.name)
         return value
 
     @model_serializer(mode="wrap")

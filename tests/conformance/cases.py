@@ -171,6 +171,7 @@ def external_case(scheme: str) -> Pipeline:
 
 
 STRATEGIES: dict[str, dict[str, Any]] = {
+    "ab_test": {"ab_test": {"percent": 50, "duration": "1h"}},
     "all_at_once": {"all_at_once": {}},
     "blue_green": {"blue_green": {"bake": "5m"}},
     "canary": {"canary": {"percent": 10, "bake": "10m"}},

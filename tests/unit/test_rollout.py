@@ -30,6 +30,8 @@ STRATEGIES: dict[str, Any] = {
     "linear": {"linear": {"step_percent": 40, "interval": "5s"}},
     "shadow_promote": {"shadow": {"percent": 20, "duration": "10s", "promote": True}},
     "shadow_discard": {"shadow": {"percent": 20, "duration": "10s"}},
+    "ab_keep_a": {"ab_test": {"percent": 50, "duration": "10s"}},
+    "ab_promote": {"ab_test": {"percent": 30, "duration": "10s", "conclude": "promote"}},
 }
 
 
@@ -239,6 +241,8 @@ def phase_kinds(d: Deployment) -> list[str]:
     ("linear", ["create", "wait_ready", "shift", "bake", "shift", "bake", "shift", "bake", "retire"], [40, 80, 100]),
     ("shadow_promote", ["create", "wait_ready", "mirror", "bake", "promote", "shift", "retire"], [100]),
     ("shadow_discard", ["create", "wait_ready", "mirror", "bake", "discard"], []),
+    ("ab_keep_a", ["create", "wait_ready", "shift", "bake", "conclude"], [50]),
+    ("ab_promote", ["create", "wait_ready", "shift", "bake", "shift", "retire"], [30, 100]),
 ])
 def test_plan_phases_per_strategy(strategy: str, kinds: list[str], greens: list[int]) -> None:
     d = spec(2, strategy)
@@ -326,6 +330,8 @@ EXPECTED_TRAFFIC = {
     "linear": [{"v1": 60, "v2": 40}, {"v1": 20, "v2": 80}, {"v2": 100}],
     "shadow_promote": [{"v1": 100}, {"v2": 100}],
     "shadow_discard": [{"v1": 100}, {"v1": 100}],
+    "ab_keep_a": [{"v1": 50, "v2": 50}, {"v1": 100}],
+    "ab_promote": [{"v1": 70, "v2": 30}, {"v2": 100}],
 }
 
 
@@ -339,14 +345,14 @@ def test_healthy_rollout_follows_the_plan(strategy: str) -> None:
     if strategy.startswith("shadow"):
         mirrors = [c[2] for c in w.backend.calls if c[0] == "set_traffic"]
         assert mirrors[0] == {"v2": 20}
-    live = "v1" if strategy == "shadow_discard" else "v2"
+    live = "v1" if strategy in ("shadow_discard", "ab_keep_a") else "v2"
     w.assert_consistent(live, "succeeded")
     # every bake ran its full (fake) time and no longer
     bake_total = sum(p["seconds"] for p in plan_rollout(spec(2, strategy))["phases"] if p["phase"] == "bake")
     wait = 3.0 if live == "v2" else 0.0
     assert bake_total + wait <= w.clock() - start <= bake_total + wait + 10
     assert w.state()["model"] == {"uri": "/m/2"}
-    assert events(w)[-1] in ("rollout succeeded", "shadow discarded")
+    assert events(w)[-1] in ("rollout succeeded", "shadow discarded", "removed")
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
@@ -739,7 +745,7 @@ def test_killed_after_any_side_effect_then_resumed(strategy: str, healthy: bool,
     result = w.controller().resume(EP)
     expected = DRY[(strategy, healthy)][1]
     assert result.outcome is expected.outcome, (persisted["status"], persisted["phase"], result.reason)
-    live = "v2" if healthy and strategy != "shadow_discard" else "v1"
+    live = "v2" if healthy and strategy not in ("shadow_discard", "ab_keep_a") else "v1"
     w.assert_consistent(live, expected.outcome.value)
     if not healthy:
         assert "alarm errors in ALARM" in result.reason
@@ -845,6 +851,41 @@ def test_promote_request_during_a_bake() -> None:
     assert traffic_changes(w) == [{"v1": 90, "v2": 10}, {"v2": 100}]
     assert "manual promotion" in events(w)
     w.assert_consistent("v2", "succeeded")
+
+
+@pytest.mark.parametrize("action", ["promote", "rollback"])
+def test_ab_test_decided_early_by_a_request(action: str) -> None:
+    """The analysis picks a winner mid-test: promote B, or roll back to A."""
+    w = request_world(action, after=6)
+    start = w.clock()
+    result = w.controller().deploy(spec(2, {"ab_test": {"percent": 50, "duration": "7d"}}), model_name="v2")
+    assert w.clock() - start < 60
+    assert traffic_changes(w)[0] == {"v1": 50, "v2": 50}
+    if action == "promote":
+        assert result.outcome is RolloutOutcome.SUCCEEDED
+        w.assert_consistent("v2", "succeeded")
+    else:
+        assert result.outcome is RolloutOutcome.ROLLED_BACK and result.reason == "manual rollback"
+        w.assert_consistent("v1", "rolled_back")
+
+
+def test_ab_test_keeps_a_when_it_ends_and_rolls_back_on_alarm() -> None:
+    w = World().with_blue()
+    result = w.controller().deploy(spec(2, "ab_keep_a"), model_name="v2")
+    assert result.outcome is RolloutOutcome.SUCCEEDED
+    assert result.reason == "A/B test ended without a promotion; v1 keeps all traffic"
+    assert "ab test concluded" in events(w)
+    bad = World(bad={"v2"}).with_blue()
+    result = bad.controller().deploy(spec(2, "ab_keep_a"), model_name="v2")
+    assert result.outcome is RolloutOutcome.ROLLED_BACK and result.alarm == "errors"
+
+
+def test_ab_test_needs_a_live_model() -> None:
+    w = World()
+    with pytest.raises(DeploymentError, match="no live model to test v1 against") as e:
+        w.controller().deploy(spec(1, "ab_keep_a"), model_name="v1")
+    assert e.value.hint and "all_at_once" in e.value.hint
+    assert w.backend.calls == []
 
 
 def test_promote_request_then_kill_then_resume() -> None:
