@@ -48,9 +48,6 @@ class VertexAdapter(Adapter):
     capabilities = Capabilities(
         "vertex",
         {
-            "step.python": ("notimpl", "shipping step code to Cloud Storage at submit time is not built yet"),
-            "step.code": ("notimpl", "shipping step code to Cloud Storage at submit time is not built yet"),
-            "step.framework": ("notimpl", "the table of Vertex prebuilt images is not built yet; set image"),
             "step.secrets": ("notyet", "the KFP IR has no secret injection; read Secret Manager in the step"),
             "step.instance_count": ("notyet", "a KFP container task runs on one node"),
             "step.cache_expiry": ("notyet", "KFP caching has no expiry"),
@@ -75,7 +72,7 @@ class VertexAdapter(Adapter):
         from cloudml.adapters.vertex.compiler import compile_ir
 
         self.check_supported(pipeline_features(pipeline))
-        return Compiled("vertex", pipeline.name, compile_ir(pipeline, self.settings), "json")
+        return Compiled("vertex", pipeline.name, compile_ir(pipeline, self.settings, self.base_dir), "json")
 
     def validate_compiled(self, compiled: Compiled) -> list[str]:
         """Strict protobuf parses of the IR and its deploymentSpec, plus reference checks."""
@@ -109,8 +106,8 @@ class VertexAdapter(Adapter):
 
         Options: ``wait`` (block until the job ends), ``timeout`` and ``poll`` (for ``wait``),
         ``job_id``, ``use_cache=False`` (turns caching off for every task), ``fail_fast`` (Vertex's
-        fast failure policy), ``spec_dir`` and ``max_workers`` (ignored: Vertex runs only what the
-        images hold, with its own parallelism). Parameter values are checked against the spec before any request.
+        fast failure policy), ``spec_dir`` (where ``code:`` folders start; code bundles are uploaded
+        under the pipeline root first) and ``max_workers`` (ignored: Vertex has its own parallelism). Parameter values are checked against the spec before any request.
 
         Example:
             >>> import cloudml
@@ -122,8 +119,16 @@ class VertexAdapter(Adapter):
             <spec>: parameters.nope: unknown parameter 'nope'
                 fix: declared parameters: none
         """
+        from pathlib import Path
+
+        from cloudml.adapter import pipeline_features
+        from cloudml.adapters.vertex.compiler import compile_ir
+
         values = pipeline.resolve_parameters(parameters)
-        ir = self.compile(pipeline).document
+        self.check_supported(pipeline_features(pipeline))
+        base_dir = Path(options["spec_dir"]) if options.get("spec_dir") else self.base_dir  # code folders start here
+        ir = compile_ir(pipeline, self.settings, base_dir)
+        self.client().upload_code(ir, pipeline, base_dir)  # content-addressed bundles; present ones are skipped
         declared = ir.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
         values = {k: v for k, v in values.items() if k in declared}
         opts = Options.model_validate(pipeline.backend_options.get("vertex", {}))

@@ -11,7 +11,14 @@ Mapping (docs/adapters/vertex.md has the full table):
 * conditions -> sub-DAG tasks with ``triggerPolicy.condition`` (CEL) on the metric, which the
   evaluation step exposes as an output parameter (a small extraction after its command);
   the else branch is a second sub-DAG with the negated condition;
-* fail -> a task that prints the message and exits 1.
+* fail -> a task that prints the message and exits 1;
+* python steps (``python: module:function``) and ``code:`` folders -> the executor fetches a
+  content-addressed bundle ``<pipeline root>/cloudml/code/<sha256>.tar.gz`` through the Cloud Storage
+  FUSE mount (``/gcs/...``), unpacks it into a temporary folder, and runs the command (or cloudml's
+  runtime entry point) there; the client uploads the bundle at submit time (see ``bundles.py``).
+  Without ``vertex.pipeline_root`` at compile time the URI starts with KFP's ``{{$.pipeline_root}}``;
+* framework shortcuts -> Vertex prebuilt training images (``images.py``);
+* whatever the adapter's capabilities declare unsupported is refused here too (UnsupportedFeatureError).
 
 Example:
     >>> import cloudml
@@ -27,8 +34,11 @@ import hashlib
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
+from cloudml.adapters.vertex.bundles import NO_CODE, RUNTIME_FILE, bundle_uri, code_digest
+from cloudml.adapters.vertex.images import framework_image
 from cloudml.dag import StepGraph
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
@@ -36,7 +46,7 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, split_command
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["SCHEMA_VERSION", "WRAPPER", "compile_ir", "metric_key"]
+__all__ = ["LAUNCHER", "ROOT_PLACEHOLDER", "SCHEMA_VERSION", "WRAPPER", "compile_ir", "metric_key"]
 
 SCHEMA_VERSION = "2.1.0"
 _PTYPE = {"string": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
@@ -46,6 +56,19 @@ _GPU = {"nvidia-t4": "NVIDIA_TESLA_T4", "nvidia-v100": "NVIDIA_TESLA_V100", "nvi
         "nvidia-a100": "NVIDIA_TESLA_A100", "nvidia-l4": "NVIDIA_L4", "nvidia-h100": "NVIDIA_H100_80GB"}
 _CEL_OPS = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "==": "==", "!=": "!="}
 FAIL_IMAGE = "python:3.11-slim"
+ROOT_PLACEHOLDER = "{{$.pipeline_root}}"
+# Fetches a step's code bundle (gs:// -> the /gcs/ FUSE path), unpacks it into a fresh folder, and runs the
+# rest of the argv there: ``python3 -c LAUNCHER <bundle uri> -- <command...>``.
+LAUNCHER = (
+    "import os,sys,tarfile,tempfile\n"
+    "u=sys.argv[1]\nc=sys.argv[3:]\n"
+    "p='/gcs/'+u[5:] if u.startswith('gs://') else u\n"
+    "d=tempfile.mkdtemp(prefix='cloudml-code-')\n"
+    "with tarfile.open(p) as t:\n"
+    " t.extractall(d,**({'filter':'data'} if hasattr(tarfile,'data_filter') else {}))\n"
+    "os.chdir(d)\n"
+    "os.execvp(c[0],c)\n"
+)
 # Runs the step's command (with a timeout), then copies metric values out of metrics files into KFP
 # output-parameter files. It is an argv element, never shell text, so KFP placeholders stay intact.
 WRAPPER = (
@@ -121,9 +144,10 @@ def _double(value: Any) -> Any:
 
 
 class _Ctx:
-    def __init__(self, p: Pipeline, settings: Any) -> None:
+    def __init__(self, p: Pipeline, settings: Any, base_dir: Path) -> None:
         self.p = p
         self.settings = settings
+        self.base = base_dir
         self.steps = {s.name: s for s in p.steps}
         self.components: dict[str, Any] = {}
         self.executors: dict[str, Any] = {}
@@ -211,20 +235,59 @@ def _in_type(ctx: _Ctx, spec: Any) -> str:
     return str(producer.outputs[ref.output].type)
 
 
+def _image(s: TaskStep) -> str:
+    if s.image:
+        return s.image
+    if s.framework:
+        return framework_image(s.framework, s.name, gpu=bool(s.resources and s.resources.gpu))
+    raise CompileError(f"step '{s.name}' has no image or framework",
+                       hint="set image: or framework: on the step or in defaults")
+
+
+def _code_uri(ctx: _Ctx, s: TaskStep) -> str | None:
+    """The step's bundle URI (None for a command step without a code folder)."""
+    if not s.code and not s.python:
+        return None
+    folder = ctx.base / s.code if s.code else NO_CODE
+    if s.code and not folder.is_dir():
+        raise CompileError(f"step '{s.name}': code folder {folder} does not exist",
+                           hint="code paths are relative to the pipeline file")
+    root = getattr(ctx.settings, "pipeline_root", None) or ROOT_PLACEHOLDER
+    return bundle_uri(root, code_digest(folder))
+
+
+def _plain(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _python_argv(s: TaskStep, paths: dict[str, str]) -> list[str]:
+    """cloudml's runtime entry point (shipped in the bundle) calling ``module:function``."""
+    assert s.python is not None
+    argv = ["python3", RUNTIME_FILE, "--function", s.python, "--code", "."]
+    argv += [f"--input={k}={v}" for k, v in paths.items()]
+    argv += [f"--output={k}={{{{$.outputs.artifacts['{k}'].path}}}}" for k in s.outputs]
+    argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]
+    argv += [_text(f"--param={k}={v}", s, paths) if isinstance(v, str) else f"--param={k}={_plain(v)}"
+             for k, v in s.params.items()]
+    return argv
+
+
 def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
-    if s.python:
-        raise _unsupported(s.name, "step.python", "Python steps need their code shipped to Cloud Storage at "
-                           "submit time, which the Vertex client does not do yet")
-    if not s.image:
-        raise CompileError(f"step '{s.name}' has no image", hint="set image: on the step or in defaults")
+    image = _image(s)
     paths = _input_paths(s)
-    cmd = split_command(s.command)
-    argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
+    if s.python:
+        argv = _python_argv(s, paths)
+    else:
+        cmd = split_command(s.command)
+        argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
     extract = ctx.metrics_used.get(s.name, {})
     if extract or s.timeout is not None:
         argv = _wrap(s, argv, extract)
-    container: dict[str, Any] = {"image": s.image, "command": argv[:1], "args": argv[1:]} if argv[1:] else {
-        "image": s.image, "command": argv}
+    code = _code_uri(ctx, s)
+    if code is not None:
+        argv = ["python3", "-c", LAUNCHER, code, "--", *argv]
+    container: dict[str, Any] = {"image": image, "command": argv[:1], "args": argv[1:]} if argv[1:] else {
+        "image": image, "command": argv}
     for k, v in s.env.items():
         if find_placeholders(v):
             raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; KFP container env is static")
@@ -507,8 +570,22 @@ class _Builder:
         return task
 
 
-def compile_ir(p: Pipeline, settings: Any) -> dict[str, Any]:
+def _refuse_gaps(p: Pipeline) -> None:
+    """What the adapter's capabilities declare unsupported is refused here too, not silently dropped."""
+    from cloudml.adapter import pipeline_features
+    from cloudml.adapters.vertex import VertexAdapter
+
+    caps = VertexAdapter.capabilities
+    for use in pipeline_features(p):
+        if not caps.supports(use.feature):
+            raise UnsupportedFeatureError("vertex", use.step, use.feature, caps.reason(use.feature),
+                                          hint="`cloudml backends --features` shows what each backend supports")
+
+
+def compile_ir(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[str, Any]:
     """The PipelineSpec IR as a dict (JSON/YAML-serialisable).
+
+    ``base_dir`` is where relative ``code:`` folders start (the pipeline file's folder).
 
     Example:
         >>> import cloudml
@@ -519,7 +596,8 @@ def compile_ir(p: Pipeline, settings: Any) -> dict[str, Any]:
     """
     from cloudml.dag import BranchConflict, branch_owners
 
-    ctx = _Ctx(p, settings)
+    _refuse_gaps(p)
+    ctx = _Ctx(p, settings, Path(base_dir))
     try:
         owner = branch_owners(p)
     except BranchConflict as e:

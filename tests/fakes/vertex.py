@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes._gcs import serve_object
+
 __all__ = ["FakeJob", "VertexFake", "vertex_fake"]
 
 _JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
@@ -149,6 +151,7 @@ class VertexFake:
         self.jobs: dict[str, FakeJob] = {}
         self.faults: list[tuple[int, str]] = []
         self.requests: list[tuple[str, str, int]] = []
+        self.objects: dict[str, bytes] = {}  # Cloud Storage objects (code bundles), "gs://bucket/name" -> bytes
         self.paused = False
         self.advance_per_get = 1
         self._fail_next: tuple[str, str] | None = None
@@ -342,6 +345,8 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = parts.path, parse_qs(parts.query)
         fake = self.owner
         try:
+            if serve_object(self, path, query):  # Cloud Storage objects: code bundle uploads (tests/fakes/_gcs.py)
+                return
             if path.startswith("/storage/v1/b"):  # PipelineJob.submit's bucket check (STORAGE_EMULATOR_HOST)
                 self._storage(path)
                 return

@@ -261,3 +261,67 @@ def test_cli_run_against_the_fake(fake: VertexFake, monkeypatch: pytest.MonkeyPa
     assert "succeeded" in result.output
     name = next(n for n in fake.jobs if "/cli-demo-" in n)
     assert fake.job(name).parameter_values == {"n": 3.0}
+
+
+# -- code bundles ---------------------------------------------------------------------------------------
+
+def python_pipeline(base: Any) -> Any:
+    (base / "src").mkdir(parents=True, exist_ok=True)
+    (base / "src" / "job.py").write_text("def run(n: int, out):\n    (out / 'n.txt').write_text(str(n))\n")
+    (base / "pipeline.yaml").write_text(
+        "kind: Pipeline\nname: py-demo\nparameters: {n: {type: int, default: 2}}\n"
+        "defaults: {framework: sklearn==1.6}\n"
+        "steps:\n"
+        "  - {name: fit, python: 'job:run', code: src, params: {n: '{{params.n}}'}, outputs: {out: dataset}}\n"
+        "  - {name: tool, python: 'tools.x:y'}\n")
+    return cloudml.load(base / "pipeline.yaml")
+
+
+def test_run_uploads_each_code_bundle_once_and_the_job_names_it(fake: VertexFake, tmp_path: Any) -> None:
+    from cloudml.adapters.vertex.bundles import NO_CODE, build_bundle, bundle_uri, code_digest, members
+
+    p = python_pipeline(tmp_path / "spec")
+    a = adapter(fake)
+    run = a.run(p, spec_dir=str(tmp_path / "spec"), wait=True, poll=POLL, timeout=30)
+    assert run.status == "succeeded"
+    fit = bundle_uri(ROOT, code_digest(tmp_path / "spec" / "src"))
+    tool = bundle_uri(ROOT, code_digest(NO_CODE))
+    assert fake.objects[fit] == build_bundle(tmp_path / "spec" / "src")
+    assert set(members(fake.objects[fit])) == {"job.py", "cloudml_runtime.py"}
+    assert set(members(fake.objects[tool])) == {"cloudml_runtime.py"}
+    executors = fake.job(job_id(run)).body["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert fit in executors["exec-fit"]["container"]["args"] and tool in executors["exec-tool"]["container"]["args"]
+    uploads = [r for r in fake.requests if r[0] == "POST" and r[1].startswith("/upload/storage/")]
+    assert len(uploads) == 2
+    a.run(p, spec_dir=str(tmp_path / "spec"))  # unchanged code: nothing is uploaded again
+    assert len([r for r in fake.requests if r[0] == "POST" and r[1].startswith("/upload/storage/")]) == 2
+
+
+def test_upload_code_is_idempotent_and_a_changed_folder_is_a_new_bundle(fake: VertexFake, tmp_path: Any) -> None:
+    from cloudml.adapters.vertex.compiler import compile_ir
+
+    p = python_pipeline(tmp_path)
+    client = make_client(fake)
+    ir = compile_ir(p, client.settings, tmp_path)
+    first = client.upload_code(ir, p, tmp_path)
+    assert client.upload_code(ir, p, tmp_path) == []
+    (tmp_path / "src" / "job.py").write_text("def run(n: int, out):\n    pass\n")
+    ir2 = compile_ir(p, client.settings, tmp_path)
+    second = client.upload_code(ir2, p, tmp_path)
+    assert len(second) == 1 and second[0] not in first
+
+
+def test_a_pipeline_without_code_sends_no_storage_request(fake: VertexFake) -> None:
+    before = len([r for r in fake.requests if "/o" in r[1] and "storage" in r[1]])
+    adapter(fake).run(gcs_reference_pipeline())
+    assert len([r for r in fake.requests if "/o" in r[1] and "storage" in r[1]]) == before
+
+
+def test_uploading_code_without_a_pipeline_root_is_refused_before_any_request(fake: VertexFake, tmp_path: Any) -> None:
+    from cloudml.errors import ConfigError
+
+    before = len(fake.requests)
+    a = VertexAdapter(VertexSettings(project=PROJECT, api_endpoint=fake.url))
+    with pytest.raises(ConfigError, match="pipeline root"):
+        a.run(python_pipeline(tmp_path), spec_dir=str(tmp_path))
+    assert len(fake.requests) == before

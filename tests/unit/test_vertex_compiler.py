@@ -24,7 +24,14 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 import cloudml
 from cloudml.adapter import pipeline_features
 from cloudml.adapters.vertex import VertexAdapter
-from cloudml.adapters.vertex.compiler import FAIL_IMAGE, SCHEMA_VERSION, WRAPPER, compile_ir, metric_key
+from cloudml.adapters.vertex.compiler import (
+    FAIL_IMAGE,
+    LAUNCHER,
+    SCHEMA_VERSION,
+    WRAPPER,
+    compile_ir,
+    metric_key,
+)
 from cloudml.adapters.vertex.validate import validate_ir
 from cloudml.config import VertexSettings
 from cloudml.errors import CompileError, UnsupportedFeatureError
@@ -214,14 +221,16 @@ def supported_feature_cases() -> list[str]:
 
 def test_the_supported_feature_cases_are_the_expected_ones() -> None:
     assert set(supported_feature_cases()) == {
-        "condition", "condition.or", "fail", "step.cache", "step.command", "step.depends_on", "step.env",
-        "step.gpu", "step.image", "step.resources", "step.retry", "step.timeout", "step.training",
+        "condition", "condition.or", "fail", "step.cache", "step.code", "step.command", "step.depends_on",
+        "step.env", "step.framework", "step.gpu", "step.image", "step.python", "step.resources", "step.retry",
+        "step.timeout", "step.training",
         "input.external",  # its case reads s3://, which the compiler refuses by name (tested below)
     }
 
 
 @pytest.mark.parametrize("feature", [f for f in supported_feature_cases() if f != "input.external"])
-def test_every_supported_feature_case_compiles_to_a_valid_ir(feature: str) -> None:
+def test_every_supported_feature_case_compiles_to_a_valid_ir(feature: str, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()  # the code folder the step.code case names (the working dir is tmp_path)
     spec = FEATURE_CASES[feature]()
     assert isinstance(spec, Pipeline)
     assert_valid(VertexAdapter(SETTINGS).compile(spec).document)
@@ -732,8 +741,7 @@ def test_timeout_wrapper_only_where_a_timeout_is_set() -> None:
 
 # -- capability gaps ----------------------------------------------------------------------------------
 
-GAPS = {"step.python": "work", "step.code": "work", "step.framework": "work", "step.secrets": "work",
-        "register_model": "reg", "schedule": None, "input.parameter": "work"}
+GAPS = {"step.secrets": "work", "register_model": "reg", "schedule": None, "input.parameter": "work"}
 
 
 @pytest.mark.parametrize("feature", sorted(GAPS))
@@ -752,7 +760,7 @@ def test_capability_gaps_are_refused_by_name(feature: str, tmp_path: Path) -> No
         assert f"'{GAPS[feature]}'" in str(err)
 
 
-@pytest.mark.parametrize(("feature", "step"), [("step.python", "work"), ("register_model", "reg"),
+@pytest.mark.parametrize(("feature", "step"), [("step.secrets", "work"), ("schedule", None), ("register_model", "reg"),
                                                ("input.parameter", "work")])
 def test_the_compiler_itself_refuses_gaps_when_called_directly(feature: str, step: str) -> None:
     spec = FEATURE_CASES[feature]()
@@ -952,6 +960,142 @@ def test_the_compiled_fail_step_fails_with_its_message(tmp_path: Path) -> None:
     ir = compile_(build([{"name": "stop", "fail": "n was {{params.n}}"}], parameters=PARAMS))
     proc = run_compiled(ir, "stop", tmp_path, params={"n": "3"})
     assert (proc.returncode, proc.stderr) == (1, "n was 3\n")
+
+
+# -- python and code steps, framework images ---------------------------------------------------------
+
+def code_folder(base: Path, source: str = "def run(n: int, out, m):\n"
+                "    (out / 'n.txt').write_text(str(n))\n    return {'n2': n * 2}\n") -> Path:
+    (base / "src").mkdir(parents=True, exist_ok=True)
+    (base / "src" / "job.py").write_text(source)
+    return base
+
+
+PY_STEP = {"name": "py", "python": "job:run", "code": "src", "params": {"n": "{{params.n}}"},
+           "outputs": {"out": "dataset", "m": "metrics"}}
+
+
+def test_a_python_step_runs_cloudml_runtime_from_its_content_addressed_bundle(tmp_path: Path) -> None:
+    from cloudml.adapters.vertex.bundles import code_digest
+
+    base = code_folder(tmp_path)
+    ir = compile_ir(build([PY_STEP], parameters=PARAMS), SETTINGS, base)
+    assert_valid(ir)
+    a = argv(ir, "py")
+    assert a[:3] == ["python3", "-c", LAUNCHER]
+    assert a[3] == f"gs://cloudml-test/root/cloudml/code/{code_digest(base / 'src')}.tar.gz"
+    assert a[4:] == ["--", "python3", "cloudml_runtime.py", "--function", "job:run", "--code", ".",
+                     "--output=out={{$.outputs.artifacts['out'].path}}", "--output=m={{$.outputs.artifacts['m'].path}}",
+                     "--output-type=out=dataset", "--output-type=m=metrics", "--param=n={{$.inputs.parameters['n']}}"]
+    assert ir["components"]["comp-py"]["inputDefinitions"]["parameters"] == {"n": {"parameterType": "NUMBER_INTEGER"}}
+
+
+def test_the_bundle_uri_changes_with_the_code_and_only_with_it(tmp_path: Path) -> None:
+    base = code_folder(tmp_path)
+    p = build([PY_STEP], parameters=PARAMS)
+    first = argv(compile_ir(p, SETTINGS, base), "py")[3]
+    assert argv(compile_ir(p, SETTINGS, base), "py")[3] == first
+    (base / "src" / "helper.py").write_text("X = 1\n")
+    assert argv(compile_ir(p, SETTINGS, base), "py")[3] != first
+
+
+def test_without_a_pipeline_root_the_bundle_sits_under_kfp_s_pipeline_root_placeholder(tmp_path: Path) -> None:
+    ir = compile_ir(build([PY_STEP], parameters=PARAMS), None, code_folder(tmp_path))
+    assert argv(ir, "py")[3].startswith("{{$.pipeline_root}}/cloudml/code/")
+    assert_valid(ir)
+
+
+def test_a_command_step_with_code_runs_in_its_unpacked_folder(tmp_path: Path) -> None:
+    base = code_folder(tmp_path)
+    ir = compile_ir(build([{"name": "c", "command": "python job.py --out {{outputs.o}}", "code": "src",
+                            "outputs": {"o": "dataset"}}]), SETTINGS, base)
+    a = argv(ir, "c")
+    assert a[:3] == ["python3", "-c", LAUNCHER] and a[4:] == ["--", "python", "job.py", "--out",
+                                                              "{{$.outputs.artifacts['o'].path}}"]
+    assert_valid(ir)
+
+
+def test_a_python_step_without_code_ships_the_runtime_alone() -> None:
+    from cloudml.adapters.vertex.bundles import NO_CODE, code_digest
+
+    ir = compile_(build([{"name": "py", "python": "pkg.mod:fn"}]), SETTINGS)
+    assert argv(ir, "py")[3].endswith(f"/{code_digest(NO_CODE)}.tar.gz")
+
+
+def test_a_missing_code_folder_is_a_compile_error(tmp_path: Path) -> None:
+    with pytest.raises(CompileError, match=r"code folder .*nope does not exist"):
+        compile_ir(build([{"name": "c", "command": "run", "code": "nope"}]), SETTINGS, tmp_path)
+
+
+def test_the_compiled_python_step_runs_for_real_from_its_bundle(tmp_path: Path) -> None:
+    """Bundle built by the client's code, stored where the launcher looks, executor run with a local root."""
+    from cloudml.adapters.vertex.bundles import build_bundle
+
+    base = code_folder(tmp_path / "spec")
+    ir = compile_ir(build([PY_STEP], parameters=PARAMS), None, base)
+    root = tmp_path / "root"
+    uri = argv(ir, "py")[3].replace("{{$.pipeline_root}}", str(root))
+    Path(uri).parent.mkdir(parents=True)
+    Path(uri).write_bytes(build_bundle(base / "src"))
+    for c in ir["deploymentSpec"]["executors"].values():
+        c["container"]["args"] = [x.replace("{{$.pipeline_root}}", str(root)) for x in c["container"]["args"]]
+    proc = run_compiled(ir, "py", tmp_path / "kfp", params={"n": "21.0"})  # Vertex sends integers as doubles
+    assert proc.returncode == 0, proc.stderr
+    arts = tmp_path / "kfp" / "outputs" / "artifacts"
+    assert (arts / "out" / "n.txt").read_text() == "21"
+    assert json.loads((arts / "m").read_text()) == {"n2": 42}
+
+
+@pytest.mark.parametrize(("framework", "gpu", "image"), [
+    ("sklearn==1.6", False, "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-6:latest"),
+    ("sklearn==1.0.2", False, "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest"),
+    ("xgboost", False, "us-docker.pkg.dev/vertex-ai/training/xgboost-cpu.2-1:latest"),
+    ("tensorflow==2.15", True, "us-docker.pkg.dev/vertex-ai/training/tf-gpu.2-15.py310:latest"),
+    ("pytorch==2.4", False, "us-docker.pkg.dev/vertex-ai/training/pytorch-xla.2-4.py310:latest"),
+    ("pytorch==2.4", True, "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest"),
+])
+def test_framework_shortcuts_become_prebuilt_training_images(framework: str, gpu: bool, image: str) -> None:
+    step: dict[str, Any] = {"name": "t", "command": "python t.py", "framework": framework}
+    if gpu:
+        step["resources"] = {"gpu": 1, "gpu_type": "nvidia-t4"}
+    p = validate_data({"apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "t", "steps": [step]})
+    assert isinstance(p, Pipeline)
+    ir = compile_(p, SETTINGS)
+    assert container(ir, "t")["image"] == image
+    assert_valid(ir)
+
+
+@pytest.mark.parametrize(("framework", "message"), [
+    ("sklearn==1.2", "no prebuilt sklearn 1.2 training image; available: 1.6, 1.0, 0.23"),
+    ("lightgbm", "no prebuilt lightgbm training image"),
+    ("huggingface==4.0", "no prebuilt huggingface training image"),
+])
+def test_an_unknown_framework_or_version_is_a_clear_compile_error(framework: str, message: str) -> None:
+    p = validate_data({"apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "t",
+                       "steps": [{"name": "t", "command": "x", "framework": framework}]})
+    assert isinstance(p, Pipeline)
+    with pytest.raises(CompileError, match=re.escape(message)) as info:
+        compile_(p)
+    assert "step 't'" in str(info.value) and info.value.hint
+
+
+def test_an_explicit_image_wins_over_the_framework() -> None:
+    ir = compile_(build([{"name": "t", "command": "x", "framework": "lightgbm"}]))
+    assert container(ir, "t")["image"] == "python:3.11-slim"
+
+
+def test_the_launcher_unpacks_into_a_fresh_folder_and_keeps_the_argv(tmp_path: Path) -> None:
+    from cloudml.adapters.vertex.bundles import build_bundle
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "hello.txt").write_text("hi")
+    bundle = tmp_path / "b.tar.gz"
+    bundle.write_bytes(build_bundle(tmp_path / "src"))
+    show = "import os,sys; print(open('hello.txt').read(), os.path.exists('cloudml_runtime.py'), sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(bundle), "--", sys.executable, "-c", show, "a b", "--x"],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hi True ['a b', '--x']\n"
 
 
 # -- known bugs (strict expected failures) -------------------------------------------------------------
