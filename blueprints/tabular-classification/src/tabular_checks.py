@@ -126,13 +126,14 @@ def run_checks(frame: Any, schema: dict[str, Any], label: str) -> dict[str, Any]
     missing = [c for c in columns if c not in present]
     extra = [c for c in present if c not in columns]
     if columns:
-        results.append(_result("schema", None, not missing, f"missing column(s) {_short(missing)}" if missing
-                               else "every schema column is present",
+        results.append(_result("schema", None, not missing,
+                               f"{len(missing)} of {len(columns)} schema column(s) missing: {_short(missing, 3)}"
+                               if missing else "every schema column is present",
                                "point input_uri at data with these columns, or describe your data in the schema "
                                "(the report holds an inferred_schema.yaml to start from)"))
         if not checks["allow_extra_columns"]:
             results.append(_result("extra_columns", None, not extra,
-                                   f"column(s) not in the schema {_short(extra)}" if extra else "no extra columns",
+                                   f"{len(extra)} column(s) not in the schema: {_short(extra, 3)}" if extra else "no extra columns",
                                    "add them to the schema, drop them, or set checks.allow_extra_columns: true"))
     for name, spec in columns.items():
         if name in present:

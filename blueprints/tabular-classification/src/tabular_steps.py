@@ -228,7 +228,7 @@ def split(data: Path, train: Path, test: Path, method: str, test_size: float, se
             raise StageError("split", f"the {name} split is empty ({len(other)} rows went to the other one)",
                              "change test_size (0 < test_size < 1 leaving rows on both sides), or use more data")
         if part[label].nunique() < 2:
-            raise StageError("split", f"the {name} split holds one class only ({part[label].iloc[0]!r})",
+            raise StageError("split", f"the {name} split holds one class only ({part[label].iloc[0]})",
                              "use -p split=stratified, change test_size, or use more data")
     info.update(rows_train=len(tr), rows_test=len(te),
                 classes_train={str(k): int(v) for k, v in tr[label].value_counts().sort_index().items()},
