@@ -224,6 +224,7 @@ def iam_policy(
 
 def _register_verbs() -> None:
     from cloudml.cli.deploy import deploy, endpoints_app, invoke, rollback, rollout_app
+    from cloudml.cli.init import init
     from cloudml.cli.runs import models_app, run, runs_app, schedule_app
 
     app.command("run")(run)
@@ -235,6 +236,7 @@ def _register_verbs() -> None:
     app.command("invoke")(invoke)
     app.add_typer(rollout_app, name="rollout")
     app.add_typer(endpoints_app, name="endpoints")
+    app.command("init")(init)
 
 
 _register_verbs()

@@ -121,7 +121,7 @@ def run_checks(frame: Any, schema: dict[str, Any], label: str) -> dict[str, Any]
     present = list(frame.columns)
     if label not in present:
         results.append(_result("label", label, False, f"label column '{label}' is not in the data "
-                               f"(columns: {_short(present)})",
+                               f"(columns: {_short(present, 3)})",
                                f"pass -p label=COLUMN with one of the data's columns, or rename the column to '{label}'"))
     missing = [c for c in columns if c not in present]
     extra = [c for c in present if c not in columns]
