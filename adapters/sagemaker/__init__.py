@@ -1,9 +1,16 @@
-"""The SageMaker adapter: pipeline definitions (compiler), and, later, runs, registry and endpoints (client).
+"""The SageMaker adapter: pipeline definitions (compiler), runs, the model registry and endpoints (client).
 
 The compiler is pure (no boto3, no credentials, no network): ``cloudml compile --target sagemaker``
 works anywhere. Running, the model registry and endpoint deployments go through boto3 and need
-``pip install 'cloudml[aws]'``; that client is not built yet (issue 5), so those calls raise
-UnsupportedFeatureError naming the operation.
+``pip install 'cloudml[aws]'``.
+
+Endpoints roll out two ways. By default ``all_at_once``, ``blue_green``, ``canary`` and ``linear`` use
+SageMaker's own deployment guardrails (UpdateEndpoint with a BlueGreenUpdatePolicy and CloudWatch-alarm
+auto-rollback). ``shadow``, and every strategy with ``backend_options: {sagemaker: {native_guardrails:
+false}}``, are driven by cloudml's core rollout controller over production and shadow variants
+(:mod:`cloudml.adapters.sagemaker.variants`), with state in files under ``state_dir`` so
+``resume_rollout``, ``promote`` and ``rollback`` work from another process. Both give the same
+:class:`~cloudml.adapter.RolloutResult`.
 
 Example:
     >>> import cloudml
@@ -30,8 +37,9 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    native_guardrails: bool = Field(True, description="use SageMaker deployment guardrails for blue/green, canary, "
-                                    "linear (false, cloudml's controller over variants, is not built yet)")
+    native_guardrails: bool = Field(True, description="use SageMaker deployment guardrails for all_at_once, blue_green, "
+                                    "canary and linear; false: cloudml's rollout controller over production variants "
+                                    "(shadow always uses the controller)")
     volume_size_gb: int = Field(30, ge=1, le=16384)
     instance_type: str | None = Field(None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", description="default ML instance type")
     role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
@@ -50,8 +58,9 @@ class SageMakerAdapter(Adapter):
     capabilities = Capabilities(
         "sagemaker",
         {
-            "step.secrets": ("notyet", "SageMaker jobs have no secret injection; read secrets in the step"),
-            "deploy.shadow": ("notimpl", "shadow variants through the core rollout controller are not built yet"),
+            "step.secrets": ("notimpl", "SageMaker jobs only take plain-text Environment (visible in Describe*Job); "
+                             "resolving Secrets Manager/SSM references inside the job by cloudml's runtime wrapper "
+                             "is not built yet"),
             "deploy.capture": ("notimpl", "DataCaptureConfig is not built yet"),
             "deploy.autoscale": ("notimpl", "Application Auto Scaling policies are not built yet"),
         },
@@ -73,15 +82,29 @@ class SageMakerAdapter(Adapter):
         """Endpoint variant, DeploymentConfig (guardrails) and CloudWatch alarm requests."""
         from cloudml.adapters.sagemaker.deploy import compile_deployment_plan
         from cloudml.adapters.sagemaker.resources import deploy_instance_type
-        from cloudml.errors import UnsupportedFeatureError
+        from cloudml.adapters.sagemaker.variants import controller_plan
 
         self.check_supported(deployment_features(deployment))
-        if not Options.model_validate(deployment.backend_options.get("sagemaker", {})).native_guardrails:
-            raise UnsupportedFeatureError("sagemaker", None, f"deploy.{deployment.strategy.name}",
-                                          "native_guardrails: false (rollouts driven by cloudml's controller through "
-                                          "production variants) is not built yet")
-        plan = compile_deployment_plan(deployment, deploy_instance_type(deployment.instances))
+        instance_type = deploy_instance_type(deployment.instances)
+        if self.uses_controller(deployment):
+            return Compiled("sagemaker", deployment.endpoint, controller_plan(deployment, instance_type), "json")
+        plan = compile_deployment_plan(deployment, instance_type)
         return Compiled("sagemaker", deployment.endpoint, plan, "json")
+
+    @staticmethod
+    def uses_controller(deployment: Deployment) -> bool:
+        """True when cloudml's rollout controller drives the deployment (shadow, or ``native_guardrails: false``).
+
+        Example:
+            >>> from cloudml.spec.deployment import Deployment
+            >>> shadow = Deployment(endpoint="ep", model={"group": "g"}, strategy={"shadow": {"percent": 10}})
+            >>> canary = Deployment(endpoint="ep", model={"group": "g"}, strategy={"canary": {"percent": 10}})
+            >>> SageMakerAdapter.uses_controller(shadow), SageMakerAdapter.uses_controller(canary)
+            (True, False)
+        """
+        if deployment.strategy.name in ("shadow", "ab_test"):  # guardrails cannot hold a split or mirror
+            return True
+        return not Options.model_validate(deployment.backend_options.get("sagemaker", {})).native_guardrails
 
     def validate_compiled(self, compiled: Compiled) -> list[str]:
         """botocore's own parameter validation of CreatePipeline and of every step's Arguments."""
@@ -200,24 +223,129 @@ class SageMakerAdapter(Adapter):
                                 hint=f"cloudml models approve {group} VERSION --backend sagemaker")
         return versions[0]
 
-    def deploy(self, deployment: Deployment, **options: Any) -> Any:
-        """Create or update the endpoint with SageMaker's own guardrails and CloudWatch-alarm rollback."""
-        plan = self.compile_deployment(deployment).document
-        client = self.client()
+    def _resolve_model(self, deployment: Deployment) -> Any:
         from cloudml.errors import NotFoundError
 
         version, group = deployment.model.version, deployment.model.group
         if version == "latest-approved":
-            model = self.latest_approved(group)
-        else:
-            versions = client.versions(group)
-            found = versions[:1] if version == "latest" else [m for m in versions if m.version == version]
-            if not found:
-                raise NotFoundError(f"model package group '{group}' has no version {version}", backend="sagemaker",
-                                    hint=f"cloudml models list {group} --backend sagemaker")
-            model = found[0]
+            return self.latest_approved(group)
+        versions = self.client().versions(group)
+        found = versions[:1] if version == "latest" else [m for m in versions if m.version == version]
+        if not found:
+            raise NotFoundError(f"model package group '{group}' has no version {version}", backend="sagemaker",
+                                hint=f"cloudml models list {group} --backend sagemaker")
+        return found[0]
+
+    def deploy(self, deployment: Deployment, **options: Any) -> Any:
+        """Roll out ``deployment`` and return the typed :class:`~cloudml.adapter.RolloutResult`.
+
+        Native guardrails (UpdateEndpoint + CloudWatch auto-rollback) unless the deployment is a shadow
+        or sets ``native_guardrails: false``; then cloudml's controller drives production/shadow
+        variants. Options: ``poll`` (seconds between checks, default 15), ``stop`` (a threading.Event
+        that pauses the controller, as a kill would), ``state_dir`` (overrides the settings).
+
+        Example:
+            >>> import cloudml
+            >>> adapter = cloudml.get_adapter("sagemaker")  # doctest: +SKIP
+            >>> adapter.deploy(cloudml.load("deployment.yaml")).outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        plan = self.compile_deployment(deployment).document
+        client = self.client()
+        model = self._resolve_model(deployment)
+        if plan.get("Mode") == "controller":
+            from cloudml.adapters.sagemaker.variants import adopt, endpoint_lock, variant_name
+
+            info = {"group": model.group, "version": model.version, "instance_type": plan["Variant"]["InstanceType"],
+                    "package_arn": client.package_arn(model.group, model.version)}
+            with endpoint_lock(self._state_root(options), deployment.endpoint):
+                controller = self.controller(**options)
+                adopt(controller.backend, controller.store, deployment.endpoint)
+                return controller.deploy(deployment, model_name=variant_name(model.group, model.version), model=info)
         return client.deploy(plan, model, self._role(), poll=options.get("poll", 15.0),
                              timeout=deployment.max_duration + 600)
+
+    # -- rollouts driven by cloudml's controller -------------------------------------------------------
+    def _state_root(self, options: dict[str, Any]) -> Any:
+        from pathlib import Path
+
+        return Path(options.get("state_dir") or getattr(self.settings, "state_dir", None) or ".cloudml")
+
+    def controller(self, **options: Any) -> Any:
+        """A :class:`cloudml.rollout.RolloutController` over this account's endpoint variants.
+
+        State lives in ``<state_dir>/endpoints/<endpoint>/rollout.json`` (``state_dir`` option, else the
+        settings' ``state_dir``, else ``.cloudml``). Options: ``poll``, ``stop``, ``ready_timeout``.
+
+        Example:
+            >>> ctl = cloudml.get_adapter("sagemaker").controller(poll=5)  # doctest: +SKIP
+            >>> ctl.resume("churn").outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        from cloudml.adapters.sagemaker.variants import VariantTraffic
+        from cloudml.rollout import FileStateStore, RolloutController
+
+        poll = float(options.get("poll", 15.0))
+        traffic = VariantTraffic(self.client(), self._role(), poll=poll)
+        return RolloutController(traffic, FileStateStore(self._state_root(options)), poll=poll,
+                                 stop=options.get("stop"), ready_timeout=float(options.get("ready_timeout", 3600.0)))
+
+    def resume_rollout(self, endpoint: str, **options: Any) -> Any:
+        """Resume an interrupted controller-driven rollout: it finishes or rolls back.
+
+        Example:
+            >>> cloudml.get_adapter("sagemaker").resume_rollout("churn").outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        from cloudml.adapters.sagemaker.variants import endpoint_lock
+
+        with endpoint_lock(self._state_root(options), endpoint):
+            return self.controller(**options).resume(endpoint)
+
+    def promote(self, endpoint: str, **options: Any) -> Any:
+        """Skip the remaining bakes of a controller-driven rollout (asking its controller when one runs).
+
+        Example:
+            >>> cloudml.get_adapter("sagemaker").promote("churn").outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        return self._manual(endpoint, "promote", options)
+
+    def rollback(self, endpoint: str, **options: Any) -> Any:
+        """Send all traffic back to the previous variant of a controller-driven rollout.
+
+        Example:
+            >>> cloudml.get_adapter("sagemaker").rollback("churn").outcome.value  # doctest: +SKIP
+            'rolled_back'
+        """
+        return self._manual(endpoint, "rollback", options)
+
+    def _manual(self, endpoint: str, action: str, options: dict[str, Any], timeout: float = 60.0) -> Any:
+        import time
+
+        from cloudml.adapters.sagemaker.variants import endpoint_lock
+        from cloudml.errors import DeploymentError
+        from cloudml.rollout import FileStateStore
+
+        root = self._state_root(options)
+        try:
+            with endpoint_lock(root, endpoint):
+                ctl = self.controller(**options)
+                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)
+        except DeploymentError as e:
+            if "another controller" not in str(e):
+                raise
+        store = FileStateStore(root)  # a controller in another process is driving it: ask, then wait
+        store.request(endpoint, action)
+        deadline = time.time() + float(options.get("timeout", timeout))
+        while time.time() < deadline:
+            state = store.load(endpoint) or {}
+            if state.get("status") not in ("in_progress", "rolling_back"):
+                return self.controller(**options)._result(state)
+            time.sleep(0.1)
+        store.take_request(endpoint)
+        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
+                              hint=f"cloudml rollout history {endpoint}")
 
     def iam_policy(self) -> dict[str, Any]:
         """The IAM policy the client's calls need, generated from its list of calls."""
@@ -225,9 +353,21 @@ class SageMakerAdapter(Adapter):
 
         return iam_policy()
 
-    def endpoint_status(self, endpoint: str) -> dict[str, Any]:
-        """DescribeEndpoint, as a dict."""
-        return dict(self.client().call("sagemaker", "describe_endpoint", EndpointName=endpoint))
+    def endpoint_status(self, endpoint: str, **options: Any) -> dict[str, Any]:
+        """DescribeEndpoint, as a dict, plus ``rollout`` (the controller's state) when cloudml's controller drove it.
+
+        Example:
+            >>> cloudml.get_adapter("sagemaker").endpoint_status("churn")["EndpointStatus"]  # doctest: +SKIP
+            'InService'
+        """
+        from cloudml.rollout import FileStateStore
+
+        status = dict(self.client().call("sagemaker", "describe_endpoint", EndpointName=endpoint))
+        state = FileStateStore(self._state_root(options)).load(endpoint)
+        if state is not None:
+            status["rollout"] = {k: state.get(k) for k in ("status", "blue", "green", "live", "weights", "mirror",
+                                                           "outcome")}
+        return status
 
     def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
         """Send ``{"instances": [...]}`` to the endpoint."""

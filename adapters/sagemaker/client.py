@@ -46,6 +46,9 @@ API_CALLS: tuple[tuple[str, str], ...] = (
     ("sagemaker", "create_endpoint"), ("sagemaker", "update_endpoint"), ("sagemaker", "describe_endpoint"),
     ("sagemaker-runtime", "invoke_endpoint"), ("cloudwatch", "put_metric_alarm"), ("cloudwatch", "describe_alarms"),
     ("s3", "upload_file"), ("scheduler", "create_schedule"), ("scheduler", "update_schedule"),
+    # rollouts driven by cloudml's controller over production and shadow variants (variants.py)
+    ("sagemaker", "describe_endpoint_config"), ("sagemaker", "update_endpoint_weights_and_capacities"),
+    ("cloudwatch", "get_metric_data"),
 )
 _IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
                "scheduler": "scheduler"}
@@ -429,14 +432,20 @@ class SageMakerClient:
         name = f"{endpoint}-v{model.version}-{stamp}"[:63]
         self.call("sagemaker", "create_model", ModelName=name, ExecutionRoleArn=role_arn,
                   PrimaryContainer={"ModelPackageName": self.package_arn(model.group, model.version)})
-        variant = {**plan["ProductionVariant"], "ModelName": name}
-        self.call("sagemaker", "create_endpoint_config", EndpointConfigName=name, ProductionVariants=[variant])
-        for request in plan["PutMetricAlarm"]:
-            self.call("cloudwatch", "put_metric_alarm", **request)
         try:
             current = self.call("sagemaker", "describe_endpoint", EndpointName=endpoint)
         except (NotFoundError, BackendValidationError):
             current = None
+        variant = {**plan["ProductionVariant"], "ModelName": name}
+        alarms = plan["PutMetricAlarm"]
+        live = [v["VariantName"] for v in (current or {}).get("ProductionVariants", [])]
+        if len(live) == 1 and live[0] != variant["VariantName"]:
+            # guardrails keep variant names: a variant from cloudml's controller (churn-v2) keeps its name
+            variant["VariantName"] = live[0]
+            alarms = [_renamed_variant(r, live[0]) for r in alarms]
+        self.call("sagemaker", "create_endpoint_config", EndpointConfigName=name, ProductionVariants=[variant])
+        for request in alarms:
+            self.call("cloudwatch", "put_metric_alarm", **request)
         history: list[dict[str, Any]] = [{"at": _now(), "event": "requested", "config": name}]
         if current is None:
             self.call("sagemaker", "create_endpoint", EndpointName=endpoint, EndpointConfigName=name)
@@ -487,6 +496,17 @@ class SageMakerClient:
             return dict(json.loads(body))
         except (ValueError, TypeError):
             raise RunError(f"endpoint {endpoint} answered something that is not a JSON object") from None
+
+
+def _renamed_variant(request: Any, variant: str) -> Any:
+    """An alarm request with every ``VariantName`` dimension set to ``variant``."""
+    if isinstance(request, dict):
+        if request.get("Name") == "VariantName" and "Value" in request:
+            return {**request, "Value": variant}
+        return {k: _renamed_variant(v, variant) for k, v in request.items()}
+    if isinstance(request, list):
+        return [_renamed_variant(v, variant) for v in request]
+    return request
 
 
 def _param_text(value: Any) -> str:

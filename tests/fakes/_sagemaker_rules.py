@@ -169,3 +169,72 @@ def status_from_steps(steps: list[dict[str, Any]]) -> tuple[str, str] | None:
         return "Executing", ""
     return ("Stopped", "") if "Stopped" in statuses else None
 
+
+
+# ---------------------------------------------------------------------------------- variants and weights
+def variant_weight(variant: dict[str, Any]) -> float:
+    """``InitialVariantWeight`` of a config variant (SageMaker's default is 1.0)."""
+    return float(variant.get("InitialVariantWeight", 1.0))
+
+
+def validate_endpoint_config(production: list[dict[str, Any]], shadow: list[dict[str, Any]]) -> str | None:
+    """CreateEndpointConfig rules botocore does not check: unique names, shadow layout, a positive total weight."""
+    names = [str(v.get("VariantName", "")) for v in production + shadow]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return f"Variant names must be unique across ProductionVariants and ShadowProductionVariants: {dupes}."
+    if shadow and (len(shadow) != 1 or len(production) != 1):
+        return ("When ShadowProductionVariants is specified, ProductionVariants and ShadowProductionVariants must "
+                f"each contain exactly one variant; got {len(production)} and {len(shadow)}.")
+    if any(variant_weight(v) < 0 for v in production + shadow):
+        return "InitialVariantWeight must be greater than or equal to 0."
+    if production and sum(variant_weight(v) for v in production) <= 0:
+        return "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."
+    return None
+
+
+def variant_summary(variant: dict[str, Any]) -> dict[str, Any]:
+    """A config variant as DescribeEndpoint shows it once deployed (Current = Desired)."""
+    weight = variant_weight(variant)
+    summary: dict[str, Any] = {"VariantName": variant["VariantName"], "CurrentWeight": weight, "DesiredWeight": weight}
+    if "InitialInstanceCount" in variant:
+        summary.update(CurrentInstanceCount=variant["InitialInstanceCount"],
+                       DesiredInstanceCount=variant["InitialInstanceCount"])
+    return summary
+
+
+def validate_weights(desired: list[dict[str, Any]], production: list[dict[str, Any]],
+                     shadow: list[dict[str, Any]]) -> str | None:
+    """UpdateEndpointWeightsAndCapacities rules: unique, existing variants; weights >= 0; production total > 0."""
+    known = {v["VariantName"] for v in production + shadow}
+    seen: list[str] = []
+    for item in desired:
+        name = item.get("VariantName", "")
+        if name in seen:
+            return f'The variant name "{name}" was non-unique within the request.'
+        if name not in known:
+            return f'The variant name(s) "{name}" is/are not present within the endpoint configuration.'
+        if float(item.get("DesiredWeight", 0)) < 0:
+            return f"DesiredWeight of variant {name} must be greater than or equal to 0."
+        if "DesiredInstanceCount" in item and int(item["DesiredInstanceCount"]) < 1:
+            return f"DesiredInstanceCount of variant {name} must be at least 1."
+        seen.append(name)
+    weights = {v["VariantName"]: float(v.get("CurrentWeight", 0)) for v in production}
+    weights.update({i["VariantName"]: float(i["DesiredWeight"]) for i in desired
+                    if i["VariantName"] in weights and "DesiredWeight" in i})
+    if weights and sum(weights.values()) <= 0:
+        return "The sum of the weights of the production variants must be greater than 0."
+    return None
+
+
+def apply_weights(desired: list[dict[str, Any]], variants: list[dict[str, Any]]) -> None:
+    """Make the desired weights and counts current (in place)."""
+    by_name = {v["VariantName"]: v for v in variants}
+    for item in desired:
+        variant = by_name.get(item["VariantName"])
+        if variant is None:
+            continue
+        if "DesiredWeight" in item:
+            variant["CurrentWeight"] = variant["DesiredWeight"] = float(item["DesiredWeight"])
+        if "DesiredInstanceCount" in item:
+            variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"] = int(item["DesiredInstanceCount"])

@@ -97,7 +97,13 @@ class _EndpointState:
     last_deployment_config: dict[str, Any] | None = None
     deployment: Deployment | None = None
     variants_override: list[dict[str, Any]] | None = None
+    shadow_override: list[dict[str, Any]] = field(default_factory=list)
+    weights_pending: list[dict[str, Any]] | None = None
+    weights_until: float = 0.0
     last_modified: float = field(default_factory=time.time)
+
+    def busy(self) -> bool:
+        return self.weights_pending is not None or (self.deployment is not None and self.deployment.outcome is None)
 
 
 @dataclass
@@ -121,7 +127,7 @@ class SageMakerFake:
 
     def __init__(self, moto_url: str, *, region: str = REGION, time_scale: float = 1.0, poll_interval: float = 0.1,
                  provisioning_seconds: float = 0.0, activation_seconds: float = 0.2, rollback_seconds: float = 0.5,
-                 stop_seconds: float = 0.5) -> None:
+                 stop_seconds: float = 0.5, weights_seconds: float = 0.2) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         parts = urllib.parse.urlsplit(moto_url)
@@ -130,6 +136,8 @@ class SageMakerFake:
         self.time_scale, self.poll_interval = time_scale, poll_interval
         self.provisioning_seconds, self.activation_seconds = provisioning_seconds, activation_seconds
         self.rollback_seconds, self.stop_seconds = rollback_seconds, stop_seconds
+        self.weights_seconds = weights_seconds
+        self._shadows: dict[str, list[dict[str, Any]]] = {}  # endpoint config -> ShadowProductionVariants
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._requests: list[RecordedRequest] = []
@@ -147,7 +155,10 @@ class SageMakerFake:
         self._cw: Any = self._moto_client("cloudwatch")
         self._handlers: dict[str, Callable[[Request], Reply]] = {
             "UpdateEndpoint": self._update_endpoint, "DescribeEndpoint": self._describe_endpoint,
-            "ListEndpoints": self._list_endpoints, "CreateEndpoint": self._forget_endpoint,
+            "ListEndpoints": self._list_endpoints, "CreateEndpoint": self._create_endpoint,
+            "CreateEndpointConfig": self._create_endpoint_config,
+            "DescribeEndpointConfig": self._describe_endpoint_config,
+            "UpdateEndpointWeightsAndCapacities": self._update_weights,
             "DeleteEndpoint": self._forget_endpoint, "ListPipelineExecutionSteps": self._list_steps,
             "DescribePipelineExecution": self._describe_execution, "ListPipelineExecutions": self._list_executions,
             "StopPipelineExecution": self._stop_execution}
@@ -317,11 +328,14 @@ class SageMakerFake:
         new_variants = self._sm.describe_endpoint_config(EndpointConfigName=new_name)["ProductionVariants"]
         with self._lock:
             state = self._endpoints.get(name) or _EndpointState(endpoint["EndpointConfigName"])
+            self._settle(state)
+            if state.weights_pending is not None:
+                return validation_error(f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".')
         dc = args.get("DeploymentConfig")
         if dc is None and args.get("RetainDeploymentConfig"):
             dc = state.last_deployment_config
         if dc is not None:
-            old = [v["VariantName"] for v in (state.variants_override or endpoint.get("ProductionVariants", []))]
+            old = [v["VariantName"] for v in self._variants(state)[0]]
             error = rules.validate_deployment(dc, old, new_variants) or self._missing_alarms(rules.alarm_names(dc))
             if error:
                 return validation_error(error)
@@ -329,7 +343,7 @@ class SageMakerFake:
                          self.time_scale)
         with self._lock:
             state = self._endpoints.setdefault(name, state)
-            if state.deployment is not None and state.deployment.outcome is None:
+            if state.busy():
                 return validation_error(f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".')
             state.deployment, state.last_modified = dep, time.time()
             if dc is not None:
@@ -350,12 +364,21 @@ class SageMakerFake:
             state = self._endpoints.get(req.json().get("EndpointName", ""))
             if reply.status != 200 or state is None:
                 return reply
+            self._settle(state)
             data = reply.json()
             data.update(EndpointConfigName=state.config_name, LastModifiedTime=state.last_modified)
             if state.last_deployment_config is not None:
                 data["LastDeploymentConfig"] = state.last_deployment_config
             if state.variants_override is not None:
                 data["ProductionVariants"] = copy.deepcopy(state.variants_override)
+            if state.shadow_override:
+                data["ShadowProductionVariants"] = copy.deepcopy(state.shadow_override)
+            if state.weights_pending is not None:
+                data["EndpointStatus"] = "Updating"
+                for variant in data.get("ProductionVariants", []) + data.get("ShadowProductionVariants", []):
+                    for item in state.weights_pending:
+                        if item["VariantName"] == variant["VariantName"] and "DesiredWeight" in item:
+                            variant["DesiredWeight"] = float(item["DesiredWeight"])
             dep = state.deployment
             if dep is not None and dep.outcome is None:
                 data["EndpointStatus"] = dep.status
@@ -380,9 +403,81 @@ class SageMakerFake:
         with self._lock:
             for summary in data.get("Endpoints", []):
                 state = self._endpoints.get(summary.get("EndpointName", ""))
+                if state is not None:
+                    self._settle(state)
                 if state and state.deployment and state.deployment.outcome is None:
                     summary["EndpointStatus"] = state.deployment.status
+                elif state and state.weights_pending is not None:
+                    summary["EndpointStatus"] = "Updating"
         return json_reply(200, data)
+
+    # endpoint configs, variants and weights --------------------------------------------------------------
+    def _create_endpoint_config(self, req: Request) -> Reply:
+        args = req.json()
+        shadow = args.get("ShadowProductionVariants") or []
+        if error := rules.validate_endpoint_config(args.get("ProductionVariants") or [], shadow):
+            return validation_error(error)
+        reply = self._forward(req)  # moto ignores ShadowProductionVariants: the fake keeps them
+        if reply.status == 200 and shadow:
+            with self._lock:
+                self._shadows[args.get("EndpointConfigName", "")] = copy.deepcopy(shadow)
+        return reply
+
+    def _describe_endpoint_config(self, req: Request) -> Reply:
+        reply = self._forward(req)
+        with self._lock:
+            shadow = self._shadows.get(req.json().get("EndpointConfigName", ""))
+        if reply.status != 200 or not shadow:
+            return reply
+        data = reply.json()
+        data["ShadowProductionVariants"] = copy.deepcopy(shadow)
+        return json_reply(200, data)
+
+    def _create_endpoint(self, req: Request) -> Reply:
+        reply = self._forget_endpoint(req)
+        args = req.json()
+        if reply.status == 200:
+            config = self._sm.describe_endpoint_config(EndpointConfigName=args.get("EndpointConfigName", ""))
+            with self._lock:
+                shadow = self._shadows.get(config["EndpointConfigName"], [])
+                self._endpoints[args.get("EndpointName", "")] = _EndpointState(
+                    config["EndpointConfigName"], variants_override=[rules.variant_summary(v) for v in
+                                                                     config["ProductionVariants"]],
+                    shadow_override=[rules.variant_summary(v) for v in shadow])
+        return reply
+
+    def _variants(self, state: _EndpointState) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(production, shadow) variant summaries of the endpoint as deployed now (the fake's own copy)."""
+        if state.variants_override is None:
+            config = self._sm.describe_endpoint_config(EndpointConfigName=state.config_name)
+            state.variants_override = [rules.variant_summary(v) for v in config["ProductionVariants"]]
+            state.shadow_override = [rules.variant_summary(v) for v in self._shadows.get(state.config_name, [])]
+        return state.variants_override, state.shadow_override
+
+    def _settle(self, state: _EndpointState) -> None:
+        """Finish a weights update whose time is up (called under the lock)."""
+        if state.weights_pending is not None and time.monotonic() >= state.weights_until:
+            production, shadow = self._variants(state)
+            rules.apply_weights(state.weights_pending, production + shadow)
+            state.weights_pending, state.last_modified = None, time.time()
+
+    def _update_weights(self, req: Request) -> Reply:
+        args = req.json()
+        name = args.get("EndpointName", "")
+        endpoint = self._sm.describe_endpoint(EndpointName=name)  # moto's "Could not find endpoint" when missing
+        desired = args.get("DesiredWeightsAndCapacities") or []
+        with self._lock:
+            state = self._endpoints.setdefault(name, _EndpointState(endpoint["EndpointConfigName"]))
+            self._settle(state)
+            if state.busy():
+                return validation_error(f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".')
+            production, shadow = self._variants(state)
+            if error := rules.validate_weights(desired, production, shadow):
+                return validation_error(error)
+            state.weights_pending = copy.deepcopy(desired)
+            state.weights_until = time.monotonic() + self.weights_seconds * self.time_scale
+            state.last_modified = time.time()
+        return json_reply(200, {"EndpointArn": endpoint["EndpointArn"]})
 
     # the guardrail state machine (one thread per update) ----------------------------------------------------
     def _run_deployment(self, dep: Deployment) -> None:
@@ -445,23 +540,14 @@ class SageMakerFake:
             dep.cancel.wait(min(self.poll_interval, remaining))
 
     def _succeed(self, dep: Deployment) -> None:
-        moto_variants = [v["VariantName"] for v in
-                         self._sm.describe_endpoint(EndpointName=dep.endpoint_name)["ProductionVariants"]]
-        desired = [{"VariantName": v["VariantName"], "DesiredWeight": float(v.get("InitialVariantWeight", 1.0)),
-                    **({"DesiredInstanceCount": v["InitialInstanceCount"]} if "InitialInstanceCount" in v else {})}
-                   for v in dep.new_variants]
-        override = None
-        if sorted(moto_variants) == sorted(d["VariantName"] for d in desired):  # keep moto's weights in step
-            self._sm.update_endpoint_weights_and_capacities(EndpointName=dep.endpoint_name,
-                                                            DesiredWeightsAndCapacities=desired)
-        else:  # a plain update may rename variants, which moto cannot: overlay them
-            override = [{"VariantName": d["VariantName"], "CurrentWeight": d["DesiredWeight"],
-                         "DesiredWeight": d["DesiredWeight"], "CurrentInstanceCount": d.get("DesiredInstanceCount", 0),
-                         "DesiredInstanceCount": d.get("DesiredInstanceCount", 0)} for d in desired]
+        # moto cannot rename, add or remove variants, so the fake keeps the variants of the new config itself
+        override = [rules.variant_summary(v) for v in dep.new_variants]
         with self._lock:
+            shadow = [rules.variant_summary(v) for v in self._shadows.get(dep.new_config, [])]
             state = self._endpoints.get(dep.endpoint_name)
             if state is not None and state.deployment is dep:
                 state.config_name, state.variants_override, state.last_modified = dep.new_config, override, time.time()
+                state.shadow_override = shadow
             self._set(dep, "InService on new config", status="InService", variant_status=None,
                       traffic_percent=100.0, outcome="Succeeded")
 

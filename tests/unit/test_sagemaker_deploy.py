@@ -321,7 +321,6 @@ def test_an_instance_type_override_wins_over_the_neutral_size() -> None:
 
 
 @pytest.mark.parametrize(("fields", "feature"), [
-    ({"strategy": {"shadow": {"percent": 20}}}, "deploy.shadow"),
     ({"capture": {"percent": 50}}, "deploy.capture"),
     ({"instances": {"count": 2, "autoscale": {"min": 1, "max": 4}}}, "deploy.autoscale"),
 ])
@@ -330,3 +329,15 @@ def test_the_adapter_refuses_its_declared_deployment_gaps(fields: dict[str, Any]
         SageMakerAdapter().compile_deployment(deployment(**fields))
     assert (info.value.adapter, info.value.feature) == ("sagemaker", feature)
     assert SageMakerAdapter.capabilities.level(feature) == "notimpl"
+
+
+def test_shadow_and_native_guardrails_false_go_to_the_controller() -> None:
+    """Shadow has no guardrail mode; native_guardrails: false opts any strategy into cloudml's controller."""
+    assert SageMakerAdapter.capabilities.supports("deploy.shadow")
+    shadow = SageMakerAdapter().compile_deployment(deployment(strategy={"shadow": {"percent": 20}})).document
+    assert shadow["Mode"] == "controller" and "DeploymentConfig" not in shadow
+    for strategy in ("all_at_once", "blue_green", {"canary": {"percent": 10}}, {"linear": {"step_percent": 20}}):
+        d = deployment(strategy=strategy, backend_options={"sagemaker": {"native_guardrails": False}})
+        assert SageMakerAdapter().compile_deployment(d).document["Mode"] == "controller"
+    with pytest.raises(UnsupportedFeatureError, match="no shadow mode"):
+        deployment_config(deployment(strategy={"shadow": {"percent": 20}}), [])
