@@ -380,3 +380,15 @@ def test_manual_rollback_during_a_rollout_in_another_thread(fake: SageMakerFake,
     runner.join(15)
     assert manual.outcome is RolloutOutcome.ROLLED_BACK and results[0].outcome is RolloutOutcome.ROLLED_BACK
     assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
+
+
+def test_shadow_rolls_back_on_the_shadow_variants_datapoints(fake: SageMakerFake, tmp_path: Path) -> None:
+    a, endpoint, group, options = _setup(fake, tmp_path)
+    _first(a, endpoint, group, options)
+    _put_errors(fake, endpoint, f"{group}-v2", errors=30, calls=100)
+    shadow = _deployment(endpoint, group, 2, alarms=[ERRORS],
+                         strategy={"shadow": {"percent": 50, "duration": "5s", "promote": True}})
+    result = a.deploy(shadow, **options)
+    assert result.outcome is RolloutOutcome.ROLLED_BACK and result.alarm == "errors", result
+    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})  # the shadow variant is gone, v1 untouched
+    assert [e["event"] for e in _events(result)][-2:] == ["rolled back", "removed"]
