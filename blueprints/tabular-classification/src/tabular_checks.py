@@ -66,7 +66,7 @@ def _type_ok(series: Any, kind: str) -> tuple[bool, str]:
             return bool((values == values.round()).all()), found
         return False, found
     if kind == "bool":
-        return pt.is_bool_dtype(series) or set(values.unique()) <= {0, 1, True, False}, found
+        return pt.is_bool_dtype(series) or set(values.unique()) <= {0, 1}, found  # True == 1, False == 0
     if kind == "datetime":
         if pt.is_datetime64_any_dtype(series):
             return True, found

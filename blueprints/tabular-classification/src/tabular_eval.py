@@ -9,7 +9,7 @@ Example:
     >>> import numpy as np
     >>> m = classification_metrics(np.array([0, 1, 1, 0]), np.array([[.9, .1], [.2, .8], [.4, .6], [.3, .7]]), [0, 1])
     >>> m["accuracy"], m["roc_auc"]
-    (0.75, 1.0)
+    (0.75, 0.75)
 """
 
 from __future__ import annotations
