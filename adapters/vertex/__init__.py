@@ -1,10 +1,12 @@
-"""The Vertex AI adapter (Google Vertex AI Pipelines (KFP IR); model registry and endpoints not built yet).
+"""The Vertex AI adapter: KFP IR pipelines, the Vertex AI Model Registry, and endpoints with guarded rollouts.
 
 The compiler (spec -> KFP PipelineSpec IR) is pure and needs no SDK; what it cannot express is
 declared in the capabilities and refused by name at compile time. Runs (submit, status, task
 details, wait, cancel) go through google-cloud-aiplatform (``pip install 'cloudml[gcp]'``, see
-``client.py``). The model registry and endpoints are not built yet (issue 6) and raise
-UnsupportedFeatureError naming the operation.
+``client.py``). The model registry is Vertex's (``registry.py``: one Model per group, versions via
+``parent_model``, approval as a label plus the ``approved`` alias). Deployments are rolled out by the
+core controller (``cloudml.rollout``) over Vertex endpoints (``endpoints.py``: deployed models and
+traffic splits), with neutral alarms read from Cloud Monitoring (``monitoring.py``).
 
 Example:
     >>> import cloudml
@@ -14,17 +16,20 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudml.adapter import Adapter, Capabilities, Compiled
-from cloudml.errors import UnsupportedFeatureError
+from cloudml.adapter import Adapter, Capabilities, Compiled, ModelVersion, RolloutResult
 from cloudml.spec.pipeline import Pipeline
 
-__all__ = ["Options", "VertexAdapter"]
+if TYPE_CHECKING:
+    from cloudml.spec.deployment import Deployment
 
-_CLIENT = "the Vertex AI model registry and endpoints are not built yet (issue 6)"
+__all__ = ["Options", "VertexAdapter"]
 
 
 class Options(BaseModel):
@@ -38,12 +43,17 @@ class Options(BaseModel):
 
 
 class VertexAdapter(Adapter):
-    """Google Vertex AI Pipelines (KFP IR): compile and run; registry and endpoints not built yet."""
+    """Google Vertex AI: pipelines (KFP IR), Model Registry, endpoints rolled out by the core controller.
+
+    Example:
+        >>> VertexAdapter.capabilities.level("deploy.canary"), VertexAdapter.capabilities.level("deploy.shadow")
+        ('supported', 'notyet')
+    """
 
     name = "vertex"
     extra = "gcp"
     requires = ("google-cloud-aiplatform",)
-    description = "Google Vertex AI Pipelines (compile and run; registry and endpoints not built yet)"
+    description = "Google Vertex AI: pipelines, model registry, endpoints with controller-driven rollouts"
     options_model: ClassVar[type[BaseModel] | None] = Options
     capabilities = Capabilities(
         "vertex",
@@ -55,9 +65,9 @@ class VertexAdapter(Adapter):
             "register_model": ("notimpl", "registering from inside a Vertex pipeline is not built yet"),
             "schedule": ("notimpl", "Vertex pipeline schedules are not built yet"),
             "deploy.shadow": ("notyet", "Vertex endpoints have no mirrored traffic"),
-            "deploy.existing_alarm": ("notimpl", "reading Cloud Monitoring alert policies is not built yet"),
+            "deploy.existing_alarm": ("notyet", "Cloud Monitoring's API lists alert policies but not whether they "
+                                      "are firing (no incident API); use a neutral alarm"),
             "deploy.capture": ("notimpl", "request/response logging is not built yet"),
-            "deploy.autoscale": ("notimpl", "autoscaling bounds are not built yet"),
         },
     )
 
@@ -81,9 +91,6 @@ class VertexAdapter(Adapter):
         from cloudml.adapters.vertex.validate import validate_ir
 
         return validate_ir(compiled.document)
-
-    def _client_missing(self, operation: str) -> UnsupportedFeatureError:
-        return UnsupportedFeatureError(self.name, None, operation, _CLIENT)
 
     # -- the client (google-cloud-aiplatform) -------------------------------------------------------
     def client(self) -> Any:
@@ -152,6 +159,243 @@ class VertexAdapter(Adapter):
         """
         return self.client().get_run(run_id)
 
-    def deploy(self, deployment: Any, **options: Any) -> Any:
-        """Not built yet: raises UnsupportedFeatureError."""
-        raise self._client_missing("deploy")
+    # -- model registry (Vertex AI Model Registry; see registry.py) ---------------------------------------
+    def registry(self) -> Any:
+        """The :class:`~cloudml.adapters.vertex.registry.VertexRegistry` over this adapter's client.
+
+        Example:
+            >>> VertexAdapter().registry().register("churn", "gs://b/churn/1", image="")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.BackendValidationError: registering on Vertex AI needs the serving image
+        """
+        from cloudml.adapters.vertex.registry import VertexRegistry
+
+        return VertexRegistry(self.client())
+
+    def register_model(self, group: str, uri: str, **info: Any) -> ModelVersion:
+        """Upload ``uri`` (a gs:// model folder) as the next version of ``group``; needs ``image=`` (serving).
+
+        Also takes ``approval``, ``metrics``, ``tags``, ``run_id`` and ``aliases`` (Vertex version aliases).
+
+        Example:
+            >>> VertexAdapter().register_model("churn", "gs://b/churn/1")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.BackendValidationError: registering on Vertex AI needs the serving image
+        """
+        return self.registry().register(  # type: ignore[no-any-return]
+            group, uri, image=info.get("image") or "", approval=info.get("approval", "pending"),
+            metrics=info.get("metrics"), tags=info.get("tags"), run_id=info.get("run_id"), aliases=info.get("aliases"))
+
+    def list_models(self, group: str | None = None) -> list[ModelVersion]:
+        """Versions of ``group`` (every cloudml group when None), newest first.
+
+        Example:
+            >>> VertexAdapter().list_models("churn")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.ConfigError: Vertex AI needs a project
+        """
+        return list(self.registry().versions(group))
+
+    def set_approval(self, group: str, version: int, approval: str) -> ModelVersion:
+        """Approve, reject or reset a version (label ``cloudml-approval``; alias ``approved`` on the newest).
+
+        Example:
+            >>> VertexAdapter().set_approval("churn", 1, "maybe")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.CloudMLError: approval must be pending, approved or rejected, not 'maybe'
+        """
+        return self.registry().set_approval(group, version, approval)  # type: ignore[no-any-return]
+
+    def latest_approved(self, group: str) -> ModelVersion:
+        """The newest approved version of ``group`` (NotFoundError with the approve command when none).
+
+        Example:
+            >>> VertexAdapter().latest_approved("churn")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.ConfigError: Vertex AI needs a project
+        """
+        return self.registry().latest_approved(group)  # type: ignore[no-any-return]
+
+    def resolve_model(self, group: str, version: int | str) -> ModelVersion:
+        """A registry version by number, ``latest`` or ``latest-approved``.
+
+        Example:
+            >>> VertexAdapter().resolve_model("churn", "latest")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.ConfigError: Vertex AI needs a project
+        """
+        return self.registry().resolve(group, version)  # type: ignore[no-any-return]
+
+    # -- endpoints (Vertex AI endpoints driven by the core rollout controller; see endpoints.py) ----------
+    def state_root(self) -> Path:
+        """Where the controller keeps this cloud's rollout state: ``<state_dir>/vertex/<project>/<location>``.
+
+        Example:
+            >>> from cloudml.config import VertexSettings
+            >>> str(VertexAdapter(VertexSettings(project="my-project", state_dir="/tmp/s")).state_root())
+            '/tmp/s/vertex/my-project/us-central1'
+        """
+        settings: Any = self.settings
+        return Path(str(settings.state_dir)) / "vertex" / str(settings.project) / str(settings.location)
+
+    def metrics(self) -> Any:
+        """The Cloud Monitoring reader for alarms (tests set ``_metrics`` to one on a fake gRPC channel).
+
+        Example:
+            >>> from cloudml.config import VertexSettings
+            >>> VertexAdapter(VertexSettings(project="my-project")).metrics().project
+            'my-project'
+        """
+        if getattr(self, "_metrics", None) is None:
+            from cloudml.adapters.vertex.monitoring import VertexMetrics
+
+            self._metrics = VertexMetrics(self.settings.project, call=self.client().call)
+        return self._metrics
+
+    def endpoints(self) -> Any:
+        """The endpoints of this project and location as a TrafficBackend (:class:`VertexEndpoints`).
+
+        Example:
+            >>> from cloudml.config import VertexSettings
+            >>> VertexAdapter(VertexSettings(project="my-project")).endpoints().mapping("churn")["deployed"]
+            {}
+        """
+        from cloudml.adapters.vertex.endpoints import VertexEndpoints
+
+        return VertexEndpoints(self.client(), self.state_root(), self.metrics())
+
+    def controller(self, stop: threading.Event | None = None, poll: float = 10.0) -> Any:
+        """The core rollout controller over this adapter's endpoints, with state under :meth:`state_root`.
+
+        Example:
+            >>> from cloudml.config import VertexSettings
+            >>> VertexAdapter(VertexSettings(project="my-project")).controller(poll=1).poll
+            1
+        """
+        from cloudml.rollout import FileStateStore, RolloutController
+
+        return RolloutController(self.endpoints(), FileStateStore(self.state_root()), poll=poll, stop=stop)
+
+    def deploy(self, deployment: Deployment, **options: Any) -> RolloutResult:
+        """Roll ``deployment`` out on a Vertex AI endpoint through the core controller; the typed outcome.
+
+        Strategies: all_at_once, blue_green, canary and linear move the endpoint's traffic split; shadow
+        is refused (Vertex has no mirrored traffic). Options: ``stop`` (a threading.Event that pauses
+        the controller, as a kill would) and ``poll`` (seconds between alarm checks, default 10).
+
+        Example:
+            >>> from cloudml.spec.deployment import Deployment
+            >>> d = Deployment(endpoint="churn", model={"group": "churn"}, strategy={"shadow": {"percent": 10}})
+            >>> VertexAdapter().deploy(d)
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.UnsupportedFeatureError: vertex cannot express 'deploy.shadow': Vertex endpoints have no mirrored traffic
+        """
+        from cloudml.adapter import deployment_features
+
+        self.check_supported(deployment_features(deployment))
+        model = self.resolve_model(deployment.model.group, deployment.model.version)
+        info = {"resource": model.tags.get("vertex_model"), "group": model.group, "version": model.version,
+                "uri": model.uri}
+        with self._endpoint_lock(deployment.endpoint):
+            return self.controller(options.get("stop"), options.get("poll", 10.0)).deploy(  # type: ignore[no-any-return]
+                deployment, model_name=f"{model.group}-v{model.version}", model=info)
+
+    def resume_rollout(self, endpoint: str, **options: Any) -> RolloutResult:
+        """Continue a rollout a killed controller left behind: it finishes or rolls back.
+
+        Example:
+            >>> import tempfile
+            >>> from cloudml.config import VertexSettings
+            >>> VertexAdapter(VertexSettings(project="my-project", state_dir=tempfile.mkdtemp())).resume_rollout("churn")
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.NotFoundError: endpoint churn has no rollout
+        """
+        with self._endpoint_lock(endpoint):
+            return self.controller(options.get("stop"), options.get("poll", 10.0)).resume(endpoint)  # type: ignore[no-any-return]
+
+    def promote(self, endpoint: str) -> RolloutResult:
+        """Skip the remaining bakes: all traffic to the new deployment, retire the old one.
+
+        When another process drives the rollout, it is asked to promote, and this call waits.
+
+        Example: ``VertexAdapter(settings).promote("churn").outcome`` -> ``RolloutOutcome.SUCCEEDED``.
+        """
+        return self._manual(endpoint, "promote")
+
+    def rollback(self, endpoint: str) -> RolloutResult:
+        """Send all traffic back to the previous deployment now (asking a running controller when there is one).
+
+        Example: ``VertexAdapter(settings).rollback("churn").outcome`` -> ``RolloutOutcome.ROLLED_BACK``.
+        """
+        return self._manual(endpoint, "rollback")
+
+    def _manual(self, endpoint: str, action: str, timeout: float = 60.0) -> RolloutResult:
+        from cloudml.errors import DeploymentError
+        from cloudml.rollout import FileStateStore
+
+        try:
+            with self._endpoint_lock(endpoint):
+                ctl = self.controller()
+                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)  # type: ignore[no-any-return]
+        except DeploymentError as e:
+            if "another controller" not in str(e):
+                raise
+        store = FileStateStore(self.state_root())
+        store.request(endpoint, action)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = store.load(endpoint) or {}
+            if state.get("status") not in ("in_progress", "rolling_back"):
+                return self.controller()._result(state)  # type: ignore[no-any-return]
+            time.sleep(0.1)
+        store.take_request(endpoint)  # withdraw it: it must not hit a later rollout
+        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
+                              hint=f"cloudml rollout history {endpoint}")
+
+    def endpoint_status(self, endpoint: str) -> dict[str, Any]:
+        """Deployed models, traffic split (as Vertex reports it now) and the controller's rollout state.
+
+        Example: ``VertexAdapter(settings).endpoint_status("churn")["traffic"]`` -> ``{'churn-v2': 100}``.
+        """
+        from cloudml.rollout import FileStateStore
+
+        status = dict(self.endpoints().status(endpoint))
+        rollout = FileStateStore(self.state_root()).load(endpoint) or {}
+        status["rollout"] = {k: rollout.get(k) for k in ("status", "live", "blue", "green", "outcome")}
+        return status
+
+    def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
+        """Send ``{"instances": [...]}`` to the endpoint's ``:predict``; says which deployment answered.
+
+        Example: ``VertexAdapter(settings).invoke("churn", [[1.0, 2.0]])["deployment"]`` -> ``'churn-v2'``.
+        """
+        return dict(self.endpoints().predict(endpoint, instances))
+
+    def _endpoint_lock(self, endpoint: str) -> Any:
+        """One controller per endpoint on this machine: an exclusive lock file under the state root."""
+        import contextlib
+        import fcntl
+
+        from cloudml.errors import DeploymentError
+
+        @contextlib.contextmanager
+        def lock() -> Any:
+            folder = self.state_root() / "endpoints" / endpoint
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise DeploymentError(f"another controller is working on endpoint {endpoint}",
+                                          hint="wait for it, or stop it and run `cloudml rollout resume`") from None
+                yield
+
+        return lock()

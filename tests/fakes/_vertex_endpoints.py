@@ -114,9 +114,10 @@ class FakeEndpoint:
 class ModelsAndEndpoints:
     """State and rules of ModelService/EndpointService; mixed into ``VertexFake``.
 
-    Knobs: ``predict_error_rate[deployed_id] = 0.5`` makes that share of ``:predict`` calls fail with 500
-    (and counts them in ``predict_log``); ``on_predict`` is called with ``(endpoint, deployed_id, ok,
-    latency_ms)`` for every prediction (the Cloud Monitoring fake subscribes to it).
+    Knobs: ``predict_error_rate[deployed id or display name] = 0.5`` makes that share of the ``:predict``
+    calls it serves fail with 500, ``predict_latency_ms[...]`` sets its latency (20 ms by default);
+    ``predict_log`` lists ``(endpoint, deployed_id, ok)``; ``on_predict(endpoint, deployed_id, ok,
+    latency_ms)`` is called for every prediction (the Cloud Monitoring fake subscribes to it).
     """
 
     def __init__(self) -> None:
@@ -391,13 +392,14 @@ class ModelsAndEndpoints:
         if not split:
             raise ApiError(400, f"Endpoint {name} has no traffic split; deploy a model first", "FAILED_PRECONDITION")
         pick = self._rng.choices(list(split), weights=list(split.values()))[0]
-        ok = self._rng.random() >= self.predict_error_rate.get(pick, 0.0)
+        dm = ep.deployed(pick)
+        label = str(dm.get("displayName", ""))
+        ok = self._rng.random() >= self.predict_error_rate.get(pick, self.predict_error_rate.get(label, 0.0))
         self.predict_log.append((name, pick, ok))
         if self.on_predict is not None:
-            self.on_predict(name, pick, ok, self.predict_latency_ms.get(pick, 20.0))
+            self.on_predict(name, pick, ok, self.predict_latency_ms.get(pick, self.predict_latency_ms.get(label, 20.0)))
         if not ok:
             raise ApiError(500, f"the model server of DeployedModel {pick} failed", "INTERNAL")
-        dm = ep.deployed(pick)
         return 200, {"predictions": [{"instance": i, "deployedModelId": pick} for i in instances],
                      "deployedModelId": pick, "model": dm["model"], "modelVersionId": dm.get("modelVersionId", "")}
 

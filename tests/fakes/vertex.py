@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes._gcs import serve_object
+from tests.fakes._vertex_endpoints import ApiError, ModelsAndEndpoints
 
 __all__ = ["FakeJob", "VertexFake", "vertex_fake"]
 
@@ -31,24 +32,10 @@ _JOB_ID = re.compile(r"^[a-z][-a-z0-9]{0,127}$")
 _COLLECTION = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/pipelineJobs$")
 _JOB = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/pipelineJobs/[^/:]+)(:cancel)?$")
 TERMINAL = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
-_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
-           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-class ApiError(Exception):
-    """An error the fake answers with, as Google writes it: ``{"error": {code, message, status}}``."""
-
-    def __init__(self, code: int, message: str, status: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status or _STATUS.get(code, "UNKNOWN")
-
-    def body(self) -> dict[str, Any]:
-        """The JSON error body."""
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
 
 
 @dataclass
@@ -131,7 +118,7 @@ def _dag_tasks(spec: dict[str, Any], dag: dict[str, Any]) -> list[str]:
     return out
 
 
-class VertexFake:
+class VertexFake(ModelsAndEndpoints):
     """The fake server. ``jobs`` holds state; ``fail_next``, ``inject`` and ``paused`` are the test knobs.
 
     - ``fail_next(task, message)``: the next created job fails at ``task`` (earlier tasks succeed, later
@@ -158,6 +145,7 @@ class VertexFake:
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        ModelsAndEndpoints.__init__(self)
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -175,7 +163,7 @@ class VertexFake:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -362,6 +350,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, fake.list(m[1], m[2]))
                 return
             m = _JOB.match(path)
+            if not m:
+                answer = fake.route(self.command, path, query, self._body())
+                if answer is not None:
+                    self._send(200, answer)
+                    return
             if m and self.command == "GET" and not m[2]:
                 self._send(200, fake.get(m[1]))
                 return

@@ -1,0 +1,349 @@
+"""Vertex AI endpoints as a :class:`cloudml.rollout.TrafficBackend` for the core rollout controller.
+
+A cloudml endpoint is one Vertex ``Endpoint`` (display name = the endpoint name, label
+``cloudml-endpoint``), created on first use. Each controller deployment (``churn-v3``) is one
+``DeployedModel`` with that display name; Vertex gives it a numeric id. The mapping name -> id (and the
+endpoint's resource name) is saved in ``<state root>/endpoints/<endpoint>/vertex.json`` next to the
+controller's ``rollout.json``, so a resumed controller finds what a killed one created; when the file
+lags behind (killed between the deploy and the save), the deployed model is found by display name.
+
+Traffic goes through ``Endpoint.update(traffic_split=...)``; after every write the endpoint is read
+again and the split compared, so a change the API did not apply never goes unnoticed. A deployment is
+undeployed only when it takes no traffic (the SDK would otherwise silently rescale the others).
+
+Example:
+    >>> machine_for(Instances(type="gpu-small"))
+    ('n1-standard-8', 'NVIDIA_TESLA_T4', 1)
+    >>> to_split({"churn-v1": 90, "churn-v2": 10, "gone": 0}, {"churn-v1": "11", "churn-v2": "22", "gone": "33"})
+    {'11': 90, '22': 10}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cloudml.errors import (
+    BackendError,
+    BackendValidationError,
+    ConflictError,
+    DeploymentError,
+    NotFoundError,
+    UnsupportedFeatureError,
+)
+from cloudml.spec.deployment import Alarm, Deployment, Instances
+
+__all__ = ["ENDPOINT_LABEL", "MACHINES", "VertexEndpoints", "machine_for", "to_split"]
+
+ENDPOINT_LABEL = "cloudml-endpoint"
+# neutral size -> (machine type, accelerator type, accelerator count)
+MACHINES: dict[str, tuple[str, str | None, int]] = {
+    "cpu-small": ("n1-standard-2", None, 0),
+    "cpu-medium": ("n1-standard-4", None, 0),
+    "cpu-large": ("n1-standard-8", None, 0),
+    "gpu-small": ("n1-standard-8", "NVIDIA_TESLA_T4", 1),
+    "gpu-large": ("a2-highgpu-1g", "NVIDIA_TESLA_A100", 1),
+}
+_HINTS: dict[type[BackendError], str] = {
+    NotFoundError: "the endpoint or deployed model is gone: `cloudml endpoints status {endpoint} --backend vertex`; "
+                   "check vertex.project and vertex.location",
+    BackendValidationError: "Vertex AI refused the endpoint change (traffic must be whole percentages summing to "
+                            "100 over deployed models); `cloudml rollout history {endpoint}` shows what was asked",
+    ConflictError: "the endpoint is not in a state that allows this (a deployed model still takes traffic, or "
+                   "another change is running); `cloudml endpoints status {endpoint} --backend vertex`, then "
+                   "`cloudml rollout resume {endpoint}` or `cloudml rollback {endpoint}`",
+}
+
+
+def machine_for(instances: Instances) -> tuple[str, str | None, int]:
+    """Machine type, accelerator and accelerator count for the neutral instance size (or its override).
+
+    Example:
+        >>> machine_for(Instances(type="cpu-small", instance_type={"vertex": "n1-highmem-4"}))
+        ('n1-highmem-4', None, 0)
+    """
+    override = instances.instance_type.get("vertex")
+    if override:
+        return override, None, 0
+    return MACHINES[instances.type]
+
+
+def to_split(weights: dict[str, int], ids: dict[str, str]) -> dict[str, int]:
+    """Controller weights (deployment name -> percent) as a Vertex traffic split (deployed id -> percent).
+
+    Zero shares are left out (a deployed model missing from the split takes no traffic).
+
+    Example: see the module docstring.
+    """
+    missing = sorted(n for n, w in weights.items() if w > 0 and n not in ids)
+    if missing:
+        raise DeploymentError(f"no deployed model is known for {', '.join(missing)}",
+                              hint="cloudml rollout resume ENDPOINT re-reads the endpoint")
+    return {ids[n]: int(w) for n, w in weights.items() if w > 0}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class VertexEndpoints:
+    """Endpoints, deployed models and traffic splits through ``aiplatform.Endpoint``; a TrafficBackend.
+
+    ``client`` is the adapter's :class:`~cloudml.adapters.vertex.client.VertexClient` (its ``call``
+    retries throttling and unavailability and translates errors); ``root`` is the state folder;
+    ``metrics`` reads alarm datapoints (:class:`~cloudml.adapters.vertex.monitoring.VertexMetrics`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> eps = VertexEndpoints(None, pathlib.Path(tempfile.mkdtemp()))
+        >>> eps.mapping("churn")
+        {'endpoint': None, 'deployed': {}}
+    """
+
+    def __init__(self, client: Any, root: Path, metrics: Any = None) -> None:
+        self.client = client
+        self.root = root
+        self.metrics = metrics
+
+    # -- plumbing -----------------------------------------------------------------------------------
+    def _call(self, action: str, fn: Callable[[], Any], endpoint: str = "ENDPOINT") -> Any:
+        from cloudml.adapters.vertex.client import _LOCK
+
+        def locked() -> Any:
+            with _LOCK:  # aiplatform.init is process-global: init and the call happen together
+                self.client._init(self.client._sdk())
+                return fn()
+
+        try:
+            return self.client.call(action, locked)
+        except BackendError as e:
+            hint = _HINTS.get(type(e))
+            e.hint = hint.format(endpoint=endpoint) if hint else e.hint
+            raise
+
+    def _path(self, endpoint: str) -> Path:
+        return self.root / "endpoints" / endpoint / "vertex.json"
+
+    def mapping(self, endpoint: str) -> dict[str, Any]:
+        """The saved ``{"endpoint": resource name, "deployed": {name: {"id", "model"}}}`` of an endpoint.
+
+        Example: see :class:`VertexEndpoints`.
+        """
+        try:
+            data = json.loads(self._path(endpoint).read_text())
+        except FileNotFoundError:
+            return {"endpoint": None, "deployed": {}}
+        return {"endpoint": data.get("endpoint"), "deployed": dict(data.get("deployed", {}))}
+
+    def _save(self, endpoint: str, data: dict[str, Any]) -> None:
+        _write_json(self._path(endpoint), data)
+
+    def _sdk(self) -> Any:
+        return self.client._sdk()
+
+    def resource(self, endpoint: str, *, create: bool = False) -> Any:
+        """The ``aiplatform.Endpoint`` of a cloudml endpoint (created when ``create`` and missing).
+
+        Example: ``eps.resource("churn", create=True).display_name`` -> ``'churn'``.
+        """
+        aiplatform = self._sdk()
+        data = self.mapping(endpoint)
+        if data["endpoint"]:
+            try:
+                return self._call(f"read endpoint {endpoint}", lambda: aiplatform.Endpoint(data["endpoint"]), endpoint)
+            except NotFoundError:
+                if not create:
+                    raise
+                data = {"endpoint": None, "deployed": {}}
+        found = self._call(f"find endpoint {endpoint}", lambda: aiplatform.Endpoint.list(
+            filter=f'labels.{ENDPOINT_LABEL}="{endpoint}"'), endpoint)
+        if found:
+            ep = found[0]
+        elif create:
+            ep = self._call(f"create endpoint {endpoint}", lambda: aiplatform.Endpoint.create(
+                display_name=endpoint, labels={ENDPOINT_LABEL: endpoint}, sync=True), endpoint)
+        else:
+            raise NotFoundError(f"Vertex AI has no endpoint {endpoint!r}", backend="vertex",
+                                hint="deploy to it first: cloudml deploy DEPLOYMENT.yaml --backend vertex")
+        data["endpoint"] = str(ep.resource_name)
+        self._save(endpoint, data)
+        return ep
+
+    def _gca(self, endpoint: str) -> Any:
+        """The endpoint resource as Vertex has it now (fetched again)."""
+        aiplatform = self._sdk()
+        name = self.mapping(endpoint)["endpoint"] or str(self.resource(endpoint).resource_name)
+        return self._call(f"read endpoint {endpoint}", lambda: aiplatform.Endpoint(name).gca_resource, endpoint)
+
+    def _ids(self, endpoint: str, gca: Any = None) -> dict[str, str]:
+        """Deployment name -> deployed model id, from the saved mapping, completed from the endpoint itself."""
+        data = self.mapping(endpoint)
+        ids = {n: str(v["id"]) for n, v in data["deployed"].items()}
+        gca = gca if gca is not None else self._gca(endpoint)
+        live = {str(d.id): str(d.display_name) for d in gca.deployed_models}
+        ids = {n: i for n, i in ids.items() if i in live}
+        for deployed_id, name in live.items():
+            ids.setdefault(name, deployed_id)
+        return ids
+
+    # -- the TrafficBackend -------------------------------------------------------------------------
+    def create_deployment(self, endpoint: str, name: str, deployment: Deployment, model: dict[str, Any]) -> None:
+        """Deploy the model version ``model["resource"]`` as ``name``, taking no traffic.
+
+        Idempotent: a deployed model already called ``name`` (a controller killed after the deploy) is kept.
+
+        Example: ``eps.create_deployment("churn", "churn-v2", deployment, {"resource": "projects/.../models/7@2"})``.
+        """
+        if name in self._ids(endpoint, self.resource(endpoint, create=True).gca_resource):
+            self._remember(endpoint, name, model)
+            return
+        aiplatform = self._sdk()
+        machine, accelerator, count = machine_for(deployment.instances)
+        replicas = deployment.instances.count
+        scale = deployment.instances.autoscale
+        kwargs: dict[str, Any] = {
+            "deployed_model_display_name": name, "machine_type": machine,
+            "min_replica_count": max(1, scale.min) if scale else replicas,
+            "max_replica_count": scale.max if scale else replicas, "sync": True,
+        }
+        if scale is not None and scale.min < 1:
+            raise UnsupportedFeatureError("vertex", None, "deploy.autoscale",
+                                          "Vertex AI dedicated endpoints keep at least one replica (autoscale.min >= 1)")
+        if scale is not None and scale.target_cpu_percent:
+            kwargs["autoscaling_target_cpu_utilization"] = int(scale.target_cpu_percent)
+        if scale is not None and scale.target_invocations_per_instance:
+            kwargs["autoscaling_target_request_count_per_minute"] = scale.target_invocations_per_instance
+        if accelerator:
+            kwargs.update(accelerator_type=accelerator, accelerator_count=count)
+
+        def deploy() -> None:
+            ep = aiplatform.Endpoint(self.mapping(endpoint)["endpoint"])
+            current = {str(k): int(v) for k, v in ep.gca_resource.traffic_split.items()}
+            if any(str(d.display_name) == name for d in ep.gca_resource.deployed_models):
+                return  # a retried call whose first attempt landed
+            # no traffic for the new model: "0" names it in a split that keeps the current shares
+            split = {**current, "0": 0} if current else {}
+            ep.deploy(aiplatform.Model(model["resource"]), traffic_split=split, **kwargs)
+
+        self._call(f"deploy {name} on {endpoint}", deploy, endpoint)
+        self._remember(endpoint, name, model)
+
+    def _remember(self, endpoint: str, name: str, model: dict[str, Any]) -> None:
+        gca = self._gca(endpoint)
+        ids = {str(d.display_name): str(d.id) for d in gca.deployed_models}
+        if name not in ids:
+            raise DeploymentError(f"Vertex AI reports no deployed model {name} on {endpoint} after deploying it",
+                                  hint=f"cloudml endpoints status {endpoint} --backend vertex")
+        data = self.mapping(endpoint)
+        data["deployed"][name] = {"id": ids[name], "model": model.get("resource")}
+        self._save(endpoint, data)
+
+    def is_ready(self, endpoint: str, name: str) -> bool:
+        """True when ``name`` is a deployed model of the endpoint (Vertex finishes the deploy LRO once it serves).
+
+        Example: ``eps.is_ready("churn", "churn-v2")`` -> ``True``.
+        """
+        try:
+            return name in self._ids(endpoint)
+        except NotFoundError:
+            return False
+
+    def set_traffic(self, endpoint: str, weights: dict[str, int], mirror: dict[str, int]) -> None:
+        """Set the endpoint's traffic split, then read it back and compare.
+
+        Example: ``eps.set_traffic("churn", {"churn-v1": 90, "churn-v2": 10}, {})``.
+        """
+        if mirror:
+            raise UnsupportedFeatureError("vertex", None, "deploy.shadow", "Vertex endpoints have no mirrored traffic")
+        aiplatform = self._sdk()
+        gca = self._gca(endpoint)
+        split = to_split(weights, self._ids(endpoint, gca))
+        name = self.mapping(endpoint)["endpoint"]
+        self._call(f"set traffic of {endpoint} to {weights}",
+                   lambda: aiplatform.Endpoint(name).update(traffic_split=split), endpoint)
+        now = {str(k): int(v) for k, v in self._gca(endpoint).traffic_split.items() if int(v) > 0}
+        if now != split:
+            raise DeploymentError(f"Vertex AI did not apply the traffic split of {endpoint}: asked {split}, "
+                                  f"reads {now}", hint=f"cloudml rollout resume {endpoint}")
+
+    def alarm_datapoints(self, endpoint: str, name: str, alarm: Alarm) -> list[float | None]:
+        """The alarm's metric for deployed model ``name``, per complete period, from Cloud Monitoring.
+
+        Example: ``eps.alarm_datapoints("churn", "churn-v2", alarm)`` -> ``[0.0, 0.31]``.
+        """
+        if self.metrics is None:
+            return [None] * alarm.evaluation_periods
+        ids = self._ids(endpoint)
+        if name not in ids:
+            return [None] * alarm.evaluation_periods
+        endpoint_id = str(self.mapping(endpoint)["endpoint"]).rsplit("/", 1)[-1]
+        return list(self.metrics.datapoints(endpoint_id, ids[name], alarm))
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        """Undeploy ``name``; refuses while it takes traffic.
+
+        Example: ``eps.delete_deployment("churn", "churn-v1")``.
+        """
+        gca = self._gca(endpoint)
+        ids = self._ids(endpoint, gca)
+        if name not in ids:
+            raise NotFoundError(f"{endpoint} has no deployed model {name}", backend="vertex")
+        deployed_id = ids[name]
+        share = int(dict(gca.traffic_split).get(deployed_id, 0))
+        if share > 0:
+            raise DeploymentError(f"{name} still takes {share}% of {endpoint}; shift its traffic away first",
+                                  hint=f"cloudml rollback {endpoint}")
+        aiplatform = self._sdk()
+        ep_name = self.mapping(endpoint)["endpoint"]
+        self._call(f"undeploy {name} from {endpoint}", lambda: _undeploy(aiplatform.Endpoint(ep_name), deployed_id),
+                   endpoint)
+        data = self.mapping(endpoint)
+        data["deployed"].pop(name, None)
+        self._save(endpoint, data)
+
+    # -- whole endpoints -------------------------------------------------------------------------------
+    def status(self, endpoint: str) -> dict[str, Any]:
+        """Deployed models (name, id, model, share) and the traffic split, as Vertex reports them now.
+
+        Example: ``eps.status("churn")["traffic"]`` -> ``{'churn-v2': 100}``.
+        """
+        gca = self._gca(endpoint)
+        split = {str(k): int(v) for k, v in gca.traffic_split.items()}
+        deployments = {str(d.display_name): {"id": str(d.id), "model": str(d.model),
+                                             "version": str(d.model_version_id), "traffic": split.get(str(d.id), 0),
+                                             "machine_type": str(d.dedicated_resources.machine_spec.machine_type)}
+                       for d in gca.deployed_models}
+        return {"endpoint": endpoint, "resource": str(gca.name), "deployments": deployments,
+                "traffic": {n: d["traffic"] for n, d in deployments.items() if d["traffic"]}}
+
+    def predict(self, endpoint: str, instances: list[Any]) -> dict[str, Any]:
+        """Send ``instances`` to the endpoint's ``:predict``; returns predictions and who served them.
+
+        Example: ``eps.predict("churn", [[1, 2]])["deployment"]`` -> ``'churn-v2'``.
+        """
+        aiplatform = self._sdk()
+        name = self.mapping(endpoint)["endpoint"] or str(self.resource(endpoint).resource_name)
+        answer = self._call(f"predict on {endpoint}", lambda: aiplatform.Endpoint(name).predict(instances=instances),
+                            endpoint)
+        by_id = {v: k for k, v in self._ids(endpoint).items()}
+        deployed_id = str(answer.deployed_model_id)
+        return {"predictions": list(answer.predictions), "deployed_model_id": deployed_id,
+                "deployment": by_id.get(deployed_id), "model_version_id": str(answer.model_version_id)}
+
+
+def _undeploy(ep: Any, deployed_id: str) -> None:
+    """Undeploy a deployed model that takes no traffic, sending the remaining split explicitly."""
+    remaining = {str(k): int(v) for k, v in ep.gca_resource.traffic_split.items() if str(k) != deployed_id and int(v)}
+    if not any(str(d.id) == deployed_id for d in ep.gca_resource.deployed_models):
+        return  # a retried call whose first attempt landed
+    ep.undeploy(deployed_id, traffic_split=remaining or None)
+
