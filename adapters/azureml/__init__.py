@@ -47,10 +47,7 @@ class AzureMLAdapter(Adapter):
     capabilities = Capabilities(
         "azureml",
         {
-            "step.python": ("notimpl", "shipping cloudml's runtime with the code is not built yet"),
-            "step.framework": ("notimpl", "the table of Azure ML curated environments is not built yet; set image"),
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
-            "step.retry": ("notyet", "Azure ML command steps have no retries"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),
             "input.parameter": ("notimpl", "a parameter holding an input URI is not built yet"),

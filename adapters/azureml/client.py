@@ -33,7 +33,8 @@ from cloudml.errors import (
     ThrottlingError,
 )
 
-__all__ = ["RUN_STATES", "STEP_STATES", "AzureMLClient", "AzureMLRun", "job_name", "translate", "translate_status"]
+__all__ = ["RUN_STATES", "STEP_STATES", "AzureMLClient", "AzureMLRun", "job_name", "stage_code", "translate",
+           "translate_status"]
 
 # Azure ML job states -> cloudml's neutral run states (the vocabulary SageMakerRun.status uses)
 RUN_STATES = {"NotStarted": "running", "Starting": "running", "Provisioning": "running", "Preparing": "running",
@@ -324,7 +325,9 @@ class AzureMLClient:
         """Submit a compiled pipeline job (the compiler's dict) with ``parameters`` as its inputs.
 
         Unknown parameters are refused before any request. Relative ``code:`` folders are resolved
-        against ``base_dir``.
+        against ``base_dir``. A node that runs cloudml's runtime entry point (python steps, emulated
+        retries) gets a staged copy of its code folder with ``cloudml_runtime.py`` added (a folder of its
+        own when it has no code); azure-ai-ml uploads the folders during the submit.
 
         Example:
             >>> run = client.submit(compile_job(pipeline, settings), {"n_estimators": 300})  # doctest: +SKIP
@@ -340,15 +343,13 @@ class AzureMLClient:
         inputs.update(parameters or {})
         if not inputs:
             document.pop("inputs")
-        for node in document.get("jobs", {}).values():
-            comp = node.get("component")
-            if isinstance(comp, dict) and comp.get("code"):
-                comp["code"] = str(((base_dir or Path(".")) / comp["code"]).resolve())
-        job = _load(document)
-        job.name = name or job_name(str(document.get("display_name") or "pipeline"))
-        experiment = experiment_name or document.get("experiment_name") or job.name
-        created = self.call("jobs.create_or_update",
-                            lambda ml: ml.jobs.create_or_update(job, experiment_name=experiment))
+        with tempfile.TemporaryDirectory(prefix="cloudml-azureml-code-") as staging:
+            stage_code(document, base_dir or Path("."), Path(staging))
+            job = _load(document)
+            job.name = name or job_name(str(document.get("display_name") or "pipeline"))
+            experiment = experiment_name or document.get("experiment_name") or job.name
+            created = self.call("jobs.create_or_update",
+                                lambda ml: ml.jobs.create_or_update(job, experiment_name=experiment))
         return AzureMLRun(self, created.name)
 
     def get_run(self, run_id: str) -> AzureMLRun:
@@ -360,6 +361,50 @@ class AzureMLClient:
         """
         self.call("jobs.get", lambda ml: ml.jobs.get(run_id))
         return AzureMLRun(self, run_id)
+
+
+def stage_code(document: dict[str, Any], base_dir: Path, staging: Path) -> None:
+    """Point every node's ``code:`` at an absolute folder; nodes running cloudml's runtime get a staged copy.
+
+    The copy holds the code folder (``__pycache__`` and ``.git`` left out) plus ``cloudml_runtime.py``;
+    nodes sharing a folder share its copy. Edits ``document`` in place.
+
+    Example:
+        >>> import tempfile
+        >>> doc = {"jobs": {"a": {"component": {"command": "python cloudml_runtime.py --function m:f"}}}}
+        >>> stage_code(doc, Path("."), Path(tempfile.mkdtemp()))
+        >>> sorted(p.name for p in Path(doc["jobs"]["a"]["component"]["code"]).iterdir())
+        ['cloudml_runtime.py']
+    """
+    import shutil
+
+    import cloudml.runtime
+    from cloudml.adapters.azureml.compiler import RUNTIME_FILE
+
+    staged: dict[str, str] = {}
+    for node in document.get("jobs", {}).values():
+        comp = node.get("component") if isinstance(node, dict) else None
+        if not isinstance(comp, dict):
+            continue
+        code = comp.get("code")
+        if RUNTIME_FILE not in str(comp.get("command", "")):
+            if code:
+                comp["code"] = str((base_dir / code).resolve())
+            continue
+        key = str(code or "")
+        if key not in staged:
+            dest = staging / f"code_{len(staged)}"
+            if code:
+                source = (base_dir / code).resolve()
+                if not source.is_dir():
+                    raise BackendValidationError(f"code folder {source} does not exist", backend="azureml",
+                                                 hint="code paths are relative to the pipeline file")
+                shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+            else:
+                dest.mkdir()
+            shutil.copyfile(cloudml.runtime.__file__, dest / RUNTIME_FILE)
+            staged[key] = str(dest)
+        comp["code"] = staged[key]
 
 
 def job_name(pipeline: str) -> str:

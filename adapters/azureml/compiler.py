@@ -10,7 +10,15 @@ Mapping (docs/adapters/azureml.md has the full table):
 * external ``azureml://`` / blob URIs -> node inputs with a ``path``;
 * image -> ``environment.image``; compute and instance type from resources or backend options;
 * timeout -> ``limits.timeout``; cache off -> ``is_deterministic: false``;
-* fail -> a node that prints the message and exits 1.
+* fail -> a node that prints the message and exits 1;
+* python steps -> ``python cloudml_runtime.py --function module:function ...`` run in the step's
+  ``code:`` folder; the cloudml client copies cloudml's runtime entry point into a staged copy of that
+  folder (or into a folder of its own for a python step without code) and azure-ai-ml uploads it at
+  submit time. Submitting the YAML another way needs ``cloudml_runtime.py`` in the code folder;
+* retries (Azure ML command steps have none) -> the command runs under the runtime's retry wrapper,
+  ``python cloudml_runtime.py --retry N --backoff S -- ...`` (so the image needs ``python``);
+* framework shortcuts -> curated environments of the ``azureml`` registry (``environments.py``);
+* whatever the adapter's capabilities declare unsupported is refused here too (UnsupportedFeatureError).
 
 Node names are the step names with ``-`` turned into ``_`` (Azure ML wants identifiers).
 
@@ -29,16 +37,18 @@ import re
 import shlex
 from typing import Any
 
+from cloudml.adapters.azureml.environments import curated_environment
 from cloudml.dag import StepGraph
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["SCHEMA", "compile_job", "node_name"]
+__all__ = ["RUNTIME_FILE", "SCHEMA", "compile_job", "node_name"]
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 FAIL_IMAGE = "python:3.11-slim"
+RUNTIME_FILE = "cloudml_runtime.py"  # cloudml's runtime entry point, shipped in the node's code folder
 _PTYPE = {"string": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _OTYPE = {"dataset": "uri_folder", "generic": "uri_folder", "metrics": "uri_folder", "model": "custom_model"}
 _SCHEMES = ("azureml", "https", "wasbs", "abfss")
@@ -138,6 +148,7 @@ def _inputs(ctx: _Ctx, s: TaskStep) -> tuple[dict[str, Any], dict[str, Any]]:
             raise _unsupported(s.name, "input.external", f"input '{name}' is {ref}; Azure ML jobs read azureml:// "
                                "datastore URIs or blob storage URLs")
     texts = ([s.command] if isinstance(s.command, str) else list(s.command or [])) + s.args
+    texts += [v for v in s.params.values() if isinstance(v, str)]  # a python step's params
     for p in dict.fromkeys(ph.name for t in texts for ph in find_placeholders(t) if ph.namespace == "params"):
         same = [n for n in node if n.lower() == p.lower()]
         if same:
@@ -170,14 +181,33 @@ def _producer_type(ctx: _Ctx, ref: StepOutputRef) -> str:
     return str(producer.outputs[ref.output].type)
 
 
+def _plain(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _python_command(s: TaskStep, metric_inputs: frozenset[str]) -> str:
+    """cloudml's runtime calling ``module:function`` with the node's inputs, outputs and params."""
+    assert s.python is not None
+    words = ["python", RUNTIME_FILE, "--function", s.python, "--code", "."]
+    words += [_text(f"--input={n}={{{{inputs.{n}}}}}", s, metric_inputs) for n in s.inputs]
+    words += [_text(f"--output={n}={{{{outputs.{n}}}}}", s, metric_inputs) for n in s.outputs]
+    words += [f"--output-type={n}={o.type}" for n, o in s.outputs.items()]
+    words += [_text(f"--param={k}={v}", s, metric_inputs) if isinstance(v, str) else f"--param={k}={_plain(v)}"
+              for k, v in s.params.items()]
+    return " ".join(_word(w) for w in words)
+
+
+def _environment(s: TaskStep) -> Any:
+    if s.image:
+        return {"image": s.image}
+    if s.framework:
+        return curated_environment(s.framework, s.name)
+    raise CompileError(f"step '{s.name}' has no image or framework",
+                       hint="set image: or framework: on the step or in defaults")
+
+
 def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
-    if s.python:
-        raise _unsupported(s.name, "step.python", "Python steps need cloudml's runtime shipped with the code, "
-                           "which the Azure ML client does not do yet")
-    if not s.image:
-        raise CompileError(f"step '{s.name}' has no image", hint="set image: on the step or in defaults")
-    if s.retry and s.retry.attempts > 1:
-        raise _unsupported(s.name, "step.retry", "Azure ML command steps have no retries")
+    environment = _environment(s)
     if s.cache and s.cache.expire is not None:
         raise _unsupported(s.name, "step.cache_expiry", "Azure ML reuse has no expiry")
     for k, v in s.env.items():
@@ -186,8 +216,12 @@ def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     node_inputs, comp_inputs = _inputs(ctx, s)
     metric_inputs = frozenset(n for n, spec in s.inputs.items() if isinstance(spec.ref, StepOutputRef)
                               and _producer_type(ctx, spec.ref) == "metrics")
-    component: dict[str, Any] = {"type": "command", "name": node_name(s.name), "command": _command(s, metric_inputs),
-                                 "environment": {"image": s.image}}
+    command = _python_command(s, metric_inputs) if s.python else _command(s, metric_inputs)
+    if s.retry and s.retry.attempts > 1:  # emulated: Azure ML command steps have no retries
+        command = (f"python {RUNTIME_FILE} --retry {s.retry.attempts} --backoff {s.retry.backoff:g} -- "
+                   f"sh -c {shlex.quote(command)}")
+    component: dict[str, Any] = {"type": "command", "name": node_name(s.name), "command": command,
+                                 "environment": environment}
     if s.code:
         component["code"] = s.code
     if comp_inputs:
@@ -231,6 +265,18 @@ def _fail_node(s: FailStep) -> dict[str, Any]:
     return node
 
 
+def _refuse_gaps(p: Pipeline) -> None:
+    """What the adapter's capabilities declare unsupported is refused here too, not silently dropped."""
+    from cloudml.adapter import pipeline_features
+    from cloudml.adapters.azureml import AzureMLAdapter
+
+    caps = AzureMLAdapter.capabilities
+    for use in pipeline_features(p):
+        if not caps.supports(use.feature):
+            raise UnsupportedFeatureError("azureml", use.step, use.feature, caps.reason(use.feature),
+                                          hint="`cloudml backends --features` shows what each backend supports")
+
+
 def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
     """The pipeline job as a dict (write it as YAML for ``az ml job create`` or ``load_job``).
 
@@ -241,6 +287,7 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
         >>> compile_job(b.build(), None)["jobs"]["t"]["component"]["command"]
         'python t.py --lr ${{inputs.lr}}'
     """
+    _refuse_gaps(p)
     ctx = _Ctx(p, settings)
     names = [node_name(s.name) for s in p.steps]
     clash = sorted({n for n in names if names.count(n) > 1})

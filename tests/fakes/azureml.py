@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes._azureml_code import CodeFake
+
 __all__ = ["AzureMLFake", "FakeCredential", "azure_test_env", "azureml_fake", "ml_client"]
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
@@ -112,6 +114,7 @@ class AzureMLFake:
         self._forbid = 0
         self._forbid_match = ("PUT", "/jobs/")
         self._fail: tuple[str, str] | None = None
+        self.code = CodeFake(self)  # code versions and their blob uploads: tests/fakes/_azureml_code.py
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -185,6 +188,9 @@ class AzureMLFake:
         if path == "/discovery":
             return 200, {"api": self.url, "catalog": self.url, "experimentation": self.url, "history": self.url,
                          "modelmanagement": self.url, "pipelines": self.url, "studio": self.url}, {}
+        blob = self.code.blob(method, path, query, headers, body)  # SAS-authorised blob service, no bearer token
+        if blob is not None:
+            return blob
         if not headers.get("authorization", "").startswith("Bearer "):
             return _error(401, "AuthenticationFailed", "no bearer token in the Authorization header")
         with self.lock:
@@ -230,6 +236,9 @@ class AzureMLFake:
             out = {"id": f"{self.ws}/{parts[0]}/{parts[1]}/versions/{parts[3]}", "name": parts[3],
                    "systemData": _system_data(), **{k: v for k, v in store[key].items() if k != "id"}}
             return (201 if method == "PUT" else 200), out, {}
+        code = self.code.arm(method, parts, raw)
+        if code is not None:
+            return code
         if len(parts) >= 2 and parts[0] == "jobs":
             return self._jobs(method, parts[1], parts[2:], headers, raw)
         return _error(404, "NotFound", f"no route {method} {rest}")

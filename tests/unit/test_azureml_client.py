@@ -31,6 +31,7 @@ from cloudml.errors import (
 )
 from cloudml.spec.pipeline import Pipeline
 from tests.conformance.cases import azure_reference_pipeline
+from tests.conftest import REPO
 from tests.fakes.azureml import (
     RESOURCE_GROUP,
     SUBSCRIPTION,
@@ -199,3 +200,60 @@ def test_missing_settings_and_missing_sdk_say_what_to_do(monkeypatch: pytest.Mon
 def test_job_names_are_fresh_identifiers() -> None:
     a, b = job_name("azure-reference"), job_name("azure-reference")
     assert a != b and a.replace("_", "").isalnum()
+
+
+# -- code folders, python steps and emulated retries ----------------------------------------------------
+
+def code_pipeline(base: Any) -> Pipeline:
+    (base / "src").mkdir(parents=True, exist_ok=True)
+    (base / "src" / "job.py").write_text("def run(n: int, out):\n    (out / 'n.txt').write_text(str(n))\n")
+    (base / "src" / "prep.py").write_text("print('prep')\n")
+    (base / "pipeline.yaml").write_text(
+        "kind: Pipeline\nname: py-demo\nparameters: {n: {type: int, default: 2}}\n"
+        "backend_options: {azureml: {compute: cpu-cluster}}\n"
+        "steps:\n"
+        "  - {name: prep, command: 'python prep.py --out {{outputs.d}}', code: src, outputs: {d: dataset},\n"
+        "     retry: {attempts: 3, backoff: 1s}, image: 'python:3.11-slim'}\n"
+        "  - {name: fit, python: 'job:run', code: src, framework: sklearn==1.5,\n"
+        "     inputs: {d: prep.outputs.d}, params: {n: '{{params.n}}'}, outputs: {out: dataset}}\n"
+        "  - {name: tool, python: 'tools.x:y', image: 'python:3.11-slim'}\n")
+    p = cloudml.load(base / "pipeline.yaml")
+    assert isinstance(p, Pipeline)
+    return p
+
+
+def test_code_folders_and_the_runtime_are_uploaded_through_the_real_sdk(fake: AzureMLFake, tmp_path: Any) -> None:
+    adapter = cloudml.get_adapter("azureml", subscription_id=SUBSCRIPTION, resource_group=RESOURCE_GROUP,
+                                  workspace=WORKSPACE)
+    assert isinstance(adapter, AzureMLAdapter)
+    adapter.client(FakeCredential(), **cloud_kwargs(fake))
+    before = set(fake.code.files())
+    run = adapter.run(code_pipeline(tmp_path), spec_dir=str(tmp_path), wait=True, poll=POLL, timeout=60)
+    assert run.status == "succeeded"
+    # blob "<container>/<staged folder>/<file>": prep and fit share src + the runtime (azure-ai-ml uploads the
+    # folder once per component), tool (python, no code) gets the runtime alone
+    uploaded = sorted(k.split("/", 1)[1] for k in set(fake.code.files()) - before)
+    assert uploaded == ["code_0/cloudml_runtime.py"] * 2 + ["code_0/job.py"] * 2 + ["code_0/prep.py"] * 2 + [
+        "code_1/cloudml_runtime.py"]
+    runtime = (REPO / "cloudml" / "runtime.py").read_bytes()
+    assert [v for k, v in fake.code.files().items() if k.endswith("/code_1/cloudml_runtime.py")] == [runtime]
+    nodes = fake.job(run.id).body["properties"]["jobs"]
+    assert set(nodes) == {"prep", "fit", "tool"}
+    specs = [c["properties"]["componentSpec"] for c in fake.components.values()]
+    fit = next(c for c in specs if "--function job:run" in c["command"])
+    assert fit["command"].startswith("python cloudml_runtime.py --function job:run --code . --input=d=${{inputs.d}}")
+    assert "/codes/" in fit["code"]
+    assert fit["environment"].startswith("azureml://registries/azureml/environments/sklearn-1.5")
+    prep = next(c for c in specs if "--retry 3" in c["command"])
+    assert prep["command"] == ("python cloudml_runtime.py --retry 3 --backoff 1 -- sh -c "
+                               "'python prep.py --out ${{outputs.d}}'")
+
+
+def test_a_missing_code_folder_is_refused_before_the_job_is_sent(fake: AzureMLFake, client: AzureMLClient,
+                                                                  tmp_path: Any) -> None:
+    p = code_pipeline(tmp_path)
+    document = AzureMLAdapter(_settings()).compile(p).document
+    mark = len(fake.requests)
+    with pytest.raises(BackendValidationError, match=r"code folder .* does not exist"):
+        client.submit(document, base_dir=tmp_path / "elsewhere")
+    assert [r for r in fake.requests[mark:] if "/jobs/" in r[1]] == []

@@ -424,11 +424,10 @@ def test_settings_reach_the_compiler_through_the_adapter() -> None:
 # -- capability gaps ------------------------------------------------------------------------------
 
 GAPS = {  # feature -> the step the refusal names
-    "step.python": "work", "step.framework": "work", "step.secrets": "work", "step.retry": "work",
-    "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate", "condition.or": "gate",
-    "register_model": "reg", "schedule": None, "input.parameter": "work",
+    "step.secrets": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
+    "condition.or": "gate", "register_model": "reg", "schedule": None, "input.parameter": "work",
 }
-COMPILER_REFUSES = ("step.python", "step.retry", "step.cache_expiry", "step.depends_on", "condition",
+COMPILER_REFUSES = ("step.secrets", "schedule", "step.cache_expiry", "step.depends_on", "condition",
                     "register_model", "input.parameter")
 
 
@@ -438,7 +437,8 @@ def test_declared_pipeline_gaps() -> None:
     assert pipeline_gaps == set(GAPS)
     for feature in GAPS:
         assert caps.reason(feature)
-    assert caps.level("step.retry") == caps.level("step.cache_expiry") == caps.level("step.depends_on") == "notyet"
+    assert caps.level("step.cache_expiry") == caps.level("step.depends_on") == "notyet"
+    assert caps.supports("step.retry") and caps.supports("step.python") and caps.supports("step.framework")
     assert caps.level("condition") == "notimpl" and "private preview" in caps.reason("condition")
 
 
@@ -463,7 +463,7 @@ def test_the_compiler_itself_refuses(feature: str) -> None:
     assert (info.value.adapter, info.value.step, info.value.feature) == ("azureml", GAPS[feature], feature)
 
 
-@pytest.mark.parametrize("reason_part", ["no retries", "no expiry", "data bindings only", "private preview"])
+@pytest.mark.parametrize("reason_part", ["no expiry", "data bindings only", "private preview"])
 def test_refusal_reasons(reason_part: str) -> None:
     reasons = {f: r for f, (_, r) in AzureMLAdapter.capabilities.gaps.items()}
     assert any(reason_part in r for r in reasons.values())
@@ -485,13 +485,107 @@ def test_supported_feature_cases_compile() -> None:
         spec = external_case("azureml") if feature == "input.external" else FEATURE_CASES[feature]()
         assert isinstance(spec, Pipeline)
         compiled.append(AzureMLAdapter(AzureMLSettings()).compile(spec).document["type"])
-    assert compiled == ["pipeline"] * 12
+    assert compiled == ["pipeline"] * 15
 
 
 def test_deployments_are_refused_by_name() -> None:
     adapter = AzureMLAdapter(AzureMLSettings())
     with pytest.raises(UnsupportedFeatureError, match=r"azureml cannot express 'deploy'.*not built yet"):
         adapter.deploy(FEATURE_CASES["deploy.canary"]())
+
+
+# -- python steps, framework environments, emulated retries -------------------------------------------
+
+PY = {"name": "fit", "python": "job:run", "code": "./src", "inputs": {"d": "prep.outputs.d", "m": "ev.outputs.m"},
+      "params": {"n": "{{params.n}}", "flag": True, "rate": 0.5}, "outputs": {"model": "model", "scores": "metrics"}}
+PREP = {"name": "prep", "command": "python prep.py --out {{outputs.d}}", "outputs": {"d": "dataset"}}
+EVAL = {"name": "ev", "command": "python ev.py --out {{outputs.m}}", "outputs": {"m": "metrics"}}
+
+
+def test_a_python_step_runs_the_runtime_in_its_code_folder() -> None:
+    job = job_of([PREP, EVAL, PY], parameters={"n": {"type": "int", "default": 3}})
+    n = job["jobs"]["fit"]
+    comp = n["component"]
+    assert comp["code"] == "./src"
+    assert argv(comp["command"]) == [
+        "python", "cloudml_runtime.py", "--function", "job:run", "--code", ".", "--input=d=VALUE",
+        "--input=m=VALUE/metrics.json", "--output=model=VALUE", "--output=scores=VALUE/metrics.json",
+        "--output-type=model=model", "--output-type=scores=metrics", "--param=n=VALUE", "--param=flag=true",
+        "--param=rate=0.5"]
+    assert "--param=n=${{inputs.n}}" in comp["command"]
+    assert n["inputs"]["n"] == "${{parent.inputs.n}}" and comp["inputs"]["n"] == {"type": "integer"}
+    assert comp["outputs"] == {"model": {"type": "custom_model"}, "scores": {"type": "uri_folder"}}
+
+
+def test_a_python_step_without_code_has_no_code_key() -> None:
+    comp = node({"name": "t", "python": "pkg.mod:fn"})["component"]
+    assert "code" not in comp and comp["command"].startswith("python cloudml_runtime.py --function pkg.mod:fn")
+
+
+@pytest.mark.parametrize(("framework", "env"), [
+    ("sklearn==1.5", "sklearn-1.5"), ("sklearn", "sklearn-1.5"), ("lightgbm==3.3.5", "lightgbm-3.3"),
+    ("tensorflow==2.16", "tensorflow-2.16-cuda12"), ("pytorch==2.4", "acpt-pytorch-2.4-cuda12.4"),
+    ("pytorch", "acpt-pytorch-2.8-cuda12.6"),
+])
+def test_framework_shortcuts_become_curated_registry_environments(framework: str, env: str) -> None:
+    p = validate_data({"apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "t",
+                       "steps": [{"name": "t", "command": "python t.py", "framework": framework}]})
+    assert isinstance(p, Pipeline)
+    comp = compile_job(p, None)["jobs"]["t"]["component"]
+    assert comp["environment"] == f"azureml://registries/azureml/environments/{env}/labels/latest"
+
+
+@pytest.mark.parametrize(("framework", "message"), [
+    ("sklearn==1.2", "no curated sklearn 1.2 environment; available: 1.5"),
+    ("xgboost", "no curated xgboost environment"),
+    ("huggingface==4.0", "no curated huggingface environment"),
+])
+def test_an_unknown_framework_or_version_is_a_clear_compile_error(framework: str, message: str) -> None:
+    p = validate_data({"apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "t",
+                       "steps": [{"name": "t", "command": "x", "framework": framework}]})
+    assert isinstance(p, Pipeline)
+    with pytest.raises(CompileError, match=re.escape(message)) as info:
+        compile_job(p, None)
+    assert "step 't'" in str(info.value) and info.value.hint
+
+
+def test_an_image_wins_over_the_framework() -> None:
+    assert node({"name": "t", "command": "x", "framework": "xgboost"})["component"]["environment"] == {"image": IMAGE}
+
+
+@pytest.mark.parametrize("step", [
+    {"name": "r", "command": "python r.py --out {{outputs.o}} --n '{{params.n}}'", "outputs": {"o": "dataset"}},
+    {"name": "r", "command": ["python", "r.py", "it's", "{{outputs.o}}"], "outputs": {"o": "dataset"}},
+])
+def test_retries_run_the_command_under_the_runtime_retry_wrapper(step: dict[str, Any]) -> None:
+    plain = node(step, parameters={"n": {"type": "int", "default": 3}})["component"]["command"]
+    wrapped = node({**step, "retry": {"attempts": 4, "backoff": "2.5s"}},
+                   parameters={"n": {"type": "int", "default": 3}})["component"]["command"]
+    words = shlex.split(wrapped)
+    assert words[:8] == ["python", "cloudml_runtime.py", "--retry", "4", "--backoff", "2.5", "--", "sh"]
+    assert words[8:] == ["-c", plain]  # the step's own command, intact, as one shell word
+
+
+def test_a_retried_command_really_retries_through_the_runtime(tmp_path: Any) -> None:
+    """The wrapped command as Azure ML runs it: bindings substituted, the shell, cloudml's runtime."""
+    import subprocess
+    import sys
+
+    (tmp_path / "cloudml_runtime.py").write_bytes((REPO / "cloudml" / "runtime.py").read_bytes())
+    flaky = "import pathlib,sys; p=pathlib.Path('n'); k=int(p.read_text()) if p.exists() else 0; " \
+            "p.write_text(str(k+1)); sys.exit(0 if k >= 2 else 3)"
+    cmd = node({"name": "r", "command": ["python", "-c", flaky], "retry": {"attempts": 3, "backoff": "0s"}})[
+        "component"]["command"]
+    shell = cmd.replace("python ", f"{sys.executable} ", 1).replace("'python -c", f"'{sys.executable} -c")
+    proc = subprocess.run(["sh", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "n").read_text() == "3" and proc.stderr.count("retrying") == 2
+
+
+def test_the_compiler_refuses_secrets_itself_instead_of_dropping_them() -> None:
+    with pytest.raises(UnsupportedFeatureError) as info:
+        compile_job(FEATURE_CASES["step.secrets"](), None)  # type: ignore[arg-type]
+    assert (info.value.adapter, info.value.step, info.value.feature) == ("azureml", "work", "step.secrets")
 
 
 # -- output: stable, YAML, golden -----------------------------------------------------------------
