@@ -1,4 +1,7 @@
-"""A stateful fake of the Vertex AI REST API for pipeline jobs, on 127.0.0.1 only.
+"""A stateful fake of the Vertex AI REST API (pipeline jobs; models, endpoints and predictions), on 127.0.0.1 only.
+
+Models, endpoints, deployed models, traffic splits and ``:predict`` come from
+:class:`tests.fakes._vertex_endpoints.ModelsAndEndpoints`, which enforces the API's traffic rules.
 
 The real google-cloud-aiplatform SDK talks to it over HTTP (``api_transport="rest"``); nothing is
 monkeypatched and nothing reaches Google. It also answers the two Cloud Storage routes that
