@@ -257,3 +257,12 @@ def test_a_missing_code_folder_is_refused_before_the_job_is_sent(fake: AzureMLFa
     with pytest.raises(BackendValidationError, match=r"code folder .* does not exist"):
         client.submit(document, base_dir=tmp_path / "elsewhere")
     assert [r for r in fake.requests[mark:] if "/jobs/" in r[1]] == []
+
+
+def test_python_framework_and_retried_nodes_pass_validate_job_and_load_job(tmp_path: Any) -> None:
+    from cloudml.adapters.azureml.validate import validate_job
+
+    document = AzureMLAdapter(_settings()).compile(code_pipeline(tmp_path)).document
+    assert validate_job(document) == []  # our reference checks, then azure.ai.ml.load_job
+    assert document["jobs"]["fit"]["component"]["environment"] == \
+        "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
