@@ -66,6 +66,7 @@ FEATURES: dict[str, str] = {
     "step.cache": "step caching on/off",
     "step.cache_expiry": "an expiry on cached results",
     "step.depends_on": "explicit ordering edges",
+    "step.tuning": "hyperparameter tuning: trials over a search space, the best one kept",
     "input.external": "external URIs as inputs",
     "input.parameter": "a parameter holding an input URI",
     "condition": "condition steps on metrics",
@@ -216,6 +217,7 @@ def pipeline_features(p: Pipeline) -> list[FeatureUse]:
             (s.timeout is not None, "step.timeout", ""),
             (s.cache is not None, "step.cache", ""),
             (s.cache is not None and s.cache.expire is not None, "step.cache_expiry", ""),
+            (s.tuning is not None, "step.tuning", s.tuning.strategy if s.tuning else ""),
         ]
         uses += [FeatureUse(f, n, d) for used, f, d in checks if used]
         for spec in s.inputs.values():

@@ -49,6 +49,8 @@ class AzureMLAdapter(Adapter):
         {
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
+            "step.tuning": ("notimpl", "Azure ML pipeline jobs have sweep nodes; compiling a tuning step to one "
+                            "is not built yet"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),
             "input.parameter": ("notimpl", "a parameter holding an input URI is not built yet"),
             "condition": ("notimpl", "if_else nodes are private preview; the opt-in is not built yet"),

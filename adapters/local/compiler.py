@@ -103,6 +103,8 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         argv += [f"--output={k}={v}" for k, v in outputs.items()]
         argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]
         argv += [f"--param={k}={substitute(str(v), values)}" for k, v in s.params.items()]
+        if s.tuning:  # searched values reach the function as keyword arguments, filled in per trial
+            argv += [f"--param={k}={{{{tuning.{k}}}}}" for k in s.tuning.search_space]
     else:
         cmd = split_command(s.command)
         argv = [substitute(c, values) for c in cmd] + [substitute(a, values) for a in s.args]
@@ -122,10 +124,27 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         "cache": {"enabled": s.cache.enabled if s.cache else True,
                   "expire": format_duration(s.cache.expire) if s.cache and s.cache.expire else None},
     }
+    if s.tuning:
+        plan["tuning"] = _tuning_plan(s)
     if s.image or s.framework:
         plan["image"] = {"requested": s.image or s.framework,
                          "local": "runs on the host Python environment (no container engine)"}
     return plan
+
+
+def _tuning_plan(s: TaskStep) -> dict[str, Any]:
+    """What the runner needs to run trials: the block as data, the objective's file and the trial count.
+
+    ``{{tuning.NAME}}`` stays in argv and env; the runner fills it in per trial and moves the
+    outputs to ``steps/<step>/trials/<n>/outputs/...``.
+    """
+    t = s.tuning
+    assert t is not None
+    return {"search_space": {n: d.model_dump(exclude_none=True) for n, d in t.search_space.items()},
+            "objective": {"metric": t.objective.metric, "output": t.objective.output, "key": t.objective.key,
+                          "goal": t.objective.goal},
+            "strategy": t.strategy, "trials": t.trials, "parallel_trials": t.parallel_trials, "seed": t.seed,
+            "spec": t.model_dump(mode="json", exclude_none=True)}
 
 
 def compile_plan(p: Pipeline, *, parameters: dict[str, Any] | None = None, run_dir: str | None = None

@@ -277,8 +277,16 @@ class RunExecutor:
                     self._record_outputs(name, step, inputs)
                     self.meta.set_step(self.run_id, name, status="cached", cache_hit=1, cache_key=key,
                                        started=started, finished=time.time(), error=None)
+                    if step.get("tuning"):
+                        from cloudml.adapters.local.tuning import restore_cached
+
+                        restore_cached(self, name, hit)
                 self._emit(StepEvent(name, "cached", cache_hit=True, duration=time.time() - started))
                 return "cached", None
+        if step.get("tuning"):
+            from cloudml.adapters.local.tuning import LocalTuning
+
+            return LocalTuning(self, name, step, inputs, key).run(started)
         attempts = step["retry"]["attempts"]
         backoff = parse_duration(step["retry"]["backoff"])
         cap = parse_duration(step["retry"]["max_backoff"]) if step["retry"].get("max_backoff") else None
@@ -347,6 +355,8 @@ class RunExecutor:
 
     def _cache_key(self, step: dict[str, Any], inputs: dict[str, str]) -> str:
         definition = {k: step.get(k) for k in ("kind", "argv", "env", "image", "secrets")}
+        if step.get("tuning"):
+            definition["tuning"] = step["tuning"]["spec"]
         definition["argv"] = [a.replace(str(self.run_dir), "<run>") for a in step["argv"]]
         definition["env"] = {k: v.replace(str(self.run_dir), "<run>") for k, v in step["env"].items()}
         definition["code"] = self._code_digest(step["cwd"])

@@ -446,6 +446,8 @@ def compile_definition(p: Pipeline, settings: Any, base_dir: str | Path = ".") -
         s = ctx.steps[name]
         if isinstance(s, TaskStep):
             e = p.effective(s)
+            if e.tuning is not None:
+                raise _unsupported(name, "step.tuning", "Tuning steps are not built yet")
             compiled[name] = _training(ctx, e, metrics_read) if e.kind == "training" else _processing(ctx, e, metrics_read)
         elif isinstance(s, FailStep):
             compiled[name] = {"Name": name, "Type": "Fail", "Arguments": {"ErrorMessage": _text(s.fail, {})}}

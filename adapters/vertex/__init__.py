@@ -61,6 +61,8 @@ class VertexAdapter(Adapter):
             "step.secrets": ("notyet", "the KFP IR has no secret injection; read Secret Manager in the step"),
             "step.instance_count": ("notyet", "a KFP container task runs on one node"),
             "step.cache_expiry": ("notyet", "KFP caching has no expiry"),
+            "step.tuning": ("notimpl", "a Vertex hyperparameter tuning job is not a plain KFP container task: it "
+                            "needs google-cloud-pipeline-components' HyperparameterTuningJobRunOp, not built yet"),
             "input.parameter": ("notimpl", "a parameter holding an input URI is not built yet"),
             "register_model": ("notimpl", "registering from inside a Vertex pipeline is not built yet"),
             "schedule": ("notimpl", "Vertex pipeline schedules are not built yet"),

@@ -31,6 +31,7 @@ from pydantic import (
 
 from cloudml.spec.conditions import ConditionSyntaxError, Expr, parse_condition
 from cloudml.spec.refs import Source, parse_source
+from cloudml.spec.tuning import Objective, SearchParam, Tuning
 from cloudml.spec.types import Duration, Identifier, Memory, SpecModel, StepName
 
 __all__ = [
@@ -45,7 +46,9 @@ __all__ = [
     "Retry",
     "Step",
     "TaskStep",
+    "Tuning",
 ]
+_TUNING_MODELS = (Objective, SearchParam)  # re-exported for did-you-mean on their field names
 
 OutputType = Literal["dataset", "model", "metrics", "generic"]
 Scalar = str | int | float | bool
@@ -196,6 +199,7 @@ class TaskStep(_StepBase):
     retry: Retry | None = None
     timeout: Duration | None = None
     cache: Cache | None = None
+    tuning: Tuning | None = Field(None, description="run as hyperparameter-tuning trials; see docs/spec.md")
     backend_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("framework")

@@ -262,18 +262,26 @@ def _check_input_type(declared: str | None, ref: StepOutputRef, by_name: dict[st
 
 def _check_text(text: str, loc: Loc, step: str, params: dict[str, Parameter], *,
                 inputs: Iterable[str] = (), outputs: Iterable[str] = (),
-                allowed: tuple[str, ...] = ("inputs", "outputs", "params")) -> list[Issue]:
+                allowed: tuple[str, ...] = ("inputs", "outputs", "params"),
+                tuning: Iterable[str] | None = None) -> list[Issue]:
     issues: list[Issue] = []
-    names = {"inputs": set(inputs), "outputs": set(outputs), "params": set(params)}
+    names = {"inputs": set(inputs), "outputs": set(outputs), "params": set(params), "tuning": set(tuning or ())}
+    if tuning is not None:
+        allowed = (*allowed, "tuning")
     for ph in find_placeholders(text):
-        if ph.namespace not in allowed:
+        if ph.namespace == "tuning" and tuning is None:
+            issues.append(_issue(f"placeholder {ph.raw}: this step has no 'tuning' block", loc, step=step,
+                                 fix="add tuning: {search_space: ...} to the step, or use {{params.NAME}}",
+                                 code="bad_placeholder"))
+        elif ph.namespace not in allowed:
             want = ", ".join("{{" + a + ".NAME}}" for a in allowed)
             close = _suggest(ph.namespace, allowed) if ph.namespace else None
             fix = ("did you mean {{" + f"{close}.{ph.name}" + "}}?") if close else f"write one of {want}"
             issues.append(_issue(f"placeholder {ph.raw} names nothing", loc, step=step, expected=want, fix=fix,
                                  code="bad_placeholder"))
         elif ph.name not in names[ph.namespace]:
-            what = {"inputs": "input", "outputs": "output", "params": "parameter"}[ph.namespace]
+            what = {"inputs": "input", "outputs": "output", "params": "parameter",
+                    "tuning": "search-space entry"}[ph.namespace]
             issues.append(_issue(f"placeholder {ph.raw}: no {what} '{ph.name}'", loc, step=step,
                                  fix=_did_you_mean(ph.name, sorted(names[ph.namespace])), code="bad_placeholder"))
     return issues
@@ -313,8 +321,49 @@ def _check_task(s: TaskStep, base: Loc, params: dict[str, Parameter], by_name: d
     texts += [((*base, "args", i), a) for i, a in enumerate(s.args)]
     texts += [((*base, "env", k), v) for k, v in s.env.items()]
     texts += [((*base, "params", k), v) for k, v in s.params.items() if isinstance(v, str)]
+    tuned = list(s.tuning.search_space) if s.tuning else None
     for loc, text in texts:
-        issues += _check_text(text, loc, s.name, params, inputs=s.inputs, outputs=s.outputs)
+        issues += _check_text(text, loc, s.name, params, inputs=s.inputs, outputs=s.outputs, tuning=tuned)
+    if s.tuning is not None:
+        issues += _check_tuning(s, base, texts)
+    return issues
+
+
+def _check_tuning(s: TaskStep, base: Loc, texts: list[tuple[Loc, str]]) -> list[Issue]:
+    """The objective names a metrics output of this step; every searched name reaches the step."""
+    assert s.tuning is not None
+    issues: list[Issue] = []
+    t = s.tuning
+    tloc: Loc = (*base, "tuning")
+    obj = t.objective
+    out = s.outputs.get(obj.output) if obj is not None else None
+    if obj is None:
+        pass  # invalid, reported with the block
+    elif out is None:
+        metrics = [n for n, o in s.outputs.items() if o.type == "metrics"]
+        issues.append(_issue(f"tuning objective '{obj.metric}': step '{s.name}' has no output '{obj.output}'",
+                             (*tloc, "objective", "metric"), step=s.name, expected="OUTPUT.KEY of a metrics output",
+                             fix=(f"did you mean '{metrics[0]}.{obj.key}'?" if metrics else
+                                  f"declare outputs: {{{obj.output}: metrics}} and write '{obj.key}' into it"),
+                             code="unknown_output"))
+    elif out.type != "metrics":
+        issues.append(_issue(f"tuning objective '{obj.metric}': '{obj.output}' is a {out.type} output", (
+            *tloc, "objective", "metric"), step=s.name, expected="an output declared as 'metrics'",
+            fix=f"declare a metrics output and write '{obj.key}' into it", code="output_type"))
+    for name in t.search_space:
+        nloc: Loc = (*tloc, "search_space", name)
+        if s.python is not None:
+            if name in s.params:
+                issues.append(_issue(f"'{name}' is both a searched value and a fixed param", nloc, step=s.name,
+                                     fix=f"remove '{name}' from params: the trial passes it to the function",
+                                     code="tuning_conflict"))
+            continue
+        used = any(ph.namespace == "tuning" and ph.name == name for _, text in texts
+                   for ph in find_placeholders(text))
+        if not used:
+            issues.append(_issue(f"search-space entry '{name}' never reaches the step", nloc, step=s.name,
+                                 fix="put {{tuning." + name + "}} in the command, args or env, or remove it",
+                                 code="tuning_unused"))
     return issues
 
 
@@ -472,9 +521,26 @@ def _salvage_step(raw: Any) -> Any:
         if trimmed == raw:
             return None
         try:
-            return _step_adapter.validate_python(trimmed)
+            step = _step_adapter.validate_python(trimmed)
         except ValidationError:
             return None
+        if "tuning" in bad and isinstance(step, TaskStep):
+            step = step.model_copy(update={"tuning": _salvage_tuning(raw.get("tuning"))})
+        return step
+
+
+def _salvage_tuning(raw: Any) -> Any:
+    """A stand-in for an invalid tuning block: its names and objective, so the step's placeholders still check."""
+    from cloudml.spec.tuning import Objective, Tuning
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("search_space"), dict):
+        return None
+    try:
+        objective: Any = Objective.model_validate(raw.get("objective"))
+    except ValidationError:
+        objective = None
+    names: Any = dict.fromkeys(raw["search_space"])
+    return Tuning.model_construct(search_space=names, objective=objective)
 
 
 def _locate(issues: list[Issue], data: Any, doc: Document | None) -> list[Issue]:

@@ -197,6 +197,11 @@ FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
     "step.cache_expiry": lambda: _pipeline(_task(cache={"enabled": True, "expire": "7d"})),
     "step.depends_on": lambda: _pipeline(_task(depends_on=["first"]),
                                          extra_steps=[{"name": "first", "command": "python first.py"}]),
+    "step.tuning": lambda: _pipeline(_task(
+        kind="training", command="python work.py --lr {{tuning.lr}} --model {{outputs.model}} "
+        "--metrics {{outputs.metrics}}", outputs={"model": "model", "metrics": "metrics"},
+        tuning={"search_space": {"lr": {"type": "float", "min": 0.001, "max": 0.1, "scale": "log"}},
+                "objective": {"metric": "metrics.auc", "goal": "maximize"}, "max_trials": 4, "parallel_trials": 2})),
     "input.external": lambda: external_case("s3"),
     "input.parameter": lambda: _pipeline(_task(command="python work.py {{inputs.raw}}",
                                                inputs={"raw": "{{params.uri}}"}),
