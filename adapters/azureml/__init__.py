@@ -1,10 +1,11 @@
-"""The Azure ML adapter: pipeline-job runs; model registry and managed online endpoints not built yet.
+"""The Azure ML adapter: pipeline-job runs, the model registry and managed online endpoints.
 
 The compiler (spec -> Azure ML pipeline job, CLI v2 schema) is pure and needs no SDK; what it
 cannot express is declared in the capabilities and refused by name at compile time. Runs go through
 azure-ai-ml's ``MLClient`` (``pip install 'cloudml[azure]'``, see client.py): submit, status, steps,
-wait, cancel. The model registry and managed online endpoints are still to come (issue 7), so
-``deploy`` and the registry calls raise UnsupportedFeatureError naming the operation.
+wait, cancel. The registry (registry.py) keeps approval in a tag. Deployments roll out on managed
+online endpoints through the core rollout controller (endpoints.py), with alarms read from Azure
+Monitor metrics (monitoring.py).
 
 Example:
     >>> import cloudml
@@ -24,8 +25,6 @@ from cloudml.spec.pipeline import Pipeline
 
 __all__ = ["AzureMLAdapter", "Options"]
 
-_CLIENT = "Azure ML online endpoints are not built yet (issue 7); runs are"
-
 
 class Options(BaseModel):
     """``backend_options.azureml``: settings only the Azure ML adapter understands."""
@@ -34,6 +33,12 @@ class Options(BaseModel):
 
     compute: str | None = Field(None, description="compute cluster name, or 'serverless'")
     instance_type: str | None = Field(None, description="default VM size, e.g. Standard_DS3_v2")
+    environment: str | None = Field(None, description="deployments of non-MLflow models: the serving environment "
+                                    "(azureml:<name>:<version> or an image)")
+    code: str | None = Field(None, description="deployments of non-MLflow models: the scoring code "
+                             "(azureml:<code asset> or a folder)")
+    scoring_script: str | None = Field(None, description="deployments of non-MLflow models: the script in code, "
+                                       "e.g. score.py")
 
 
 class AzureMLAdapter(Adapter):
@@ -42,7 +47,7 @@ class AzureMLAdapter(Adapter):
     name = "azureml"
     extra = "azure"
     requires = ("azure-ai-ml", "azure-identity")
-    description = "Azure ML pipeline jobs (compile and run; registry and endpoints not built yet)"
+    description = "Azure ML pipeline jobs, model registry, managed online endpoints with controller-driven rollouts"
     options_model: ClassVar[type[BaseModel] | None] = Options
     capabilities = Capabilities(
         "azureml",
@@ -57,7 +62,8 @@ class AzureMLAdapter(Adapter):
             "condition.or": ("notimpl", "if_else nodes are private preview; the opt-in is not built yet"),
             "register_model": ("notimpl", "registering from inside an Azure ML pipeline is not built yet"),
             "schedule": ("notimpl", "Azure ML job schedules are not built yet"),
-            "deploy.existing_alarm": ("notimpl", "reading Azure Monitor alerts is not built yet"),
+            "deploy.existing_alarm": ("notimpl", "the core rollout controller evaluates neutral alarms only; "
+                                      "reading Azure Monitor metric alert status needs a controller hook"),
             "deploy.capture": ("notimpl", "data collection is not built yet"),
             "deploy.autoscale": ("notimpl", "autoscale settings are not built yet"),
         },
@@ -84,9 +90,6 @@ class AzureMLAdapter(Adapter):
 
         return validate_job(compiled.document)
 
-    def _client_missing(self, operation: str) -> UnsupportedFeatureError:
-        return UnsupportedFeatureError(self.name, None, operation, _CLIENT)
-
     # -- the client (azure-ai-ml) ----------------------------------------------------------------------
     def client(self, credential: Any = None, **mlclient_kwargs: Any) -> Any:
         """The azure-ai-ml client (cached); AdapterNotInstalledError without the azure extra.
@@ -104,6 +107,8 @@ class AzureMLAdapter(Adapter):
 
         if getattr(self, "_client", None) is None or credential is not None or mlclient_kwargs:
             self._client = AzureMLClient(self.settings, credential, **mlclient_kwargs)
+            self._credential, self._mlclient_kwargs = credential, dict(mlclient_kwargs)
+            self._metrics: Any = None
         return self._client
 
     def run(self, pipeline: Pipeline, parameters: dict[str, Any] | None = None, **options: Any) -> Any:
@@ -143,6 +148,187 @@ class AzureMLAdapter(Adapter):
         """
         return self.client().get_run(run_id)
 
+    # -- model registry (registry.py) --------------------------------------------------------------------
+    def register_model(self, group: str, uri: str, **info: Any) -> Any:
+        """Register ``uri`` as the next version of ``group``; returns a ModelVersion.
+
+        ``info``: ``approval`` (pending, approved, rejected), ``metrics``, ``tags``, ``description``,
+        ``run_id`` and ``type`` (``custom_model`` by default, ``mlflow_model`` deploys without code).
+
+        Example:
+            >>> backend.register_model("churn", "azureml://datastores/workspaceblobstore/paths/churn/",
+            ...                        type="mlflow_model", approval="approved").version  # doctest: +SKIP
+            1
+        """
+        from cloudml.adapters.azureml.registry import register_model
+
+        return register_model(self.client(), group, uri, approval=info.get("approval", "pending"),
+                              metrics=info.get("metrics"), tags=info.get("tags"), description=info.get("description"),
+                              run_id=info.get("run_id"), model_type=info.get("type", "custom_model"))
+
+    def list_models(self, group: str | None = None) -> list[Any]:
+        """Registered versions, newest first within each group.
+
+        Example:
+            >>> [m.version for m in backend.list_models("churn")]  # doctest: +SKIP
+            [2, 1]
+        """
+        from cloudml.adapters.azureml.registry import list_models
+
+        return list_models(self.client(), group)
+
+    def set_approval(self, group: str, version: int, approval: str) -> Any:
+        """Approve, reject or reset a version (the ``cloudml.approval`` tag).
+
+        Example:
+            >>> backend.set_approval("churn", 2, "approved").approval  # doctest: +SKIP
+            'approved'
+        """
+        from cloudml.adapters.azureml.registry import set_approval
+
+        return set_approval(self.client(), group, version, approval)
+
+    def latest_approved(self, group: str) -> Any:
+        """The newest approved version of ``group``.
+
+        Example:
+            >>> backend.latest_approved("churn").version  # doctest: +SKIP
+            2
+        """
+        from cloudml.adapters.azureml.registry import latest_approved
+
+        return latest_approved(self.client(), group)
+
+    # -- managed online endpoints (endpoints.py, monitoring.py) -------------------------------------------
+    def compile_deployment(self, deployment: Any) -> Compiled:
+        """The neutral rollout plan, after the checks Azure ML needs (mirror at most 50%, whole-minute alarms).
+
+        Example:
+            >>> from cloudml.spec.deployment import Deployment
+            >>> d = Deployment(endpoint="churn", model={"group": "churn"}, strategy={"shadow": {"percent": 80}})
+            >>> AzureMLAdapter().compile_deployment(d)
+            Traceback (most recent call last):
+            cloudml.errors.UnsupportedFeatureError: azureml cannot express 'deploy.shadow': Azure ML mirrors at most 50% of requests; shadow.percent is 80
+        """
+        from cloudml.adapters.azureml.monitoring import check_period
+
+        compiled = super().compile_deployment(deployment)
+        shadow = deployment.strategy.shadow
+        if shadow is not None and shadow.percent > 50:
+            raise UnsupportedFeatureError(self.name, None, "deploy.shadow", "Azure ML mirrors at most 50% of "
+                                          f"requests; shadow.percent is {shadow.percent:g}",
+                                          hint="set strategy.shadow.percent to 50 or less")
+        for alarm in deployment.alarms:
+            if not alarm.existing:
+                check_period(alarm.name, alarm.period)
+        return compiled
+
+    def metrics(self, credential: Any = None, **monitor_kwargs: Any) -> Any:
+        """The Azure Monitor reader for alarms (``azure-mgmt-monitor``), cached like :meth:`client`.
+
+        By default it uses the client's credential and, when ``client()`` was aimed at another cloud
+        through ``cloud_metadata``, that cloud's resource manager and the same per-call policies.
+
+        Example:
+            >>> backend.metrics().resource_uri("churn")  # doctest: +SKIP
+            '/subscriptions/.../workspaces/my-workspace/onlineEndpoints/churn'
+        """
+        if getattr(self, "_metrics", None) is not None and credential is None and not monitor_kwargs:
+            return self._metrics
+        try:
+            from azure.mgmt.monitor import MonitorManagementClient
+        except ImportError as e:
+            from cloudml.errors import AdapterNotInstalledError
+
+            raise AdapterNotInstalledError("azureml", "azure", ["azure-mgmt-monitor"]) from e
+        from cloudml.adapters.azureml.client import translate
+        from cloudml.adapters.azureml.monitoring import AzureMonitorMetrics
+
+        client = self.client()
+        known = getattr(self, "_mlclient_kwargs", {})
+        if not monitor_kwargs:
+            base = (known.get("cloud_metadata") or {}).get("resource_manager")
+            monitor_kwargs = {k: known[k] for k in ("per_call_policies", "transport") if k in known}
+            if base:
+                monitor_kwargs["base_url"] = str(base).rstrip("/")
+        credential = credential or getattr(self, "_credential", None)
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        monitor = MonitorManagementClient(credential, str(self.settings.subscription_id), **monitor_kwargs)
+
+        def call(action: str, fn: Any) -> Any:
+            from azure.core.exceptions import AzureError
+
+            try:
+                return fn(monitor)
+            except AzureError as e:
+                raise translate(e, action, client.workspace) from e
+
+        workspace_id = (f"/subscriptions/{self.settings.subscription_id}/resourceGroups/{self.settings.resource_group}"
+                        f"/providers/Microsoft.MachineLearningServices/workspaces/{self.settings.workspace}")
+        self._metrics = AzureMonitorMetrics(call, workspace_id)
+        return self._metrics
+
+    def _rollouts(self) -> Any:
+        from cloudml.adapters.azureml.endpoints import AzureMLRollouts
+
+        return AzureMLRollouts(self)
+
     def deploy(self, deployment: Any, **options: Any) -> Any:
-        """Not built yet: raises UnsupportedFeatureError."""
-        raise self._client_missing("deploy")
+        """Roll ``deployment`` out on a managed online endpoint through the core controller; a RolloutResult.
+
+        Options: ``stop`` (a threading.Event that pauses the controller, as a kill would) and ``poll``
+        (seconds between alarm checks and traffic re-reads, default 5).
+
+        Example:
+            >>> backend.deploy(cloudml.load("deployment.yaml")).outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        return self._rollouts().deploy(deployment, **options)
+
+    def resume_rollout(self, endpoint: str, **options: Any) -> Any:
+        """Resume an interrupted rollout from its saved state: it finishes or rolls back.
+
+        Example:
+            >>> backend.resume_rollout("churn").outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        return self._rollouts().resume(endpoint, **options)
+
+    def promote(self, endpoint: str) -> Any:
+        """Skip the remaining bakes: all traffic to the new deployment, retire the old one.
+
+        Example:
+            >>> backend.promote("churn").outcome.value  # doctest: +SKIP
+            'succeeded'
+        """
+        return self._rollouts().manual(endpoint, "promote")
+
+    def rollback(self, endpoint: str) -> Any:
+        """All traffic back to the previous deployment now, mirror cleared, the new one removed.
+
+        Example:
+            >>> backend.rollback("churn").outcome.value  # doctest: +SKIP
+            'rolled_back'
+        """
+        return self._rollouts().manual(endpoint, "rollback")
+
+    def endpoint_status(self, endpoint: str) -> dict[str, Any]:
+        """Deployments, traffic, mirror, scoring URL and rollout state of an endpoint.
+
+        Example:
+            >>> backend.endpoint_status("churn")["traffic"]  # doctest: +SKIP
+            {'churn-v2': 100}
+        """
+        return dict(self._rollouts().status(endpoint))
+
+    def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
+        """Send ``{"instances": [...]}`` to the endpoint (``deployment=`` pins one deployment).
+
+        Example:
+            >>> backend.invoke("churn", [[0.1, 0.2]])  # doctest: +SKIP
+            {'predictions': [0]}
+        """
+        return dict(self._rollouts().invoke(endpoint, instances, options.get("deployment")))

@@ -49,6 +49,7 @@ import copy
 import json
 import os
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -59,6 +60,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes._azureml_code import CodeFake
+from tests.fakes._azureml_online import OnlineFake
 
 __all__ = ["AzureMLFake", "FakeCredential", "azure_test_env", "azureml_fake", "ml_client"]
 
@@ -115,6 +117,7 @@ class AzureMLFake:
         self._forbid_match = ("PUT", "/jobs/")
         self._fail: tuple[str, str] | None = None
         self.code = CodeFake(self)  # code versions and their blob uploads: tests/fakes/_azureml_code.py
+        self.online = OnlineFake(self)  # registry, online endpoints, scoring, metrics: tests/fakes/_azureml_online.py
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -202,6 +205,14 @@ class AzureMLFake:
                 self._forbid -= 1
                 return _error(403, "AuthorizationFailed", "the client does not have authorization to perform "
                               "action 'Microsoft.MachineLearningServices/workspaces/jobs/write'")
+            faulted = self.online.take_fault(method, path)
+            if faulted is not None:
+                return faulted
+            m = _WS.match(path)
+            if m is None or "api-version" in query:
+                routed = self.online.route(method, path, query, headers, body, m.group("rest") or "" if m else None)
+                if routed is not None:
+                    return routed
             if path.startswith("/history/v1.0/"):
                 return self._history(method, path.removeprefix("/history/v1.0"))
             if path.startswith("/operations/"):
@@ -322,6 +333,10 @@ def _handler(fake: AzureMLFake) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()  # headers and body go out in two writes: without this, Nagle costs ~40 ms a request
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_CONNECT(self) -> None:
             fake.outbound.append(f"CONNECT {self.path}")
             self._send(403, {"error": {"code": "Outbound", "message": "no network in tests"}}, {})
@@ -431,7 +446,9 @@ def cloud_kwargs(fake: AzureMLFake) -> dict[str, Any]:
     metadata = {"azure_portal": fake.url + "/", "resource_manager": fake.url + "/",
                 "active_directory": fake.url + "/", "aml_resource_id": fake.url + "/",
                 "storage_endpoint": "core.windows.net", "registry_discovery_endpoint": fake.url + "/"}
-    return {"cloud": "CloudmlFake", "cloud_metadata": metadata, "per_call_policies": [AllowHttp()],
+    # azure-ai-ml registers a cloud once per name and process: one name per fake, or a second fake is never reached
+    return {"cloud": f"CloudmlFake{fake.server.server_address[1]}", "cloud_metadata": metadata,
+            "per_call_policies": [AllowHttp()],
             "enable_telemetry": False}
 
 

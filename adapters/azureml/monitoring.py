@@ -1,0 +1,159 @@
+"""Neutral alarms from Azure Monitor metrics of a managed online endpoint, per deployment.
+
+Managed online endpoints publish, with a ``deployment`` dimension (resource type
+``Microsoft.MachineLearningServices/workspaces/onlineEndpoints``):
+
+* ``RequestLatency_P50`` / ``_P90`` / ``_P99`` in milliseconds: ``latency_p50/p90/p99`` (seconds here);
+* ``RequestsPerMinute`` with ``statusCodeClass``: ``invocations`` (Total per period) and ``error_rate``
+  (the 5xx Total over the Total of every class, per period; no requests gives no datapoint).
+
+There is no error-rate metric, so it is derived. They are read with
+``azure.mgmt.monitor.MonitorManagementClient.metrics.list`` (ARM REST, api-version 2024-02-01). Azure
+Monitor's finest grain is one minute: an alarm period must be a whole number of minutes. Periods that
+are a native grain (1, 5, 15, 30 minutes, 1, 6, 12 hours, 1 day) are queried as they are; others are
+read per minute and combined (counts summed, latency the worst minute, which can only alarm earlier).
+Only complete periods count: the query ends at the last period boundary.
+
+Example:
+    >>> grain_for(300), grain_for(120)
+    ('PT5M', 'PT1M')
+    >>> metric_for("latency_p99")
+    'RequestLatency_P99'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from cloudml.errors import UnsupportedFeatureError
+
+__all__ = ["GRAINS", "AzureMonitorMetrics", "check_period", "grain_for", "metric_for"]
+
+GRAINS = {60: "PT1M", 300: "PT5M", 900: "PT15M", 1800: "PT30M", 3600: "PT1H", 21600: "PT6H", 43200: "PT12H",
+          86400: "P1D"}
+_LATENCY = {"latency_p50": "RequestLatency_P50", "latency_p90": "RequestLatency_P90",
+            "latency_p99": "RequestLatency_P99"}
+
+
+def metric_for(alarm_metric: str) -> str:
+    """The Azure Monitor metric behind a neutral alarm metric.
+
+    Example:
+        >>> metric_for("error_rate"), metric_for("invocations")
+        ('RequestsPerMinute', 'RequestsPerMinute')
+    """
+    return _LATENCY.get(alarm_metric, "RequestsPerMinute")
+
+
+def check_period(name: str, period: float) -> None:
+    """Refuse an alarm period Azure Monitor cannot serve (under a minute, or not whole minutes).
+
+    Example:
+        >>> check_period("slow", 30)
+        Traceback (most recent call last):
+        cloudml.errors.UnsupportedFeatureError: azureml cannot express 'deploy.alarm': alarm slow has a period of 30s; Azure Monitor metrics have a one-minute grain
+    """
+    if period < 60 or period % 60:
+        raise UnsupportedFeatureError("azureml", None, "deploy.alarm",
+                                      f"alarm {name} has a period of {period:g}s; Azure Monitor metrics have a "
+                                      "one-minute grain", hint="set the alarm's period to whole minutes, e.g. 1m or 5m")
+
+
+def grain_for(period: float) -> str:
+    """The time grain to query for an alarm period (the period itself when Azure Monitor has it).
+
+    Example:
+        >>> grain_for(3600)
+        'PT1H'
+    """
+    return GRAINS.get(int(period), "PT1M")
+
+
+class AzureMonitorMetrics:
+    """Per-deployment datapoints for neutral alarms, read through a ``MonitorManagementClient``.
+
+    ``call(action, fn)`` runs ``fn(monitor_client)`` and translates Azure errors (the Azure ML client's
+    :meth:`call` shape); ``clock`` gives the time (tests move it).
+
+    Example:
+        >>> metrics = AzureMonitorMetrics(monitor_call, "/subscriptions/.../workspaces/ws")  # doctest: +SKIP
+        >>> metrics.datapoints("churn", "churn-v2", alarm)  # doctest: +SKIP
+        [0.0, 0.002, None]
+    """
+
+    def __init__(self, call: Callable[[str, Callable[[Any], Any]], Any], workspace_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.call = call
+        self.workspace_id = workspace_id.rstrip("/")
+        self.clock = clock
+
+    def resource_uri(self, endpoint: str) -> str:
+        """The ARM id of the endpoint, which carries the metrics.
+
+        Example:
+            >>> ws = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
+            >>> AzureMonitorMetrics(print, ws).resource_uri("churn").endswith("/workspaces/ws/onlineEndpoints/churn")
+            True
+        """
+        return f"{self.workspace_id}/onlineEndpoints/{endpoint}"
+
+    def datapoints(self, endpoint: str, deployment: str, alarm: Any) -> list[float | None]:
+        """The alarm metric of ``deployment``, one value per complete period, oldest first (None = no data).
+
+        Example:
+            >>> metrics.datapoints("churn", "churn-v2", Alarm(name="err", metric="error_rate", threshold=0.01))  # doctest: +SKIP
+            [0.0]
+        """
+        check_period(alarm.name, alarm.period)
+        period = int(alarm.period)
+        grain = grain_for(period)
+        step = 60 if grain == "PT1M" else period
+        end = int(self.clock()) // period * period
+        start = end - alarm.evaluation_periods * period
+        timespan = f"{_iso(start)}/{_iso(end)}"
+        name = metric_for(alarm.metric)
+        latency = alarm.metric in _LATENCY
+        filter_ = f"deployment eq '{deployment}'" + ("" if latency or alarm.metric == "invocations"
+                                                       else " and statusCodeClass eq '*'")
+        response = self.call("metrics.list", lambda mon: mon.metrics.list(
+            self.resource_uri(endpoint), timespan=timespan, interval=grain, metricnames=name,
+            aggregation="Average" if latency else "Total", filter=filter_,
+            metricnamespace="Microsoft.MachineLearningServices/workspaces/onlineEndpoints"))
+        totals: dict[int, float] = {}
+        errors: dict[int, float] = {}
+        for metric in response.value or []:
+            for series in metric.timeseries or []:
+                cls = next((m.value for m in series.metadatavalues or []
+                            if (m.name.value or "").lower() == "statuscodeclass"), None)
+                for point in series.data or []:
+                    value = point.average if latency else point.total
+                    if value is None:
+                        continue
+                    slot = (int(point.time_stamp.timestamp()) - start) // step
+                    if latency:
+                        totals[slot] = max(totals.get(slot, value), value)
+                    else:
+                        totals[slot] = totals.get(slot, 0.0) + value
+                        if cls == "5xx":
+                            errors[slot] = errors.get(slot, 0.0) + value
+        per_period = period // step
+        out: list[float | None] = []
+        for p in range(alarm.evaluation_periods):
+            slots = [s for s in range(p * per_period, (p + 1) * per_period) if s in totals]
+            if not slots:
+                out.append(None)
+            elif latency:
+                out.append(max(totals[s] for s in slots) / 1000.0)
+            elif alarm.metric == "invocations":
+                out.append(sum(totals[s] for s in slots))
+            else:
+                total = sum(totals[s] for s in slots)
+                out.append(sum(errors.get(s, 0.0) for s in slots) / total if total else None)
+        return out
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
