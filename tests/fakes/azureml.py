@@ -30,6 +30,10 @@ Rules enforced (each answered the way ARM answers, so the SDK raises its real ex
   :meth:`AzureMLFake.forbid` (the next N matching requests, job PUTs by default, get 403
   ``AuthorizationFailed``), :meth:`AzureMLFake.add_compute`.
 
+The model registry, managed online endpoints (deployments, traffic and mirror rules, long-running
+operations), scoring and Azure Monitor metrics are served by ``fake.online``
+(tests/fakes/_azureml_online.py, documented there and in tests/fakes/README.md).
+
 GETs are safe to repeat (the SDK is chatty): tests never assert exact request counts. The server binds
 127.0.0.1 only; a CONNECT or an absolute-URL request (a proxied outbound attempt, see the proxy tripwire
 in :func:`azure_test_env`) is refused and recorded in ``outbound``.
