@@ -260,12 +260,17 @@ class VertexAdapter(Adapter):
             self._metrics = VertexMetrics(self.settings.project, call=self.client().call)
         return self._metrics
 
+    @property
     def endpoints(self) -> Any:
         """The endpoints of this project and location as a TrafficBackend (:class:`VertexEndpoints`).
 
+        A property, as on the local backend (the CLI calls ``adapter.endpoints.list()``).
+
         Example:
+            >>> import tempfile
             >>> from cloudml.config import VertexSettings
-            >>> VertexAdapter(VertexSettings(project="my-project")).endpoints().mapping("churn")["deployed"]
+            >>> a = VertexAdapter(VertexSettings(project="my-project", state_dir=tempfile.mkdtemp()))
+            >>> a.endpoints.mapping("churn")["deployed"]
             {}
         """
         from cloudml.adapters.vertex.endpoints import VertexEndpoints
@@ -282,7 +287,7 @@ class VertexAdapter(Adapter):
         """
         from cloudml.rollout import FileStateStore, RolloutController
 
-        return RolloutController(self.endpoints(), FileStateStore(self.state_root()), poll=poll, stop=stop)
+        return RolloutController(self.endpoints, FileStateStore(self.state_root()), poll=poll, stop=stop)
 
     def deploy(self, deployment: Deployment, **options: Any) -> RolloutResult:
         """Roll ``deployment`` out on a Vertex AI endpoint through the core controller; the typed outcome.
@@ -365,11 +370,11 @@ class VertexAdapter(Adapter):
     def endpoint_status(self, endpoint: str) -> dict[str, Any]:
         """Deployed models, traffic split (as Vertex reports it now) and the controller's rollout state.
 
-        Example: ``VertexAdapter(settings).endpoint_status("churn")["traffic"]`` -> ``{'churn-v2': 100}``.
+        Example: ``VertexAdapter(settings).endpoint_status("churn")["traffic"]["weights"]`` -> ``{'churn-v2': 100}``.
         """
         from cloudml.rollout import FileStateStore
 
-        status = dict(self.endpoints().status(endpoint))
+        status = dict(self.endpoints.status(endpoint))
         rollout = FileStateStore(self.state_root()).load(endpoint) or {}
         status["rollout"] = {k: rollout.get(k) for k in ("status", "live", "blue", "green", "outcome")}
         return status
@@ -379,7 +384,7 @@ class VertexAdapter(Adapter):
 
         Example: ``VertexAdapter(settings).invoke("churn", [[1.0, 2.0]])["deployment"]`` -> ``'churn-v2'``.
         """
-        return dict(self.endpoints().predict(endpoint, instances))
+        return dict(self.endpoints.predict(endpoint, instances))
 
     def _endpoint_lock(self, endpoint: str) -> Any:
         """One controller per endpoint on this machine: an exclusive lock file under the state root."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -314,25 +314,59 @@ class VertexEndpoints:
     def status(self, endpoint: str) -> dict[str, Any]:
         """Deployed models (name, id, model, share) and the traffic split, as Vertex reports them now.
 
-        Example: ``eps.status("churn")["traffic"]`` -> ``{'churn-v2': 100}``.
+        The shape is the local backend's (``traffic.weights``, ``deployments.<name>.ready``), which the CLI shows.
+
+        Example: ``eps.status("churn")["traffic"]["weights"]`` -> ``{'churn-v2': 100}``.
         """
         gca = self._gca(endpoint)
         split = {str(k): int(v) for k, v in gca.traffic_split.items()}
-        deployments = {str(d.display_name): {"id": str(d.id), "model": str(d.model),
+        deployments = {str(d.display_name): {"id": str(d.id), "model": str(d.model), "ready": True,
                                              "version": str(d.model_version_id), "traffic": split.get(str(d.id), 0),
                                              "machine_type": str(d.dedicated_resources.machine_spec.machine_type)}
                        for d in gca.deployed_models}
+        weights = {n: d["traffic"] for n, d in deployments.items() if d["traffic"]}
         return {"endpoint": endpoint, "resource": str(gca.name), "deployments": deployments,
-                "traffic": {n: d["traffic"] for n, d in deployments.items() if d["traffic"]}}
+                "traffic": {"weights": weights, "mirror": {}}}
 
-    def predict(self, endpoint: str, instances: list[Any]) -> dict[str, Any]:
+    def list(self) -> list[str]:
+        """cloudml endpoints of this project and location (Vertex endpoints labelled ``cloudml-endpoint``).
+
+        Example: ``eps.list()`` -> ``['churn']``.
+        """
+        aiplatform = self._sdk()
+        found = self._call("list endpoints", lambda: aiplatform.Endpoint.list(filter=f"labels.{ENDPOINT_LABEL}:*"))
+        return sorted(str(dict(e.labels)[ENDPOINT_LABEL]) for e in found if ENDPOINT_LABEL in dict(e.labels or {}))
+
+    def delete(self, endpoint: str) -> None:
+        """Undeploy every deployed model, delete the Vertex endpoint and forget its state.
+
+        Example: ``eps.delete("churn")``.
+        """
+        import shutil
+
+        ep = self.resource(endpoint)
+        name = str(ep.resource_name)
+        aiplatform = self._sdk()
+
+        def undeploy_all_and_delete() -> None:
+            target = aiplatform.Endpoint(name)
+            for d in sorted(target.gca_resource.deployed_models, key=lambda d: int(
+                    dict(target.gca_resource.traffic_split).get(str(d.id), 0))):
+                target.undeploy(str(d.id))  # the ones without traffic first; the last one holds it all
+                target = aiplatform.Endpoint(name)
+            target.delete()
+
+        self._call(f"delete endpoint {endpoint}", undeploy_all_and_delete, endpoint)
+        shutil.rmtree(self.root / "endpoints" / endpoint, ignore_errors=True)
+
+    def predict(self, endpoint: str, instances: Sequence[Any]) -> dict[str, Any]:
         """Send ``instances`` to the endpoint's ``:predict``; returns predictions and who served them.
 
         Example: ``eps.predict("churn", [[1, 2]])["deployment"]`` -> ``'churn-v2'``.
         """
         aiplatform = self._sdk()
         name = self.mapping(endpoint)["endpoint"] or str(self.resource(endpoint).resource_name)
-        answer = self._call(f"predict on {endpoint}", lambda: aiplatform.Endpoint(name).predict(instances=instances),
+        answer = self._call(f"predict on {endpoint}", lambda: aiplatform.Endpoint(name).predict(instances=list(instances)),
                             endpoint)
         by_id = {v: k for k, v in self._ids(endpoint).items()}
         deployed_id = str(answer.deployed_model_id)

@@ -141,7 +141,8 @@ class ModelsAndEndpoints:
         op_name = f"{parent}/operations/{self._new_id()}"
         op = {"name": op_name, "done": True,
               "metadata": {"@type": _TYPE + f"{kind}OperationMetadata", "genericMetadata": {"createTime": _now()}},
-              "response": {"@type": _TYPE + response_type, **(response or {})}}
+              "response": {"@type": response_type if "." in response_type else _TYPE + response_type,
+                           **(response or {})}}
         self.operations[op_name] = op
         return op
 
@@ -304,7 +305,7 @@ class ModelsAndEndpoints:
         if ep.deployed_ids:
             raise ApiError(400, f"Endpoint {name} has deployed models; undeploy them first", "FAILED_PRECONDITION")
         del self.endpoints[name]
-        return self._operation(name.rsplit("/endpoints/", 1)[0], "DeleteOperation", {}, "google.protobuf.Empty")
+        return self._operation(name.rsplit("/endpoints/", 1)[0], "Delete", {}, "type.googleapis.com/google.protobuf.Empty")
 
     def update_endpoint(self, name: str, query: dict[str, list[str]], body: dict[str, Any]) -> dict[str, Any]:
         """PATCH an endpoint: ``trafficSplit`` (checked), ``labels``, ``displayName``, ``description``."""

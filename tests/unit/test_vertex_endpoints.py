@@ -136,12 +136,18 @@ def test_first_deployment_goes_live_and_serves(adapter: VertexAdapter, fake: Ver
     assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
     assert live_split(fake) == {"churn-v1": 100}
     status = adapter.endpoint_status("churn")
-    assert status["traffic"] == {"churn-v1": 100} and status["rollout"]["live"] == "churn-v1"
+    assert status["traffic"]["weights"] == {"churn-v1": 100} and status["rollout"]["live"] == "churn-v1"
     assert status["deployments"]["churn-v1"]["machine_type"] == "n1-standard-2"
     answer = adapter.invoke("churn", [[1.0, 2.0]])
     assert answer["deployment"] == "churn-v1" and answer["predictions"][0]["instance"] == [1.0, 2.0]
     saved = json.loads((adapter.state_root() / "endpoints" / "churn" / "vertex.json").read_text())
     assert list(saved["deployed"]) == ["churn-v1"] and saved["deployed"]["churn-v1"]["model"].endswith("@1")
+    assert adapter.endpoints.list() == ["churn"]
+    adapter.endpoints.delete("churn")
+    assert not fake.endpoints and not (adapter.state_root() / "endpoints" / "churn").exists()
+    with pytest.raises(NotFoundError) as info:
+        adapter.endpoint_status("churn")
+    assert "cloudml deploy" in (info.value.hint or "")
 
 
 @pytest.mark.parametrize(("strategy", "steps"), [
@@ -270,7 +276,7 @@ def test_throttling_and_unavailability_are_retried(adapter: VertexAdapter, fake:
 
 def test_api_rule_violations_are_cloudml_errors_with_next_steps(adapter: VertexAdapter, fake: VertexFake) -> None:
     adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
-    eps = adapter.endpoints()
+    eps = adapter.endpoints
     aiplatform = adapter.client()._sdk()
     name = eps.mapping("churn")["endpoint"]
     v1 = eps.mapping("churn")["deployed"]["churn-v1"]["id"]
@@ -285,7 +291,7 @@ def test_api_rule_violations_are_cloudml_errors_with_next_steps(adapter: VertexA
     assert "not deployed" in str(info.value)
     adapter.deploy(deployment(2, {"canary": {"percent": 10, "bake": 30}}), poll=POLL, stop=_stop_when(
         lambda: "churn-v2" in live_split(fake)))
-    ids = adapter.endpoints()._ids("churn")
+    ids = adapter.endpoints._ids("churn")
 
     def undeploy_with_traffic() -> None:
         ep = aiplatform.Endpoint(name)
