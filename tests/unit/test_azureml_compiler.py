@@ -426,8 +426,9 @@ def test_settings_reach_the_compiler_through_the_adapter() -> None:
 GAPS = {  # feature -> the step the refusal names
     "step.secrets": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
     "condition.or": "gate", "register_model": "reg", "schedule": None, "input.parameter": "work",
+    "step.tuning": "work",
 }
-COMPILER_REFUSES = ("step.secrets", "schedule", "step.cache_expiry", "step.depends_on", "condition",
+COMPILER_REFUSES = ("step.secrets", "schedule", "step.tuning", "step.cache_expiry", "step.depends_on", "condition",
                     "register_model", "input.parameter")
 
 
@@ -486,12 +487,6 @@ def test_supported_feature_cases_compile() -> None:
         assert isinstance(spec, Pipeline)
         compiled.append(AzureMLAdapter(AzureMLSettings()).compile(spec).document["type"])
     assert compiled == ["pipeline"] * 15
-
-
-def test_deployments_are_refused_by_name() -> None:
-    adapter = AzureMLAdapter(AzureMLSettings())
-    with pytest.raises(UnsupportedFeatureError, match=r"azureml cannot express 'deploy'.*not built yet"):
-        adapter.deploy(FEATURE_CASES["deploy.canary"]())
 
 
 # -- python steps, framework environments, emulated retries -------------------------------------------

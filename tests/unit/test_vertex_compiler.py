@@ -741,7 +741,8 @@ def test_timeout_wrapper_only_where_a_timeout_is_set() -> None:
 
 # -- capability gaps ----------------------------------------------------------------------------------
 
-GAPS = {"step.secrets": "work", "register_model": "reg", "schedule": None, "input.parameter": "work"}
+GAPS = {"step.secrets": "work", "register_model": "reg", "schedule": None, "input.parameter": "work",
+        "step.tuning": "work"}
 
 
 @pytest.mark.parametrize("feature", sorted(GAPS))
@@ -786,12 +787,6 @@ def test_deployments_compile_to_the_neutral_plan_and_shadow_is_refused() -> None
         cloudml.compile(FEATURE_CASES["deploy.shadow"](), "vertex")
     assert (info.value.adapter, info.value.feature) == ("vertex", "deploy.shadow")
     assert VertexAdapter.capabilities.level("deploy.shadow") == "notyet"
-
-
-def test_deployments_are_not_built_yet() -> None:
-    adapter = VertexAdapter(SETTINGS)
-    with pytest.raises(UnsupportedFeatureError, match="not built yet"):
-        adapter.deploy(FEATURE_CASES["deploy.canary"]())
 
 
 # -- stability and purity ------------------------------------------------------------------------------
