@@ -276,6 +276,27 @@ class AzureMLAdapter(Adapter):
 
         return AzureMLRollouts(self)
 
+    @property
+    def endpoints(self) -> Any:
+        """The workspace's managed online endpoints as a TrafficBackend (:class:`AzureMLEndpoints`).
+
+        A property, as on the local and Vertex backends (the CLI calls ``adapter.endpoints.list()``).
+
+        Example:
+            >>> backend.endpoints.list()  # doctest: +SKIP
+            ['churn']
+        """
+        return self._rollouts().backend()
+
+    def controller(self, stop: Any = None, poll: float = 5.0) -> Any:
+        """The core rollout controller over :attr:`endpoints`, with its state under ``state_dir``.
+
+        Example:
+            >>> backend.controller().store.load("churn")["status"]  # doctest: +SKIP
+            'succeeded'
+        """
+        return self._rollouts().controller(stop, poll)
+
     def deploy(self, deployment: Any, **options: Any) -> Any:
         """Roll ``deployment`` out on a managed online endpoint through the core controller; a RolloutResult.
 

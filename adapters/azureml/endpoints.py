@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -280,12 +281,25 @@ class AzureMLEndpoints:
                          lambda ml: ml.online_deployments.begin_delete(name, endpoint).result())
 
     # -- reading -------------------------------------------------------------------------------------------
+    def list(self) -> list[str]:
+        """Endpoints of the workspace that cloudml manages (tag ``cloudml.managed``).
+
+        Example:
+            >>> backend.list()  # doctest: +SKIP
+            ['churn']
+        """
+        found = self.client.call("online_endpoints.list", lambda ml: list(ml.online_endpoints.list()))
+        return sorted(str(e.name) for e in found if (e.tags or {}).get("cloudml.managed"))
+
     def status(self, endpoint: str) -> dict[str, Any]:
-        """Deployments (provisioning state, model, instances), traffic, mirror and the scoring URI.
+        """Deployments (provisioning state, model, instances), traffic and mirror, and the scoring URI.
+
+        The shape is the local backend's (``traffic.weights``, ``traffic.mirror``, ``deployments.<name>.ready``),
+        which the CLI shows.
 
         Example:
             >>> backend.status("churn")["traffic"]  # doctest: +SKIP
-            {'churn-v2': 100}
+            {'weights': {'churn-v2': 100}, 'mirror': {}}
         """
         ep = self.get_endpoint(endpoint)
         found = self.client.call("online_deployments.list", lambda ml: list(ml.online_deployments.list(endpoint)))
@@ -295,7 +309,8 @@ class AzureMLEndpoints:
                      "instance_count": d.instance_count}
             for d in found}
         return {"endpoint": endpoint, "state": _state(ep.provisioning_state), "deployments": deployments,
-                "traffic": nonzero(ep.traffic), "mirror": nonzero(ep.mirror_traffic), "url": ep.scoring_uri}
+                "traffic": {"weights": nonzero(ep.traffic), "mirror": nonzero(ep.mirror_traffic)},
+                "url": ep.scoring_uri}
 
 
 class AzureMLRollouts:
@@ -397,7 +412,14 @@ class AzureMLRollouts:
             raise error
         # the controller has no public "fail" transition: its rollback with failed=True is the one that
         # records a failed outcome and removes green (blue, if any, keeps all the traffic)
-        return ctl._rollback(state, f"deployment {state.get('green')} failed: {error}", None, None, failed=True)
+        result = ctl._rollback(state, f"deployment {state.get('green')} failed: {error}", None, None, failed=True)
+        if not state.get("blue"):  # a first deployment: nothing to roll back to, and nothing is live either
+            with contextlib.suppress(NotFoundError):
+                ctl.backend.delete_deployment(endpoint, state["green"])
+            saved = ctl.store.load(endpoint) or state
+            saved.update(live=None, removed=[*saved.get("removed", []), state["green"]])
+            ctl.store.save(endpoint, saved)
+        return result
 
     def resume(self, endpoint: str, **options: Any) -> Any:
         """Resume an interrupted rollout (it finishes or rolls back).

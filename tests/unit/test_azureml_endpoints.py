@@ -105,7 +105,8 @@ def test_first_deploy_creates_the_endpoint_and_sends_all_traffic_after_the_deplo
     assert deployed["properties"]["model"].endswith("/models/first/versions/1")
     assert deployed["properties"]["instanceType"] == "Standard_DS3_v2" and deployed["sku"]["capacity"] == 1
     status = adapter.endpoint_status("ep-first")
-    assert status["traffic"] == {"first-v1": 100} and status["deployments"]["first-v1"]["ready"] is True
+    assert status["traffic"] == {"weights": {"first-v1": 100}, "mirror": {}}
+    assert status["deployments"]["first-v1"]["ready"] is True and "ep-first" in adapter.endpoints.list()
     assert status["rollout"]["status"] == "succeeded" and status["url"].endswith("/online-score/ep-first")
 
 
@@ -376,3 +377,16 @@ def test_deployment_names_fit_azure_rules() -> None:
     long = deployment_name("x" * 60, 123)
     assert len(long) == 32 and long.endswith("-v123") and long[0].isalpha()
     assert long != deployment_name("x" * 59 + "y", 123)
+
+
+def test_a_first_deployment_that_fails_leaves_nothing_live_and_can_be_retried(
+        fake: AzureMLFake, adapter: AzureMLAdapter) -> None:
+    _model(adapter, "ff", 1)
+    fake.online.fail_deployment("ff-v1", "image pull failed")
+    result = adapter.deploy(_spec("ep-ff", "ff", 1, "blue_green"), poll=POLL)
+    assert result.outcome is RolloutOutcome.FAILED and "image pull failed" in result.reason
+    assert fake.online.deployments["ep-ff"] == {} and fake.online.traffic("ep-ff") == {}
+    again = adapter.deploy(_spec("ep-ff", "ff", 1, {"blue_green": {"bake": 0}}), poll=POLL)
+    assert again.outcome is RolloutOutcome.SUCCEEDED, again.reason
+    assert fake.online.traffic("ep-ff") == {"ff-v1": 100}
+    assert adapter.controller().store.load("ep-ff")["live"] == "ff-v1"
