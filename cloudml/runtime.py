@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["RuntimeCallError", "call_step_function", "main", "resolve_function"]
+__all__ = ["RuntimeCallError", "call_step_function", "main", "objective_regex", "resolve_function", "tuning_trial"]
 
 _EMPTY = object()
 
@@ -244,6 +245,91 @@ def retry_command(argv: Sequence[str]) -> int:
     return code
 
 
+OBJECTIVE_PREFIX = "cloudml-objective: "
+_HYPERPARAMETERS = "/opt/ml/input/config/hyperparameters.json"
+
+
+def objective_regex(metric: str) -> str:
+    """The MetricDefinitions regex that matches the line :func:`tuning_trial` prints for ``metric``.
+
+    Example:
+        >>> import re
+        >>> re.search(objective_regex("metrics.auc"), "cloudml-objective: metrics.auc=0.875").group(1)
+        '0.875'
+    """
+    return OBJECTIVE_PREFIX + re.escape(metric) + r"=([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def tuning_trial(environ: dict[str, str] | None = None) -> int:
+    """Run one trial of a SageMaker tuning job, then print its objective for the job's MetricDefinitions.
+
+    SageMaker's training toolkit starts this file (static hyperparameters ``sagemaker_program`` and
+    ``sagemaker_submit_directory``). The step's command is in the static hyperparameters
+    ``cloudml_argc`` / ``cloudml_arg_<i>``; the searched values are the other hyperparameters, read
+    from ``hyperparameters.json`` and put in place of ``{{tuning.NAME}}``. After the command exits 0,
+    ``cloudml-objective: OUTPUT.KEY=VALUE`` is printed from the metrics file it wrote.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); hp = d / "hp.json"; m = d / "m.json"
+        >>> cmd = [sys.executable, "-c", "import sys, json; json.dump({'auc': float(sys.argv[1]) / 2}, open(sys.argv[2], 'w'))",
+        ...        "{{tuning.x}}", str(m)]
+        >>> _ = hp.write_text(json.dumps({"x": "1.5", "cloudml_argc": str(len(cmd)),
+        ...                               **{f"cloudml_arg_{i}": a for i, a in enumerate(cmd)}}))
+        >>> tuning_trial({"CLOUDML_HYPERPARAMETERS": str(hp), "CLOUDML_TUNING_NAMES": "x",
+        ...               "CLOUDML_TUNING_OBJECTIVE": "metrics.auc", "CLOUDML_TUNING_METRICS_FILE": str(m)})
+        cloudml-objective: metrics.auc=0.75
+        0
+    """
+    import json
+    import subprocess
+
+    env = dict(os.environ if environ is None else environ)
+    try:
+        hp = json.loads(Path(env.get("CLOUDML_HYPERPARAMETERS", _HYPERPARAMETERS)).read_text())
+        values = {n: _hp_value(hp[n]) for n in env.get("CLOUDML_TUNING_NAMES", "").split(",") if n}
+        argv = [hp[f"cloudml_arg_{i}"] for i in range(int(hp["cloudml_argc"]))]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"cloudml.runtime: cannot read the trial's hyperparameters: {e!r}", file=sys.stderr)
+        return 2
+
+    def fill(text: str) -> str:
+        return re.sub(r"\{\{\s*tuning\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}",
+                      lambda m: values.get(m.group(1), m.group(0)), text)
+
+    metric, metrics_file = env.get("CLOUDML_TUNING_OBJECTIVE", ""), env.get("CLOUDML_TUNING_METRICS_FILE", "")
+    child = {k: fill(v) for k, v in env.items() if not k.startswith(("CLOUDML_TUNING_", "CLOUDML_HYPERPARAMETERS"))}
+    cwd = env.get("CLOUDML_TUNING_CWD")
+    try:
+        code = subprocess.call([fill(a) for a in argv], env=child, cwd=cwd if cwd and Path(cwd).is_dir() else None)
+    except OSError as e:
+        print(f"cloudml.runtime: cannot start {argv[:1]}: {e}", file=sys.stderr)
+        return 127
+    if code != 0:
+        return code
+    try:
+        value: Any = json.loads(Path(metrics_file).read_text())
+        for part in metric.split(".", 1)[1].split("."):
+            value = value[part]
+        number = float(value)
+        if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not a finite number")
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        print(f"cloudml.runtime: objective {metric} not found in {metrics_file}: {e!r}", file=sys.stderr)
+        return 1
+    print(f"{OBJECTIVE_PREFIX}{metric}={number!r}", flush=True)
+    return 0
+
+
+def _hp_value(raw: str) -> str:
+    """A hyperparameter as text; a JSON-quoted string (as the SageMaker SDK writes categoricals) is unquoted."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        import json
+
+        return str(json.loads(raw))
+    return raw
+
+
 def unpack_model_archives(inputs: dict[str, str]) -> None:
     """Unpack an input folder that holds only ``model.tar.gz`` (how SageMaker hands over trained models).
 
@@ -268,6 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get("CLOUDML_TUNING_TRIAL") == "1":  # started by SageMaker's toolkit; its argv is the hyperparameters
+        return tuning_trial()
     if argv[:1] == ["--retry"]:
         return retry_command(argv)
     if any(a in ("-h", "--help") for a in argv):

@@ -174,6 +174,19 @@ def _register_model(d: dict[str, Any]) -> None:
     arguments["additionalProperties"] = False
 
 
+def _tuning(d: dict[str, Any]) -> None:
+    """CreateHyperParameterTuningJob members the schema predates: Strategy Grid/Hyperband, RandomSeed, a
+    ResourceLimits without MaxNumberOfTrainingJobs (Grid counts its own jobs) and TrainingJobDefinition
+    Environment (botocore: HyperParameterTrainingJobEnvironmentMap, at most 48 entries)."""
+    config = d["TuningStep"]["properties"]["Arguments"]["properties"]["HyperParameterTuningJobConfig"]
+    config["properties"]["Strategy"] = {"enum": ["Bayesian", "Random", "Hyperband", "Grid"]}
+    config["properties"]["RandomSeed"] = {"type": "integer", "minimum": 0}
+    config["properties"]["ResourceLimits"]["required"] = ["MaxParallelTrainingJobs"]
+    d["HyperParameterTrainingJobDefinition"]["properties"]["Environment"] = {
+        "type": "object", "maxProperties": 48, "additionalProperties": _ref("StringArgumentValue"),
+        "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]{0,511}$"}}
+
+
 def _top_level_steps(schema: dict[str, Any]) -> None:
     """The top-level ``Steps`` oneOf is relaxed: each step is validated against its own Type instead."""
     schema["properties"]["Steps"] = {"type": "array", "minItems": 1, "items": {
@@ -182,7 +195,7 @@ def _top_level_steps(schema: dict[str, Any]) -> None:
 
 PATCHES: tuple[Callable[[dict[str, Any]], None], ...] = (
     _join_function, _json_get_function, _string_values_join, _conditions, _branches, _retry_policy,
-    _property_files, _training, _register_model,
+    _property_files, _training, _register_model, _tuning,
 )
 """Every change made to the public schema, applied in order to its ``definitions``."""
 

@@ -40,7 +40,8 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, split_command
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition"]
+__all__ = ["NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition",
+           "model_uri"]
 
 PROCESSING_ROOT = "/opt/ml/processing"
 RUNTIME_FILE = "cloudml_runtime.py"
@@ -128,6 +129,8 @@ def _text(text: str, paths: dict[str, dict[str, str]]) -> Any:
         pieces.append(text[pos:ph.start])
         if ph.namespace == "params":
             pieces.append({"Get": f"Parameters.{ph.name}"})
+        elif ph.namespace == "tuning":
+            pieces.append("{{tuning." + ph.name + "}}")  # filled in per trial by cloudml_runtime.py
         else:
             pieces.append(paths[ph.namespace][ph.name])
         pos = ph.end
@@ -135,11 +138,28 @@ def _text(text: str, paths: dict[str, dict[str, str]]) -> Any:
     return _join(pieces) if pieces != [""] else ""
 
 
+def model_uri(ctx: _Ctx, step: str) -> Any:
+    """The model.tar.gz of a training step, or of a tuning step's best training job.
+
+    A tuning step has no ``ModelArtifacts``; like the SageMaker SDK's ``TuningStep.get_top_model_s3_uri``
+    the URI is built from ``TrainingJobSummaries[0].TrainingJobName`` (index 0 is the best job) under
+    the job definition's ``S3OutputPath``.
+    """
+    producer = ctx.steps[step]
+    if isinstance(producer, TaskStep) and producer.tuning is not None:
+        return ctx.run_s3(step, {"Get": f"Steps.{step}.TrainingJobSummaries[0].TrainingJobName"}, "output",
+                          "model.tar.gz")
+    return {"Get": f"Steps.{step}.ModelArtifacts.S3ModelArtifacts"}
+
+
 def _producer_uri(ctx: _Ctx, ref: StepOutputRef) -> Any:
     producer = ctx.steps[ref.step]
     assert isinstance(producer, TaskStep)
+    if producer.tuning is not None and producer.outputs[ref.output].type != "model":
+        raise _unsupported(ref.step, "step.tuning", f"'{ref}' is not the model: a SageMaker tuning job hands over "
+                           "only its best training job's model (its metrics stay inside the tuning job)")
     if ctx.p.effective(producer).kind == "training":
-        return {"Get": f"Steps.{ref.step}.ModelArtifacts.S3ModelArtifacts"}
+        return model_uri(ctx, ref.step)
     return {"Get": f"Steps.{ref.step}.ProcessingOutputConfig.Outputs['{ref.output}'].S3Output.S3Uri"}
 
 
@@ -401,11 +421,14 @@ def _register(ctx: _Ctx, s: RegisterModelStep) -> dict[str, Any]:
         "ModelPackageGroupName": rm.group,
         "ModelApprovalStatus": _APPROVAL[rm.approval],
         "InferenceSpecification": {
-            "Containers": [{"Image": image, "ModelDataUrl": {"Get": f"Steps.{model_step}.ModelArtifacts.S3ModelArtifacts"}}],
+            "Containers": [{"Image": image, "ModelDataUrl": model_uri(ctx, model_step)}],
             "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]},
     }
     if rm.metrics:
         m_step, _, m_out = rm.metrics.partition(".outputs.")
+        if getattr(ctx.steps[m_step], "tuning", None) is not None:
+            raise _unsupported(s.name, "step.tuning", f"register_model.metrics reads '{rm.metrics}', but a SageMaker "
+                               "tuning job keeps its metrics inside; evaluate the best model in a processing step")
         uri = {"Get": f"Steps.{m_step}.ProcessingOutputConfig.Outputs['{m_out}'].S3Output.S3Uri"}
         args["ModelMetrics"] = {"ModelQuality": {"Statistics": {"ContentType": "application/json",
                                                                "S3Uri": _join([uri, "/metrics.json"])}}}
@@ -447,8 +470,11 @@ def compile_definition(p: Pipeline, settings: Any, base_dir: str | Path = ".") -
         if isinstance(s, TaskStep):
             e = p.effective(s)
             if e.tuning is not None:
-                raise _unsupported(name, "step.tuning", "Tuning steps are not built yet")
-            compiled[name] = _training(ctx, e, metrics_read) if e.kind == "training" else _processing(ctx, e, metrics_read)
+                from cloudml.adapters.sagemaker.tuning import tuning_step
+
+                compiled[name] = tuning_step(ctx, e)
+            else:
+                compiled[name] = _training(ctx, e, metrics_read) if e.kind == "training" else _processing(ctx, e, metrics_read)
         elif isinstance(s, FailStep):
             compiled[name] = {"Name": name, "Type": "Fail", "Arguments": {"ErrorMessage": _text(s.fail, {})}}
             if s.depends_on:

@@ -1,9 +1,9 @@
 """Validate a compiled SageMaker pipeline definition with botocore's own request shapes, plus reference checks.
 
 * Each step's ``Arguments`` is the request of the matching API minus the job name, so it is checked
-  with ``botocore.validate.ParamValidator`` against ``CreateProcessingJob``, ``CreateTrainingJob`` or
-  ``CreateModelPackage``, after every ``Get`` / ``Std:Join`` / ``Std:JsonGet`` expression is replaced
-  by a dummy of the type that shape expects. Condition branches are checked recursively.
+  with ``botocore.validate.ParamValidator`` against ``CreateProcessingJob``, ``CreateTrainingJob``,
+  ``CreateHyperParameterTuningJob`` or ``CreateModelPackage``, after every ``Get`` / ``Std:Join`` /
+  ``Std:JsonGet`` expression is replaced by a dummy of the type that shape expects. Condition branches are checked recursively.
 * The ``CreatePipeline`` request itself (the definition as a string, at most 1,048,576 characters).
 * What botocore cannot see: unique step names, ``DependsOn`` / ``Steps.X`` / ``Parameters.X`` /
   ``PropertyFiles.Y`` references, condition branch sizes, the 50-step default quota.
@@ -27,7 +27,8 @@ __all__ = ["QUOTA_STEPS", "validate_definition"]
 QUOTA_STEPS = 50
 _OPERATION = {"Processing": ("CreateProcessingJob", "ProcessingJobName"),
               "Training": ("CreateTrainingJob", "TrainingJobName"),
-              "RegisterModel": ("CreateModelPackage", None)}
+              "RegisterModel": ("CreateModelPackage", None),
+              "Tuning": ("CreateHyperParameterTuningJob", "HyperParameterTuningJobName")}
 _EXPR_KEYS = ("Get", "Std:Join", "Std:JsonGet")
 _REF = re.compile(r"^(Steps|Parameters)\.([A-Za-z0-9\-_]+)(?:\.(PropertyFiles)\.([A-Za-z0-9\-_]+))?")
 
