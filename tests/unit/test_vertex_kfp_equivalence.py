@@ -50,6 +50,7 @@ import yaml
 
 import cloudml
 from cloudml.adapters.vertex.compiler import WRAPPER
+from cloudml.adapters.vertex.validate import validate_ir
 from tests.conformance.cases import gcs_reference_pipeline
 from tests.fixtures.kfp_reference import compile_reference
 
@@ -215,6 +216,13 @@ def test_kfp_compiled_offline(both: tuple[dict[str, Any], dict[str, Any]]) -> No
     _, theirs = both
     assert theirs["sdkVersion"].startswith("kfp-2.")
     assert set(theirs["root"]["dag"]["tasks"]) == {"prep", "train", "evaluate", "condition-branches-1"}
+
+
+def test_our_validator_accepts_what_kfp_compiles(both: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """validate_ir has no false positive on the real compiler's IR (strict ParseDicts and reference checks)."""
+    mine, theirs = both
+    assert validate_ir(theirs) == []
+    assert validate_ir(mine) == []
 
 
 def test_structurally_equivalent_to_kfp(both: tuple[dict[str, Any], dict[str, Any]]) -> None:
