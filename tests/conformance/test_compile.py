@@ -20,9 +20,9 @@ from tests.conformance.cases import (
 NOT_BUILT: list[pytest.MarkDecorator] = []
 REFERENCE_GAPS = [
     pytest.mark.gap("vertex", "notimpl", UnsupportedFeatureError,
-                    "framework images and registering from a pipeline are not built yet on Vertex"),
+                    "registering from a pipeline is not built yet on Vertex"),
     pytest.mark.gap("azureml", "notimpl", UnsupportedFeatureError,
-                    "framework environments, conditions and registering from a pipeline are not built yet on Azure ML"),
+                    "conditions and registering from a pipeline are not built yet on Azure ML"),
 ]
 
 
