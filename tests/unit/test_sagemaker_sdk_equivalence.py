@@ -5,6 +5,7 @@ evaluation -> condition -> register, otherwise fail) is built with the SDK in
 tests/fixtures/sagemaker_sdk_reference.py and must equal what the adapter compiles (``cloudml.compile(..., "sagemaker")``) after
 ``normalise``. The same run asks the SDK's ``image_uris.retrieve`` for every version and every region of
 ``resources.FRAMEWORK_VERSIONS`` / the regional registry table, which ``framework_image`` must reproduce.
+Our own checks (``validate_definition``, the patched public schema) must accept the SDK's output too.
 
 **Offline.** The SDK runs in a subprocess (its import sets up logging, boto3 clients and telemetry threads;
 none of that reaches this process) with fake credentials, ``SAGEMAKER_VALIDATE_ROLE=false`` (no IAM
@@ -53,9 +54,11 @@ import pytest
 
 from cloudml.adapters.sagemaker import SageMakerAdapter
 from cloudml.adapters.sagemaker.resources import _FIRST_PARTY, FRAMEWORK_VERSIONS, framework_image
+from cloudml.adapters.sagemaker.validate import validate_definition
 from cloudml.config import SageMakerSettings
 from tests.conformance.cases import reference_pipeline
 from tests.conftest import REPO
+from tests.sagemaker_schema import SCHEMA_PATH, definition_errors
 
 
 def _sdk_version() -> str | None:
@@ -256,6 +259,18 @@ def test_reference_pipeline_equivalent_to_sdk(ours: dict[str, Any], sdk: dict[st
     for mine, theirs in zip(a["Steps"], b["Steps"], strict=True):  # one step at a time: a smaller diff when one differs
         assert mine == theirs, mine["Name"]
     assert a == b
+
+
+def test_our_checks_accept_what_the_sdk_emits(sdk: dict[str, Any]) -> None:
+    """No false positive on real SDK output: botocore-based validate_definition, and the patched schema
+    once the two SDK-only top-level keys (which the schema rejects and cloudml never emits) are removed."""
+    theirs = sdk["definition"]
+    assert validate_definition(theirs) == []
+    if not SCHEMA_PATH.is_file():  # visible in the -ra summary, as in test_sagemaker_schema.py
+        pytest.skip(f"SageMaker schema fixture not found at {SCHEMA_PATH}")
+    top = {k: v for k, v in theirs.items() if k not in SDK_TOP_DEFAULTS}
+    assert definition_errors(top) == []
+    assert any("PipelineExperimentConfig" in e for e in definition_errors(theirs))
 
 
 def test_framework_table_matches_sdk_image_uris(sdk: dict[str, Any]) -> None:
