@@ -118,8 +118,9 @@ class AzureMLEndpoints:
     """
 
     def __init__(self, client: Any, metrics: Any = None, *, poll: float = 1.0, traffic_timeout: float = 120.0,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, state_root: Any = None) -> None:
         self.client = client
+        self.state_root = state_root
         self.metrics = metrics
         self.poll = poll
         self.traffic_timeout = traffic_timeout
@@ -281,6 +282,28 @@ class AzureMLEndpoints:
                          lambda ml: ml.online_deployments.begin_delete(name, endpoint).result())
 
     # -- reading -------------------------------------------------------------------------------------------
+    def periods(self, endpoint: str, name: str, period: int, count: int) -> list[dict[str, Any]]:
+        """Per-period requests and error rate of a deployment from Azure Monitor ([] without a metrics reader).
+
+        Example:
+            >>> backend.periods("churn", "churn-v2", 60, 5)[-1]["error_rate"]  # doctest: +SKIP
+            0.0
+        """
+        return [] if self.metrics is None else list(self.metrics.periods(endpoint, name, period, count))
+
+    def delete(self, endpoint: str) -> None:
+        """Delete the endpoint with its deployments (waited for) and forget its rollout state.
+
+        Example:
+            >>> backend.delete("churn")  # doctest: +SKIP
+        """
+        import shutil
+
+        self.client.call("online_endpoints.begin_delete",
+                         lambda ml: ml.online_endpoints.begin_delete(name=endpoint).result())
+        if self.state_root is not None:
+            shutil.rmtree(self.state_root / "endpoints" / endpoint, ignore_errors=True)
+
     def list(self) -> list[str]:
         """Endpoints of the workspace that cloudml manages (tag ``cloudml.managed``).
 
@@ -360,7 +383,7 @@ class AzureMLRollouts:
             >>> rollouts.backend().status("churn")["traffic"]  # doctest: +SKIP
             {'churn-v2': 100}
         """
-        return AzureMLEndpoints(self.adapter.client(), self.adapter.metrics(), poll=poll)
+        return AzureMLEndpoints(self.adapter.client(), self.adapter.metrics(), poll=poll, state_root=self.root)
 
     def controller(self, stop: threading.Event | None = None, poll: float = 5.0) -> Any:
         """A rollout controller over this workspace's endpoints.

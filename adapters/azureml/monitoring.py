@@ -154,6 +154,51 @@ class AzureMonitorMetrics:
                 out.append(sum(errors.get(s, 0.0) for s in slots) / total if total else None)
         return out
 
+    def periods(self, endpoint: str, deployment: str, period: int, count: int) -> list[dict[str, Any]]:
+        """Requests, 5xx errors and error rate of a deployment per period, oldest first (the CLI's timeline).
+
+        Periods shorter than a minute are read per minute (Azure Monitor's grain); ``count`` shrinks to match.
+
+        Example:
+            >>> metrics.periods("churn", "churn-v2", 60, 3)  # doctest: +SKIP
+            [{'start': 1798000000, 'requests': 120.0, 'errors': 0.0, 'error_rate': 0.0}, ...]
+        """
+        step = max(60, int(period) // 60 * 60)
+        slots = max(1, -(-int(period) * int(count) // step))
+        end = int(self.clock()) // step * step
+        start = end - slots * step
+        grain = GRAINS.get(step, "PT1M")
+        response = self.call("metrics.list", lambda mon: mon.metrics.list(
+            self.resource_uri(endpoint), timespan=f"{_iso(start)}/{_iso(end)}", interval=grain,
+            metricnames="RequestsPerMinute", aggregation="Total",
+            filter=f"deployment eq '{deployment}' and statusCodeClass eq '*'",
+            metricnamespace="Microsoft.MachineLearningServices/workspaces/onlineEndpoints"))
+        totals, errors = _requests(response)
+        out: list[dict[str, Any]] = []
+        for at in range(start, end, step):
+            total = sum(v for t, v in totals.items() if at <= t < at + step)
+            bad = sum(v for t, v in errors.items() if at <= t < at + step)
+            out.append({"start": at, "requests": total, "errors": bad, "error_rate": bad / total if total else None})
+        return out
+
+
+def _requests(response: Any) -> tuple[dict[int, float], dict[int, float]]:
+    """Request totals and 5xx totals per timestamp (epoch seconds) from a RequestsPerMinute response."""
+    totals: dict[int, float] = {}
+    errors: dict[int, float] = {}
+    for metric in response.value or []:
+        for series in metric.timeseries or []:
+            cls = next((m.value for m in series.metadatavalues or []
+                        if (m.name.value or "").lower() == "statuscodeclass"), None)
+            for point in series.data or []:
+                if point.total is None:
+                    continue
+                at = int(point.time_stamp.timestamp())
+                totals[at] = totals.get(at, 0.0) + point.total
+                if cls == "5xx":
+                    errors[at] = errors.get(at, 0.0) + point.total
+    return totals, errors
+
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

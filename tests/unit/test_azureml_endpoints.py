@@ -390,3 +390,15 @@ def test_a_first_deployment_that_fails_leaves_nothing_live_and_can_be_retried(
     assert again.outcome is RolloutOutcome.SUCCEEDED, again.reason
     assert fake.online.traffic("ep-ff") == {"ff-v1": 100}
     assert adapter.controller().store.load("ep-ff")["live"] == "ff-v1"
+
+
+def test_timeline_periods_and_delete(fake: AzureMLFake, adapter: AzureMLAdapter) -> None:
+    _first(fake, adapter, "ep-del", "del")
+    fake.online.set_requests("ep-del", "del-v1", {"2xx": [90.0, 100.0], "5xx": [10.0, 0.0]})
+    periods = adapter.endpoints.periods("ep-del", "del-v1", 1, 120)  # the CLI asks for 1 s periods
+    assert [(p["requests"], p["error_rate"]) for p in periods] == [(100.0, 0.1), (100.0, 0.0)]
+    assert periods[1]["start"] - periods[0]["start"] == 60
+    adapter.endpoints.delete("ep-del")
+    assert "ep-del" not in fake.online.endpoints and adapter.controller().store.load("ep-del") is None
+    with pytest.raises(NotFoundError):
+        adapter.endpoint_status("ep-del")
