@@ -132,7 +132,10 @@ def local_root(near: Path | None = None) -> Path | None:
     by walking up from one of the step's own output paths to the folder that holds ``meta.db``.
 
     Example:
-        >>> local_root(Path("/nonexistent/x")) is None or True
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp()); _ = (root / "meta.db").write_bytes(b"")
+        >>> out = root / "runs" / "r1" / "steps" / "evaluate" / "outputs" / "report"
+        >>> local_root(out) == root.resolve() and local_root(Path("/nonexistent/x")) is None
         True
     """
     run_dir = os.environ.get("CLOUDML_RUN_DIR")
