@@ -277,8 +277,12 @@ class VertexAdapter(Adapter):
 
         return VertexEndpoints(self.client(), self.state_root(), self.metrics())
 
-    def controller(self, stop: threading.Event | None = None, poll: float = 10.0) -> Any:
+    def controller(self, stop: threading.Event | None = None, poll: float = 10.0,
+                   ready_timeout: float = 1800.0) -> Any:
         """The core rollout controller over this adapter's endpoints, with state under :meth:`state_root`.
+
+        ``ready_timeout`` (default 30 min: Vertex deploys take minutes) bounds the wait for a new
+        deployed model; past it, the rollout is rolled back as failed.
 
         Example:
             >>> from cloudml.config import VertexSettings
@@ -287,14 +291,20 @@ class VertexAdapter(Adapter):
         """
         from cloudml.rollout import FileStateStore, RolloutController
 
-        return RolloutController(self.endpoints, FileStateStore(self.state_root()), poll=poll, stop=stop)
+        return RolloutController(self.endpoints, FileStateStore(self.state_root()), poll=poll, stop=stop,
+                                 ready_timeout=ready_timeout)
+
+    def _options_controller(self, options: dict[str, Any]) -> Any:
+        return self.controller(options.get("stop"), float(options.get("poll", 10.0)),
+                               float(options.get("ready_timeout", 1800.0)))
 
     def deploy(self, deployment: Deployment, **options: Any) -> RolloutResult:
         """Roll ``deployment`` out on a Vertex AI endpoint through the core controller; the typed outcome.
 
         Strategies: all_at_once, blue_green, canary and linear move the endpoint's traffic split; shadow
         is refused (Vertex has no mirrored traffic). Options: ``stop`` (a threading.Event that pauses
-        the controller, as a kill would) and ``poll`` (seconds between alarm checks, default 10).
+        the controller, as a kill would), ``poll`` (seconds between checks, default 10) and
+        ``ready_timeout`` (seconds to wait for the new deployed model, default 1800).
 
         Example:
             >>> from cloudml.spec.deployment import Deployment
@@ -311,7 +321,7 @@ class VertexAdapter(Adapter):
         info = {"resource": model.tags.get("vertex_model"), "group": model.group, "version": model.version,
                 "uri": model.uri}
         with self._endpoint_lock(deployment.endpoint):
-            return self.controller(options.get("stop"), options.get("poll", 10.0)).deploy(  # type: ignore[no-any-return]
+            return self._options_controller(options).deploy(  # type: ignore[no-any-return]
                 deployment, model_name=f"{model.group}-v{model.version}", model=info)
 
     def resume_rollout(self, endpoint: str, **options: Any) -> RolloutResult:
@@ -326,7 +336,7 @@ class VertexAdapter(Adapter):
             cloudml.errors.NotFoundError: endpoint churn has no rollout
         """
         with self._endpoint_lock(endpoint):
-            return self.controller(options.get("stop"), options.get("poll", 10.0)).resume(endpoint)  # type: ignore[no-any-return]
+            return self._options_controller(options).resume(endpoint)  # type: ignore[no-any-return]
 
     def promote(self, endpoint: str) -> RolloutResult:
         """Skip the remaining bakes: all traffic to the new deployment, retire the old one.

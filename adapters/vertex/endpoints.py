@@ -36,7 +36,7 @@ from cloudml.errors import (
 )
 from cloudml.spec.deployment import Alarm, Deployment, Instances
 
-__all__ = ["ENDPOINT_LABEL", "MACHINES", "VertexEndpoints", "machine_for", "to_split"]
+__all__ = ["ENDPOINT_LABEL", "MACHINES", "VertexEndpoints", "deployed_model_for", "machine_for", "to_split"]
 
 ENDPOINT_LABEL = "cloudml-endpoint"
 # neutral size -> (machine type, accelerator type, accelerator count)
@@ -69,6 +69,42 @@ def machine_for(instances: Instances) -> tuple[str, str | None, int]:
     if override:
         return override, None, 0
     return MACHINES[instances.type]
+
+
+def deployed_model_for(name: str, deployment: Deployment, model_resource: str) -> Any:
+    """The ``DeployedModel`` request for a deployment: machine, accelerator, replicas and autoscaling targets.
+
+    Example:
+        >>> d = Deployment(endpoint="churn", model={"group": "churn"},
+        ...                instances={"count": 2, "autoscale": {"min": 1, "max": 4, "target_cpu_percent": 60}})
+        >>> dm = deployed_model_for("churn-v2", d, "projects/p/locations/l/models/7@2")
+        >>> dm.dedicated_resources.min_replica_count, dm.dedicated_resources.max_replica_count
+        (1, 4)
+        >>> dm.dedicated_resources.autoscaling_metric_specs[0].target
+        60
+    """
+    from google.cloud.aiplatform_v1 import types
+
+    machine, accelerator, count = machine_for(deployment.instances)
+    scale = deployment.instances.autoscale
+    if scale is not None and scale.min < 1:
+        raise UnsupportedFeatureError("vertex", None, "deploy.autoscale",
+                                      "Vertex AI dedicated endpoints keep at least one replica (autoscale.min >= 1)")
+    spec = types.MachineSpec(machine_type=machine)
+    if accelerator:
+        spec.accelerator_type = getattr(types.AcceleratorType, accelerator)
+        spec.accelerator_count = count
+    replicas = deployment.instances.count
+    resources = types.DedicatedResources(machine_spec=spec, min_replica_count=scale.min if scale else replicas,
+                                         max_replica_count=scale.max if scale else replicas)
+    metric = "aiplatform.googleapis.com/prediction/online/"
+    if scale is not None and scale.target_cpu_percent:
+        resources.autoscaling_metric_specs.append(types.AutoscalingMetricSpec(
+            metric_name=metric + "cpu/utilization", target=int(scale.target_cpu_percent)))
+    if scale is not None and scale.target_invocations_per_instance:
+        resources.autoscaling_metric_specs.append(types.AutoscalingMetricSpec(
+            metric_name=metric + "request_count", target=scale.target_invocations_per_instance))
+    return types.DeployedModel(model=model_resource, display_name=name, dedicated_resources=resources)
 
 
 def to_split(weights: dict[str, int], ids: dict[str, str]) -> dict[str, int]:
@@ -187,7 +223,7 @@ class VertexEndpoints:
     def _ids(self, endpoint: str, gca: Any = None) -> dict[str, str]:
         """Deployment name -> deployed model id, from the saved mapping, completed from the endpoint itself."""
         data = self.mapping(endpoint)
-        ids = {n: str(v["id"]) for n, v in data["deployed"].items()}
+        ids = {n: str(v["id"]) for n, v in data["deployed"].items() if v.get("id")}
         gca = gca if gca is not None else self._gca(endpoint)
         live = {str(d.id): str(d.display_name) for d in gca.deployed_models}
         ids = {n: i for n, i in ids.items() if i in live}
@@ -197,65 +233,79 @@ class VertexEndpoints:
 
     # -- the TrafficBackend -------------------------------------------------------------------------
     def create_deployment(self, endpoint: str, name: str, deployment: Deployment, model: dict[str, Any]) -> None:
-        """Deploy the model version ``model["resource"]`` as ``name``, taking no traffic.
+        """Start deploying the model version ``model["resource"]`` as ``name``, taking no traffic; do not wait.
 
-        Idempotent: a deployed model already called ``name`` (a controller killed after the deploy) is kept.
+        The DeployModel operation's name is saved; :meth:`is_ready` follows it (Vertex deploys take
+        minutes, and the SDK's own wait gives up after 900 s). Idempotent: a deployed model already called
+        ``name``, or a deploy of it already in flight (a controller killed mid-deploy), is kept.
 
         Example: ``eps.create_deployment("churn", "churn-v2", deployment, {"resource": "projects/.../models/7@2"})``.
         """
-        if name in self._ids(endpoint, self.resource(endpoint, create=True).gca_resource):
-            self._remember(endpoint, name, model)
+        ep_name = str(self.resource(endpoint, create=True).resource_name)
+        if self.is_ready(endpoint, name):
             return
+        entry = self.mapping(endpoint)["deployed"].get(name) or {}
+        if entry.get("operation") and not entry.get("error"):
+            return  # a deploy of it is already running
         aiplatform = self._sdk()
-        machine, accelerator, count = machine_for(deployment.instances)
-        replicas = deployment.instances.count
-        scale = deployment.instances.autoscale
-        kwargs: dict[str, Any] = {
-            "deployed_model_display_name": name, "machine_type": machine,
-            "min_replica_count": max(1, scale.min) if scale else replicas,
-            "max_replica_count": scale.max if scale else replicas, "sync": True,
-        }
-        if scale is not None and scale.min < 1:
-            raise UnsupportedFeatureError("vertex", None, "deploy.autoscale",
-                                          "Vertex AI dedicated endpoints keep at least one replica (autoscale.min >= 1)")
-        if scale is not None and scale.target_cpu_percent:
-            kwargs["autoscaling_target_cpu_utilization"] = int(scale.target_cpu_percent)
-        if scale is not None and scale.target_invocations_per_instance:
-            kwargs["autoscaling_target_request_count_per_minute"] = scale.target_invocations_per_instance
-        if accelerator:
-            kwargs.update(accelerator_type=accelerator, accelerator_count=count)
+        deployed_model = deployed_model_for(name, deployment, str(model["resource"]))
 
-        def deploy() -> None:
-            ep = aiplatform.Endpoint(self.mapping(endpoint)["endpoint"])
-            current = {str(k): int(v) for k, v in ep.gca_resource.traffic_split.items()}
+        def deploy() -> str | None:
+            ep = aiplatform.Endpoint(ep_name)
             if any(str(d.display_name) == name for d in ep.gca_resource.deployed_models):
-                return  # a retried call whose first attempt landed
+                return None  # a retried call whose first attempt landed
+            current = {str(k): int(v) for k, v in ep.gca_resource.traffic_split.items()}
             # no traffic for the new model: "0" names it in a split that keeps the current shares
             split = {**current, "0": 0} if current else {}
-            ep.deploy(aiplatform.Model(model["resource"]), traffic_split=split, **kwargs)
+            op = ep.api_client.deploy_model(endpoint=ep_name, deployed_model=deployed_model, traffic_split=split)
+            return str(op.operation.name)
 
-        self._call(f"deploy {name} on {endpoint}", deploy, endpoint)
-        self._remember(endpoint, name, model)
-
-    def _remember(self, endpoint: str, name: str, model: dict[str, Any]) -> None:
-        gca = self._gca(endpoint)
-        ids = {str(d.display_name): str(d.id) for d in gca.deployed_models}
-        if name not in ids:
-            raise DeploymentError(f"Vertex AI reports no deployed model {name} on {endpoint} after deploying it",
-                                  hint=f"cloudml endpoints status {endpoint} --backend vertex")
+        try:
+            operation = self._call(f"deploy {name} on {endpoint}", deploy, endpoint)
+        except ConflictError as e:  # a retried request whose first attempt started the deploy
+            if "already exists" not in str(e):
+                raise
+            operation = None
         data = self.mapping(endpoint)
-        data["deployed"][name] = {"id": ids[name], "model": model.get("resource")}
+        data["deployed"][name] = {"id": None, "operation": operation, "model": model.get("resource")}
         self._save(endpoint, data)
 
     def is_ready(self, endpoint: str, name: str) -> bool:
-        """True when ``name`` is a deployed model of the endpoint (Vertex finishes the deploy LRO once it serves).
+        """True once ``name`` is a deployed model of the endpoint (its DeployModel operation has finished).
+
+        A deploy operation that failed is recorded (``endpoint_status`` shows its error) and stays not ready,
+        so the controller rolls back after its ready timeout.
 
         Example: ``eps.is_ready("churn", "churn-v2")`` -> ``True``.
         """
         try:
-            return name in self._ids(endpoint)
+            gca = self._gca(endpoint)
         except NotFoundError:
             return False
+        live = {str(d.display_name): str(d.id) for d in gca.deployed_models}
+        data = self.mapping(endpoint)
+        entry = data["deployed"].get(name)
+        if name in live:
+            if entry is None or entry.get("id") != live[name]:
+                data["deployed"][name] = {**(entry or {}), "id": live[name], "operation": None}
+                self._save(endpoint, data)
+            return True
+        if entry and entry.get("operation") and not entry.get("error"):
+            error = self._operation_error(endpoint, str(entry["operation"]))
+            if error:
+                entry["error"] = error
+                self._save(endpoint, data)
+        return False
+
+    def _operation_error(self, endpoint: str, operation: str) -> str | None:
+        """The error of a finished operation, or None (still running, or succeeded)."""
+        aiplatform = self._sdk()
+        ep_name = self.mapping(endpoint)["endpoint"]
+        op = self._call(f"read operation {operation}", lambda: aiplatform.Endpoint(ep_name).api_client.get_operation(
+            {"name": operation}), endpoint)
+        if op.done and op.error.code:
+            return f"{op.error.message} (code {op.error.code})"
+        return None
 
     def set_traffic(self, endpoint: str, weights: dict[str, int], mirror: dict[str, int]) -> None:
         """Set the endpoint's traffic split, then read it back and compare.
@@ -324,6 +374,10 @@ class VertexEndpoints:
                                              "version": str(d.model_version_id), "traffic": split.get(str(d.id), 0),
                                              "machine_type": str(d.dedicated_resources.machine_spec.machine_type)}
                        for d in gca.deployed_models}
+        for n, entry in self.mapping(endpoint)["deployed"].items():
+            if n not in deployments and entry.get("operation"):
+                deployments[n] = {"id": None, "model": entry.get("model"), "ready": False, "traffic": 0,
+                                  "operation": entry["operation"], "error": entry.get("error")}
         weights = {n: d["traffic"] for n, d in deployments.items() if d["traffic"]}
         return {"endpoint": endpoint, "resource": str(gca.name), "deployments": deployments,
                 "traffic": {"weights": weights, "mirror": {}}}

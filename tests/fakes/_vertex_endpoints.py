@@ -3,7 +3,8 @@
 State lives on :class:`ModelsAndEndpoints`, which ``VertexFake`` inherits; ``route`` answers the REST
 paths of ModelService and EndpointService (and PredictionService ``:predict``) that the real
 google-cloud-aiplatform SDK calls. Long-running operations finish at once (``done: true``), as the notes
-show the SDK accepts; each is kept and can be read again under ``.../operations/N``.
+show the SDK accepts, except deployModel when ``deploy_delay_gets`` or ``fail_next_deploy`` is set; each
+is kept and can be read again under ``.../operations/N``.
 
 Rules enforced (each a Google-style error; see tests/fakes/README.md):
 
@@ -42,7 +43,8 @@ _MODELS = re.compile(_BASE + r"/models(:upload)?$")
 _MODEL = re.compile(_BASE + r"/models/([^/:@]+)(?:@([^/:]+))?(:listVersions|:mergeVersionAliases)?$")
 _ENDPOINTS = re.compile(_BASE + r"/endpoints$")
 _ENDPOINT = re.compile(_BASE + r"/endpoints/([^/:]+)(:deployModel|:undeployModel|:predict)?$")
-_OPERATION = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/(?:.+/)?operations/[^/]+)$")
+_OPERATION = re.compile(r"^/(?:v1|ui)/(projects/[^/]+/locations/[^/]+/(?:.+/)?operations/[^/]+)$")  # GAPIC REST
+# get_operation picks the first matching URI of its http_options, which for aiplatform is the /ui/ one
 _ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]$")
 _LABEL = re.compile(r"^[\w-]{0,63}$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
@@ -114,7 +116,9 @@ class FakeEndpoint:
 class ModelsAndEndpoints:
     """State and rules of ModelService/EndpointService; mixed into ``VertexFake``.
 
-    Knobs: ``predict_error_rate[deployed id or display name] = 0.5`` makes that share of the ``:predict``
+    Knobs: ``deploy_delay_gets = N`` keeps each new deployModel LRO running (``done: false``, the model
+    not yet on the endpoint) for the next N GETs of anything; ``fail_next_deploy = "message"`` makes the
+    next deploy LRO end with that error (the model never appears). ``predict_error_rate[deployed id or display name] = 0.5`` makes that share of the ``:predict``
     calls it serves fail with 500, ``predict_latency_ms[...]`` sets its latency (20 ms by default);
     ``predict_log`` lists ``(endpoint, deployed_id, ok)``; ``on_predict(endpoint, deployed_id, ok,
     latency_ms)`` is called for every prediction (the Cloud Monitoring fake subscribes to it).
@@ -128,6 +132,9 @@ class ModelsAndEndpoints:
         self.predict_latency_ms: dict[str, float] = {}
         self.predict_log: list[tuple[str, str, bool]] = []
         self.on_predict: Any = None
+        self.deploy_delay_gets = 0
+        self.fail_next_deploy: str | None = None
+        self._pending: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1000)
         self._rng = random.Random(7)
         if not hasattr(self, "_lock"):
@@ -348,16 +355,44 @@ class ModelsAndEndpoints:
         self._check_split(split, ep.deployed_ids, allow_zero_key=True)
         if split and "0" not in split:
             raise ApiError(400, "traffic_split must give the model being deployed (key '0') a share, even 0")
-        if any(d.get("displayName") == dm.get("displayName") and dm.get("displayName")
-               for d in ep.resource["deployedModels"]):
+        pending_names = [p["dm"].get("displayName") for p in self._pending.values() if p["endpoint"] == name]
+        if dm.get("displayName") and (dm.get("displayName") in pending_names or any(
+                d.get("displayName") == dm.get("displayName") for d in ep.resource["deployedModels"])):
             raise ApiError(409, f"a DeployedModel named {dm.get('displayName')!r} already exists on {name}")
         new_id = self._new_id()
         dm.update(id=new_id, model=f"{base}", modelVersionId=version["versionId"], createTime=_now())
-        ep.resource["deployedModels"].append(dm)
-        if split:
-            ep.resource["trafficSplit"] = {(new_id if k == "0" else k): v for k, v in split.items()}
+        op = self._operation(name, "DeployModel", {"deployedModel": {"id": new_id}}, "DeployModelResponse")
+        pending = {"endpoint": name, "dm": dm, "split": split, "left": self.deploy_delay_gets,
+                   "response": op.pop("response"), "error": self.fail_next_deploy}
+        self.fail_next_deploy = None
+        op["done"] = False
+        self._pending[op["name"]] = pending
+        if pending["left"] <= 0 and not pending["error"]:
+            self._finish_deploy(op["name"])
+        return dict(op)
+
+    def _finish_deploy(self, op_name: str) -> None:
+        """The deploy LRO ends: the model is listed on the endpoint and the split applied (or the LRO fails)."""
+        pending = self._pending.pop(op_name)
+        op = self.operations[op_name]
+        op["done"] = True
+        if pending["error"]:
+            op["error"] = {"code": 9, "message": pending["error"]}
+            return
+        ep = self._endpoint(pending["endpoint"])
+        ep.resource["deployedModels"].append(pending["dm"])
+        if pending["split"]:
+            new_id = pending["dm"]["id"]
+            ep.resource["trafficSplit"] = {(new_id if k == "0" else k): v for k, v in pending["split"].items()}
         ep.resource["updateTime"] = _now()
-        return self._operation(name, "DeployModel", {"deployedModel": {"id": new_id}}, "DeployModelResponse")
+        op["response"] = pending["response"]
+
+    def _tick(self) -> None:
+        """A GET of an endpoint or an operation: every deploy in progress comes one GET closer to its end."""
+        for op_name, pending in list(self._pending.items()):
+            pending["left"] -= 1
+            if pending["left"] <= 0:
+                self._finish_deploy(op_name)
 
     def undeploy_model(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST :undeployModel: the id must exist and must not keep traffic after the call."""
@@ -413,6 +448,8 @@ class ModelsAndEndpoints:
             return self._route(method, unquote(path), query, body)
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> dict[str, Any] | None:
+        if method == "GET":
+            self._tick()
         if (m := _OPERATION.match(path)) and method == "GET":
             if m[1] not in self.operations:
                 raise ApiError(404, f"Operation {m[1]} does not exist.")

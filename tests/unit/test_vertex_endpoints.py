@@ -262,6 +262,36 @@ def test_a_killed_controller_is_resumed_by_another(adapter: VertexAdapter, fake:
     assert any(h["event"] == "resumed" for h in result.history)
 
 
+def test_a_controller_killed_while_the_model_deploys_is_resumed(adapter: VertexAdapter, fake: VertexFake,
+                                                                 mon: MonitoringFake, tmp_path: Path) -> None:
+    adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
+    fake.deploy_delay_gets = 40  # the deployModel operation runs for a while
+    stop = _stop_when(lambda: bool(fake._pending))
+    d = deployment(2, {"canary": {"percent": 10, "bake": 0.1}})
+    paused = adapter.deploy(d, poll=POLL, stop=stop)
+    assert paused.outcome is RolloutOutcome.FAILED and "stopped while in_progress" in paused.reason
+    saved = json.loads((adapter.state_root() / "endpoints" / "churn" / "vertex.json").read_text())
+    assert saved["deployed"]["churn-v2"]["id"] is None and "/operations/" in saved["deployed"]["churn-v2"]["operation"]
+    status = adapter.endpoint_status("churn")
+    assert status["deployments"]["churn-v2"]["ready"] is False and status["traffic"]["weights"] == {"churn-v1": 100}
+    result = make_adapter(fake, mon, tmp_path).resume_rollout("churn", poll=POLL)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
+    assert live_split(fake) == {"churn-v2": 100}
+    (ep,) = fake.endpoints.values()
+    assert [d["displayName"] for d in ep.resource["deployedModels"]] == ["churn-v2"]  # deployed once
+
+
+def test_a_deploy_that_fails_is_rolled_back_as_failed(adapter: VertexAdapter, fake: VertexFake) -> None:
+    adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
+    fake.fail_next_deploy = "Model server never became ready. Please check the container logs."
+    fake.deploy_delay_gets = 2
+    result = adapter.deploy(deployment(2, "blue_green"), poll=POLL, ready_timeout=1.0)
+    assert result.outcome is RolloutOutcome.FAILED and "did not become ready" in result.reason
+    assert live_split(fake) == {"churn-v1": 100}
+    saved = json.loads((adapter.state_root() / "endpoints" / "churn" / "vertex.json").read_text())
+    assert "never became ready" in saved["deployed"]["churn-v2"]["error"]  # kept for `endpoints show`
+
+
 def test_throttling_and_unavailability_are_retried(adapter: VertexAdapter, fake: VertexFake) -> None:
     fake.inject(429, times=2)
     fake.inject(503, times=1)
