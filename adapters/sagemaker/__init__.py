@@ -229,11 +229,20 @@ class SageMakerAdapter(Adapter):
         version, group = deployment.model.version, deployment.model.group
         if version == "latest-approved":
             return self.latest_approved(group)
+        hint = f"cloudml models list {group} --backend sagemaker"
+        if isinstance(version, int):
+            client = self.client()
+            try:
+                arn = client.package_arn(group, version)
+            except NotFoundError as e:
+                raise NotFoundError(f"model package group '{group}' has no version {version}", backend="sagemaker",
+                                    hint=hint) from e
+            return client._version(client.call("sagemaker", "describe_model_package", ModelPackageName=arn))
         versions = self.client().versions(group)
         found = versions[:1] if version == "latest" else [m for m in versions if m.version == version]
         if not found:
             raise NotFoundError(f"model package group '{group}' has no version {version}", backend="sagemaker",
-                                hint=f"cloudml models list {group} --backend sagemaker")
+                                hint=hint)
         return found[0]
 
     def deploy(self, deployment: Deployment, **options: Any) -> Any:
@@ -257,7 +266,7 @@ class SageMakerAdapter(Adapter):
             from cloudml.adapters.sagemaker.variants import adopt, endpoint_lock, variant_name
 
             info = {"group": model.group, "version": model.version, "instance_type": plan["Variant"]["InstanceType"],
-                    "package_arn": client.package_arn(model.group, model.version)}
+                    "package_arn": model.run_id or client.package_arn(model.group, model.version)}
             with endpoint_lock(self._state_root(options), deployment.endpoint):
                 controller = self.controller(**options)
                 adopt(controller.backend, controller.store, deployment.endpoint)

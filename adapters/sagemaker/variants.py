@@ -16,7 +16,10 @@ is false. :class:`VariantTraffic` implements :class:`cloudml.rollout.TrafficBack
 
 Every call that changes the endpoint first waits until it is ``InService`` (SageMaker refuses changes to
 an updating endpoint) and then waits for its own change to finish, so a resumed controller always sees a
-settled endpoint. The controller's state lives in files (:class:`cloudml.rollout.FileStateStore`).
+settled endpoint. A config SageMaker does not apply (it returns to the old one, e.g. for lack of capacity)
+raises :class:`~cloudml.errors.DeploymentError` with SageMaker's ``FailureReason``; the rollout stays
+resumable, and a rollback ignores a variant that never arrived. The controller's state lives in files
+(:class:`cloudml.rollout.FileStateStore`).
 
 Example:
     >>> from cloudml.spec.deployment import Deployment
@@ -279,6 +282,7 @@ class VariantTraffic:
         if layout is None:
             config = self._create_config(endpoint, [{**variant, "InitialVariantWeight": 1.0}], [])
             self.client.call("sagemaker", "create_endpoint", EndpointName=endpoint, EndpointConfigName=config)
+            self._applied(endpoint, config)
             return
         cfg = deployment.strategy.config
         if isinstance(cfg, Shadow):
@@ -322,7 +326,8 @@ class VariantTraffic:
             raise NotFoundError(f"endpoint {endpoint} does not exist", backend="sagemaker")
         layout = self._layout(desc)
         production, shadow = layout.names(layout.production), layout.names(layout.shadow)
-        unknown = sorted((set(weights) | set(mirror)) - set(production) - set(shadow))
+        gone = {n for n in set(weights) | set(mirror) if not weights.get(n) and not mirror.get(n)}
+        unknown = sorted((set(weights) | set(mirror)) - set(production) - set(shadow) - gone)
         if unknown:
             raise DeploymentError(f"endpoint {endpoint} has no variants {unknown}",
                                   hint=f"aws sagemaker describe-endpoint --endpoint-name {endpoint}")
@@ -338,7 +343,6 @@ class VariantTraffic:
                         for v in layout.production + moved]
             new_shadow = [{**v, "InitialVariantWeight": total * mirror.get(v["VariantName"], 0) / 100} for v in keep]
             self._reconfigure(endpoint, new_prod, new_shadow)
-            self.settled(endpoint)
             return
         desired = {n: float(weights.get(n, 0)) for n in production}
         desired.update({n: total * mirror.get(n, 0) / 100 for n in shadow})
@@ -380,7 +384,6 @@ class VariantTraffic:
         if not production:
             raise DeploymentError(f"variant {name} is the last production variant of {endpoint}")
         self._reconfigure(endpoint, production, [v for v in layout.shadow if v["VariantName"] != name])
-        self.settled(endpoint)
 
     # -- changing the config ------------------------------------------------------------------------------
     def _create_config(self, endpoint: str, production: list[dict[str, Any]], shadow: list[dict[str, Any]]) -> str:
@@ -390,8 +393,19 @@ class VariantTraffic:
         return name
 
     def _reconfigure(self, endpoint: str, production: list[dict[str, Any]], shadow: list[dict[str, Any]]) -> None:
+        """UpdateEndpoint to a fresh config, and wait until SageMaker has applied it."""
         config = self._create_config(endpoint, production, shadow)
         self.client.call("sagemaker", "update_endpoint", EndpointName=endpoint, EndpointConfigName=config)
+        self._applied(endpoint, config)
+
+    def _applied(self, endpoint: str, config: str) -> None:
+        """Wait for the endpoint to settle; a config SageMaker did not apply (no capacity, a model that does
+        not start: it returns to the old config) is a DeploymentError with SageMaker's reason."""
+        desc = self.settled(endpoint)
+        if desc is None or desc.get("EndpointConfigName") != config:
+            reason = (desc or {}).get("FailureReason") or "no reason given"
+            raise DeploymentError(f"SageMaker did not apply endpoint config {config} to {endpoint}: {reason}",
+                                  hint=f"cloudml rollout resume {endpoint} (tries again) or cloudml rollback {endpoint}")
 
 
 def adopt(traffic: VariantTraffic, store: Any, endpoint: str) -> str | None:

@@ -89,6 +89,7 @@ class Deployment:
     status_since: float = field(default_factory=time.time)
     done: threading.Event = field(default_factory=threading.Event)
     cancel: threading.Event = field(default_factory=threading.Event)
+    fail_reason: str = ""
 
 
 @dataclass
@@ -100,6 +101,8 @@ class _EndpointState:
     shadow_override: list[dict[str, Any]] = field(default_factory=list)
     weights_pending: list[dict[str, Any]] | None = None
     weights_until: float = 0.0
+    failure_reason: str = ""
+    fail_next: str = ""
     last_modified: float = field(default_factory=time.time)
 
     def busy(self) -> bool:
@@ -256,6 +259,16 @@ class SageMakerFake:
             raise TimeoutError(f"no finished deployment for endpoint {endpoint_name!r} within {timeout}s")
         return dep
 
+    def fail_next_update(self, endpoint_name: str, reason: str = "Unable to provision requested ML compute "
+                         "capacity. Please retry using a different ML instance type.") -> None:
+        """The next UpdateEndpoint of ``endpoint_name`` fails once its new fleet is provisioned: the endpoint
+        returns to ``InService`` on the old config with ``FailureReason`` set, as SageMaker does."""
+        with self._lock:
+            state = self._endpoints.get(endpoint_name)
+            if state is None:
+                raise ValueError(f"the fake keeps no state for endpoint {endpoint_name!r} (create it through the fake)")
+            state.fail_next = reason
+
     def set_execution_steps(self, execution_arn: str, steps: Sequence[dict[str, Any]]) -> None:
         """Steps ListPipelineExecutionSteps returns, in run order (the API lists newest first by default)."""
         for step in steps:
@@ -346,6 +359,7 @@ class SageMakerFake:
             if state.busy():
                 return validation_error(f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".')
             state.deployment, state.last_modified = dep, time.time()
+            dep.fail_reason, state.fail_next = state.fail_next, ""
             if dc is not None:
                 state.last_deployment_config = dc
         self._spawn(lambda: self._run_deployment(dep), f"deploy-{name}")
@@ -369,6 +383,8 @@ class SageMakerFake:
             data.update(EndpointConfigName=state.config_name, LastModifiedTime=state.last_modified)
             if state.last_deployment_config is not None:
                 data["LastDeploymentConfig"] = state.last_deployment_config
+            if state.failure_reason:
+                data["FailureReason"] = state.failure_reason
             if state.variants_override is not None:
                 data["ProductionVariants"] = copy.deepcopy(state.variants_override)
             if state.shadow_override:
@@ -509,6 +525,8 @@ class SageMakerFake:
         self._set(dep, "Creating new fleet", variant_status="Creating")
         if reason := self._pause(dep, self.provisioning_seconds, [], start, timeout):
             return reason
+        if dep.fail_reason:
+            return dep.fail_reason
         for percent in dep.traffic_steps:
             self._set(dep, f"ActivatingTraffic {percent:g}%", variant_status="ActivatingTraffic",
                       traffic_percent=percent)
@@ -547,7 +565,7 @@ class SageMakerFake:
             state = self._endpoints.get(dep.endpoint_name)
             if state is not None and state.deployment is dep:
                 state.config_name, state.variants_override, state.last_modified = dep.new_config, override, time.time()
-                state.shadow_override = shadow
+                state.shadow_override, state.failure_reason = shadow, ""
             self._set(dep, "InService on new config", status="InService", variant_status=None,
                       traffic_percent=100.0, outcome="Succeeded")
 
@@ -559,6 +577,7 @@ class SageMakerFake:
             state = self._endpoints.get(dep.endpoint_name)
             if state is not None and state.deployment is dep:
                 state.last_modified = time.time()
+                state.failure_reason = dep.fail_reason  # a fleet that failed to provision says why; alarms do not
             self._set(dep, "InService on old config", status="InService", outcome="RolledBack")
 
     # pipelines -------------------------------------------------------------------------------------------

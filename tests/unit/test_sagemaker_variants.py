@@ -53,10 +53,18 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _adapter(fake: SageMakerFake) -> SageMakerAdapter:
-    a = cloudml.get_adapter("sagemaker", region=REGION, endpoint_url=fake.url, bucket=BUCKET, role_arn=ROLE)
-    assert isinstance(a, SageMakerAdapter)
-    return a
+_ADAPTERS: dict[str, SageMakerAdapter] = {}
+
+
+def _adapter(fake: SageMakerFake, *, fresh: bool = False) -> SageMakerAdapter:
+    """An adapter on the fake; shared unless ``fresh`` (building boto3 clients takes about half a second)."""
+    if fresh or fake.url not in _ADAPTERS:
+        a = cloudml.get_adapter("sagemaker", region=REGION, endpoint_url=fake.url, bucket=BUCKET, role_arn=ROLE)
+        assert isinstance(a, SageMakerAdapter)
+        if fresh:
+            return a
+        _ADAPTERS[fake.url] = a
+    return _ADAPTERS[fake.url]
 
 
 def _deployment(endpoint: str, group: str, version: int, **fields: Any) -> Deployment:
@@ -211,7 +219,7 @@ def test_shadow_mirrors_then_promotes(fake: SageMakerFake, tmp_path: Path) -> No
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     shadow = _deployment(endpoint, group, 2, alarms=[ERRORS],
-                         strategy={"shadow": {"percent": 25, "duration": "0.6s", "promote": True}})
+                         strategy={"shadow": {"percent": 25, "duration": "0.4s", "promote": True}})
     try:
         result = a.deploy(shadow, **options)
     finally:
@@ -242,7 +250,7 @@ def test_controller_canary_without_guardrails(fake: SageMakerFake, tmp_path: Pat
     _first(a, endpoint, group, options)
     mark = len(fake.requests)
     canary = _deployment(endpoint, group, 2, alarms=[ERRORS], backend_options=CONTROLLER,
-                         strategy={"canary": {"percent": 20, "bake": "0.3s"}})
+                         strategy={"canary": {"percent": 20, "bake": "0.1s"}})
     result = a.deploy(canary, **options)
     assert result.outcome is RolloutOutcome.SUCCEEDED, result
     v1, v2 = f"{group}-v1", f"{group}-v2"
@@ -288,14 +296,14 @@ def test_rollback_driven_by_cloudwatch_datapoints(fake: SageMakerFake, tmp_path:
 def test_throttling_is_retried(fake: SageMakerFake, tmp_path: Path) -> None:
     a, endpoint, group, options = _setup(fake, tmp_path)
     _first(a, endpoint, group, options)
-    fake.inject("UpdateEndpointWeightsAndCapacities", "ThrottlingException", times=2)
+    fake.inject("UpdateEndpointWeightsAndCapacities", "ThrottlingException")
     fake.inject("CreateEndpointConfig", 503)
     mark = len(fake.requests)
     result = a.deploy(_deployment(endpoint, group, 2, strategy={"linear": {"step_percent": 50, "interval": "0.1s"}},
                                   backend_options=CONTROLLER), **options)
     assert result.outcome is RolloutOutcome.SUCCEEDED, result
     statuses = [r.status for r in fake.requests[mark:] if r.operation == "UpdateEndpointWeightsAndCapacities"]
-    assert statuses[:2] == [400, 400] and statuses.count(200) == 2
+    assert statuses[:2] == [400, 200] and statuses.count(200) == 2
     assert [r.status for r in fake.requests[mark:] if r.operation == "CreateEndpointConfig"][:2] == [503, 200]
 
 
@@ -338,7 +346,7 @@ def test_controller_killed_mid_rollout_then_resumed(fake: SageMakerFake, tmp_pat
     a, endpoint, group, options = _setup(fake, tmp_path)
     _first(a, endpoint, group, options)
     canary = _deployment(endpoint, group, 2, alarms=[ERRORS], backend_options=CONTROLLER,
-                         strategy={"canary": {"percent": 30, "bake": "1.5s"}})
+                         strategy={"canary": {"percent": 30, "bake": "1s"}})
     args = {"url": fake.url, "bucket": BUCKET, "role": ROLE, "state_dir": options["state_dir"],
             "deployment": canary.model_dump(mode="json", by_alias=True)}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT,
@@ -376,7 +384,7 @@ def test_manual_rollback_during_a_rollout_in_another_thread(fake: SageMakerFake,
     while not _baking(store, endpoint, f"{group}-v2"):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    manual = _adapter(fake).rollback(endpoint, **options)  # another controller holds the lock: it is asked
+    manual = _adapter(fake, fresh=True).rollback(endpoint, **options)  # another controller holds the lock: it is asked
     runner.join(15)
     assert manual.outcome is RolloutOutcome.ROLLED_BACK and results[0].outcome is RolloutOutcome.ROLLED_BACK
     assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
@@ -392,3 +400,18 @@ def test_shadow_rolls_back_on_the_shadow_variants_datapoints(fake: SageMakerFake
     assert result.outcome is RolloutOutcome.ROLLED_BACK and result.alarm == "errors", result
     assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})  # the shadow variant is gone, v1 untouched
     assert [e["event"] for e in _events(result)][-2:] == ["rolled back", "removed"]
+
+
+def test_a_variant_sagemaker_cannot_provision_fails_loudly_then_rolls_back(fake: SageMakerFake,
+                                                                           tmp_path: Path) -> None:
+    a, endpoint, group, options = _setup(fake, tmp_path)
+    _first(a, endpoint, group, options)
+    fake.fail_next_update(endpoint, "Unable to provision requested ML compute capacity.")
+    canary = _deployment(endpoint, group, 2, backend_options=CONTROLLER, strategy={"canary": {"percent": 10}})
+    with pytest.raises(DeploymentError, match="Unable to provision") as info:
+        a.deploy(canary, **options)
+    assert "cloudml rollback" in (info.value.hint or "")
+    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
+    result = a.rollback(endpoint, **options)  # the variant never arrived: nothing to remove, blue keeps it all
+    assert result.outcome is RolloutOutcome.ROLLED_BACK, result
+    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
