@@ -140,11 +140,10 @@ def _tuning_plan(s: TaskStep) -> dict[str, Any]:
     """
     t = s.tuning
     assert t is not None
-    return {"search_space": {n: d.model_dump(exclude_none=True) for n, d in t.search_space.items()},
-            "objective": {"metric": t.objective.metric, "output": t.objective.output, "key": t.objective.key,
+    return {"objective": {"metric": t.objective.metric, "output": t.objective.output, "key": t.objective.key,
                           "goal": t.objective.goal},
             "strategy": t.strategy, "trials": t.trials, "parallel_trials": t.parallel_trials, "seed": t.seed,
-            "spec": t.model_dump(mode="json", exclude_none=True)}
+            "spec": t.model_dump(mode="json", exclude_none=True, exclude_defaults=True)}
 
 
 def compile_plan(p: Pipeline, *, parameters: dict[str, Any] | None = None, run_dir: str | None = None

@@ -17,7 +17,9 @@ trial's metrics plus ``tuning.best_objective``, ``tuning.trials``, ``tuning.succ
 Resume and caching: every finished trial is committed as it ends. A resumed run reads the
 record back and does not rerun trials that succeeded under the same cache key (same command,
 code and inputs); failed trials are run again. Each trial also has its own cache entry (the step's
-key plus the trial's values), so a later run that proposes the same point reuses it.
+command, code and inputs plus the trial's values, not the tuning block), so a later run that
+proposes the same point (a grid grown by one value, a random search with more trials and the same
+seed) reuses it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class LocalTuning:
         self.cfg: dict[str, Any] = step["tuning"]
         self.tuning = Tuning.model_validate(self.cfg["spec"])
         self.total = int(self.cfg["trials"])
+        # a trial's cache key leaves the tuning block out, so another search that proposes the same point reuses it
+        self.trial_base = ex._cache_key({k: v for k, v in step.items() if k != "tuning"}, inputs)
         self.record: dict[str, Any] = {}
 
     # -- driver ------------------------------------------------------------------------------------
@@ -166,7 +170,7 @@ class LocalTuning:
         ex = self.ex
         record: dict[str, Any] = {"trial": n, "params": point, "status": "failed", "objective": None,
                                   "outputs": {}, "cached": False}
-        tkey = hashlib.sha256(f"{self.key}\0{json.dumps(point, sort_keys=True)}".encode()).hexdigest()
+        tkey = hashlib.sha256(f"{self.trial_base}\0{json.dumps(point, sort_keys=True)}".encode()).hexdigest()
         step = self._trial_step(n, point)
         cache = self.step["cache"]
         try:

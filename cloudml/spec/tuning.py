@@ -48,8 +48,8 @@ class SearchParam(SpecModel):
     """
 
     type: Literal["float", "int", "categorical"]
-    min: float | None = Field(None, description="lowest value of a float/int range (inclusive)")
-    max: float | None = Field(None, description="highest value of a float/int range (inclusive)")
+    min: int | float | None = Field(None, description="lowest value of a float/int range (inclusive)")
+    max: int | float | None = Field(None, description="highest value of a float/int range (inclusive)")
     scale: Literal["linear", "log"] = "linear"
     grid_step: float | None = Field(None, gt=0, description="spacing of a range's points for strategy: grid")
     values: list[Scalar] | None = Field(None, description="the choices of a categorical dimension")

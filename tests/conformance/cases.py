@@ -153,6 +153,51 @@ steps:
     return model
 
 
+def tuning_pipeline() -> Pipeline:
+    """processing -> tuning (random search, best model kept) -> evaluation of the best model -> register."""
+    model = cloudml.loads(
+        """
+apiVersion: cloudml/v1
+kind: Pipeline
+name: tuning
+parameters:
+  input_uri: {type: string, default: "s3://bucket/data/churn.csv"}
+defaults: {framework: sklearn==1.2, timeout: 1h}
+steps:
+  - name: prep
+    command: python prep.py --data {{inputs.raw}} --train {{outputs.train}} --test {{outputs.test}}
+    inputs: {raw: "{{params.input_uri}}"}
+    outputs: {train: dataset, test: dataset}
+  - name: train
+    kind: training
+    command: >-
+      python train.py --train {{inputs.train}} --lr {{tuning.lr}} --depth {{tuning.depth}}
+      --kernel {{tuning.kernel}} --model {{outputs.model}} --metrics {{outputs.metrics}}
+    inputs: {train: prep.outputs.train}
+    outputs: {model: model, metrics: metrics}
+    tuning:
+      search_space:
+        lr: {type: float, min: 0.0001, max: 0.1, scale: log}
+        depth: {type: int, min: 2, max: 10}
+        kernel: {type: categorical, values: [rbf, linear]}
+      objective: {metric: metrics.auc, goal: maximize}
+      strategy: random
+      max_trials: 12
+      parallel_trials: 3
+      seed: 0
+  - name: evaluate
+    command: python ev.py --model {{inputs.model}} --test {{inputs.test}} --metrics {{outputs.metrics}}
+    inputs: {model: train.outputs.model, test: prep.outputs.test}
+    outputs: {metrics: metrics}
+  - name: register
+    register_model: {model: train.outputs.model, group: churn, metrics: evaluate.outputs.metrics,
+                     framework: sklearn==1.2}
+"""
+    )
+    assert isinstance(model, Pipeline)
+    return model
+
+
 def _deployment(**fields: Any) -> Deployment:
     doc = {"apiVersion": "cloudml/v1", "kind": "Deployment", "endpoint": "churn", "model": {"group": "churn"},
            "alarms": [{"name": "errors", "metric": "error_rate", "threshold": 0.01}], **fields}

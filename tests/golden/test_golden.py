@@ -9,14 +9,19 @@ from typing import Any
 import pytest
 
 import cloudml
-from tests.conformance.cases import azure_reference_pipeline, gcs_reference_pipeline, reference_pipeline
+from tests.conformance.cases import (
+    azure_reference_pipeline,
+    gcs_reference_pipeline,
+    reference_pipeline,
+    tuning_pipeline,
+)
 from tests.conformance.conftest import CLOUD_SETTINGS
 
 HERE = Path(__file__).parent
 CASES = {"reference": reference_pipeline, "gcs-reference": gcs_reference_pipeline,
-         "azure-reference": azure_reference_pipeline}
+         "azure-reference": azure_reference_pipeline, "tuning": tuning_pipeline}
 TARGETS = {"reference": ["local", "sagemaker"], "gcs-reference": ["local", "vertex"],
-           "azure-reference": ["local", "azureml"]}
+           "azure-reference": ["local", "azureml"], "tuning": ["local", "sagemaker"]}
 PAIRS = [(case, target) for case, targets in TARGETS.items() for target in targets]
 
 
