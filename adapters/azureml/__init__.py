@@ -62,8 +62,9 @@ class AzureMLAdapter(Adapter):
             "condition.or": ("notimpl", "if_else nodes are private preview; the opt-in is not built yet"),
             "register_model": ("notimpl", "registering from inside an Azure ML pipeline is not built yet"),
             "schedule": ("notimpl", "Azure ML job schedules are not built yet"),
-            "deploy.existing_alarm": ("notimpl", "the core rollout controller evaluates neutral alarms only; "
-                                      "reading Azure Monitor metric alert status needs a controller hook"),
+            "deploy.existing_alarm": ("notimpl", "the core rollout controller skips existing alarms; the Azure "
+                                      "ML backend reads metric alert status (existing_alarm_state) but "
+                                      "needs a controller hook to use it"),
             "deploy.capture": ("notimpl", "data collection is not built yet"),
             "deploy.autoscale": ("notimpl", "autoscale settings are not built yet"),
         },

@@ -154,6 +154,31 @@ class AzureMonitorMetrics:
                 out.append(sum(errors.get(s, 0.0) for s in slots) / total if total else None)
         return out
 
+    def alert_state(self, resource_group: str, rule: str, deployment: str) -> Any:
+        """The state of an Azure Monitor metric alert rule for one deployment, as an :class:`AlarmStatus`.
+
+        Read with ``metric_alerts_status.list``. An entry counts when its dimensions name no deployment
+        or name this one; it is in ALARM when its status is not ``Healthy`` (the service's status words
+        are unverified: ``Healthy`` is the one documented). No entry at all is INSUFFICIENT_DATA.
+
+        Example:
+            >>> metrics.alert_state("rg", "churn-5xx", "churn-v2").state  # doctest: +SKIP
+            'OK'
+        """
+        from cloudml.alarms import AlarmStatus
+
+        found = self.call("metric_alerts_status.list",
+                          lambda mon: mon.metric_alerts_status.list(resource_group, rule))
+        entries = [e.properties for e in found.value or [] if e.properties is not None]
+        mine = [e for e in entries if (e.dimensions or {}).get("deployment", deployment) == deployment]
+        if not mine:
+            return AlarmStatus(rule, "INSUFFICIENT_DATA", (), 0, None, f"metric alert {rule} reports no status")
+        bad = [e for e in mine if str(e.status or "").lower() != "healthy"]
+        if bad:
+            return AlarmStatus(rule, "ALARM", (), len(bad), None,
+                               f"metric alert {rule} is {bad[0].status} for deployment {deployment}")
+        return AlarmStatus(rule, "OK", (), 0, None, f"metric alert {rule} is Healthy")
+
     def periods(self, endpoint: str, deployment: str, period: int, count: int) -> list[dict[str, Any]]:
         """Requests, 5xx errors and error rate of a deployment per period, oldest first (the CLI's timeline).
 

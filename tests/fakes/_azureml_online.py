@@ -11,6 +11,8 @@ token, checked by the caller):
 * ``GET {ws}/onlineEndpoints/{e}/deployments``, ``GET|PUT|DELETE .../deployments/{d}``,
   ``POST .../deployments/{d}/getLogs``;
 * ``GET {ws}/onlineEndpoints/{e}/providers/Microsoft.Insights/metrics``: the datapoints the test set;
+* ``GET /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.Insights/metricAlerts/{rule}/status``:
+  the status entries the test set (:meth:`OnlineFake.set_alert`), 404 for an unknown rule;
 * ``GET /online-operations/{id}``: long-running operations (``Azure-AsyncOperation``);
 * ``POST /online-score/{e}``: the scoring URI (traffic-weighted, ``azureml-model-deployment`` pins one).
 
@@ -105,6 +107,7 @@ class OnlineFake:
         self.page_size = 3
         self.provision_polls = 1
         self.traffic_lag = 0
+        self.alerts: dict[str, list[dict[str, Any]]] = {}
         self._faults: list[dict[str, Any]] = []
         self._fail_deployments: dict[str, str] = {}
 
@@ -128,6 +131,10 @@ class OnlineFake:
         """Per-minute request counts of one deployment by ``statusCodeClass`` ("2xx", "4xx", "5xx")."""
         for cls, values in by_class.items():
             self.metrics[(endpoint, deployment, "RequestsPerMinute", cls)] = list(values)
+
+    def set_alert(self, rule: str, statuses: list[tuple[dict[str, str], str]]) -> None:
+        """The status entries of metric alert rule ``rule``: ``(dimensions, status)`` pairs."""
+        self.alerts[rule] = [{"dimensions": dict(d), "status": st} for d, st in statuses]
 
     def traffic(self, endpoint: str) -> dict[str, int]:
         """The split the service applied (what scoring uses), zeros dropped."""
@@ -155,6 +162,10 @@ class OnlineFake:
             return self._operation(path.rsplit("/", 1)[1])
         if path.startswith("/online-score/") and method == "POST":
             return self._score(urllib.parse.unquote(path.rsplit("/", 1)[1]), headers, raw)
+        alert = re.match(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Insights/metricAlerts/"
+                         r"([^/]+)/status$", path, re.IGNORECASE)
+        if alert and method == "GET":
+            return self._alert_status(urllib.parse.unquote(alert.group(1)), path, query)
         if rest is None:
             return None
         parts = [urllib.parse.unquote(p) for p in rest.split("/") if p]
@@ -403,6 +414,17 @@ class OnlineFake:
         self.invocations.append((endpoint, target))
         instances = json.loads(raw or b"{}").get("instances", [])
         return 200, {"predictions": [0 for _ in instances], "deployment": target}, {"azureml-model-deployment": target}
+
+    def _alert_status(self, rule: str, path: str, query: dict[str, list[str]]) -> Reply:
+        if "api-version" not in query:
+            return _err(400, "MissingApiVersionParameter", "the api-version query parameter is required")
+        if rule not in self.alerts:
+            return _err(404, "ResourceNotFound", f"metric alert rule {rule} was not found")
+        base = path.removesuffix("/status")
+        return 200, {"value": [{"name": f"{rule}-{i}", "id": f"{base}/status/{i}",
+                                "type": "Microsoft.Insights/metricAlerts/status",
+                                "properties": {**entry, "timestamp": _now()}}
+                               for i, entry in enumerate(self.alerts[rule])]}, {}
 
     # -- Azure Monitor metrics -----------------------------------------------------------------------------
     def _metrics(self, endpoint: str, query: dict[str, list[str]], rest: str) -> Reply:

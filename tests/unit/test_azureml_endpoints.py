@@ -402,3 +402,22 @@ def test_timeline_periods_and_delete(fake: AzureMLFake, adapter: AzureMLAdapter)
     assert "ep-del" not in fake.online.endpoints and adapter.controller().store.load("ep-del") is None
     with pytest.raises(NotFoundError):
         adapter.endpoint_status("ep-del")
+
+
+def test_metric_alert_status_is_read_for_existing_alarms(fake: AzureMLFake, adapter: AzureMLAdapter) -> None:
+    from cloudml.spec.deployment import Alarm
+
+    backend = adapter.endpoints
+    alarm = Alarm(name="ops-5xx", existing={"azureml": "churn-5xx"})
+    fake.online.set_alert("churn-5xx", [({"deployment": "x-v1"}, "Unhealthy"), ({"deployment": "x-v2"}, "Healthy")])
+    assert backend.existing_alarm_state("x", "x-v2", alarm).state == "OK"
+    fired = backend.existing_alarm_state("x", "x-v1", alarm)
+    assert fired.state == "ALARM" and "Unhealthy" in fired.reason
+    fake.online.set_alert("churn-5xx", [({}, "Healthy")])  # no deployment dimension: the rule covers all
+    assert backend.existing_alarm_state("x", "x-v9", alarm).state == "OK"
+    with pytest.raises(NotFoundError):
+        backend.existing_alarm_state("x", "x-v1", Alarm(name="gone", existing={"azureml": "other-rg/nope"}))
+    with pytest.raises(DeploymentError, match=r"existing\.azureml"):
+        backend.existing_alarm_state("x", "x-v1", Alarm(name="aws", existing={"sagemaker": "a"}))
+    with pytest.raises(UnsupportedFeatureError, match="existing_alarm"):  # the controller cannot use it yet
+        adapter.deploy(_spec("ep-ext", "nomodel", 1, "blue_green", [{"name": "ops", "existing": {"azureml": "r"}}]))
