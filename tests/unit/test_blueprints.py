@@ -141,8 +141,8 @@ def test_the_gate_blocks_a_first_model_below_the_threshold(cloudml_local: LocalH
 # -- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("params", "stage", "says"), [
     ({"label": "churn"}, "validate", ["label column 'churn' is not in the data", "fix: pass -p label=COLUMN"]),
-    ({"input_uri": "WRONG"}, "validate", ["32 of 33 schema column(s) missing", "fix: point input_uri at data"]),
-    ({"test_size": 0.0}, "split", ["leaves an empty split", "fix: raise test_size"]),
+    ({"input_uri": "WRONG"}, "validate", ["32 of 33 schema column(s) missing", "fix: describe your data in src/schema.yaml"]),
+    ({"test_size": 0.0}, "split", ["leaves the test split empty", "fix: raise test_size"]),
     ({"input_uri": "no/such.csv"}, "ingest", ["does not exist", "fix: pass -p input_uri=PATH"]),
 ])
 def test_bad_input_names_the_stage_and_the_fix(cloudml_local: LocalHarness, tmp_path: Path,

@@ -121,16 +121,16 @@ def run_checks(frame: Any, schema: dict[str, Any], label: str) -> dict[str, Any]
     present = list(frame.columns)
     if label not in present:
         results.append(_result("label", label, False, f"label column '{label}' is not in the data "
-                               f"(columns: {_short(present, 3)})",
+                               f"({len(present)} columns: {_short(present, 2)})",
                                f"pass -p label=COLUMN with one of the data's columns, or rename the column to '{label}'"))
     missing = [c for c in columns if c not in present]
     extra = [c for c in present if c not in columns]
     if columns:
         results.append(_result("schema", None, not missing,
-                               f"{len(missing)} of {len(columns)} schema column(s) missing: {_short(missing, 3)}"
+                               f"{len(missing)} of {len(columns)} schema column(s) missing: {_short(missing, 2)}"
                                if missing else "every schema column is present",
-                               "point input_uri at data with these columns, or describe your data in the schema "
-                               "(the report holds an inferred_schema.yaml to start from)"))
+                               "describe your data in src/schema.yaml (start from inferred_schema.yaml in the "
+                               "report), or point input_uri at data with these columns"))
         if not checks["allow_extra_columns"]:
             results.append(_result("extra_columns", None, not extra,
                                    f"{len(extra)} column(s) not in the schema: {_short(extra, 3)}" if extra else "no extra columns",

@@ -32,7 +32,12 @@ BLUEPRINT = Path(__file__).resolve().parent.parent  # where pipeline.yaml is: re
 class StageError(Exception):
     """A stage cannot go on; the message names the stage, the problem and the fix (one line)."""
 
+    LIMIT = 270  # cloudml shows the last 300 characters of a failed step's last stderr line
+
     def __init__(self, stage: str, problem: str, fix: str) -> None:
+        room = self.LIMIT - len(f"[{stage}]  — fix: {fix}")
+        if len(problem) > room:
+            problem = problem[: max(room - 1, 20)] + "…"
         super().__init__(f"[{stage}] {problem} — fix: {fix}")
 
 
@@ -172,9 +177,9 @@ def validate(data: Path, valid: Path, report: Path, label: str, schema: str = "s
     if not result["passed"]:
         first = next(c for c in result["checks"] if not c["passed"])
         where = f" [{first['column']}]" if first["column"] and first["check"] != "label" else ""
-        detail = first["detail"] if len(first["detail"]) <= 110 else first["detail"][:107] + "..."
+        detail = first["detail"] if len(first["detail"]) <= 140 else first["detail"][:137] + "..."
         n = result["summary"]["failed"]
-        more = f" (+{n - 1} more, see report.txt)" if n > 1 else ""
+        more = f"; +{n - 1} more in report.txt" if n > 1 else ""
         raise StageError("validate", f"{first['check']}{where}: {detail}{more}", first["fix"])
     frame.to_csv(valid / "data.csv", index=False)
     roles = column_roles(spec, frame, label)
@@ -217,8 +222,9 @@ def split(data: Path, train: Path, test: Path, method: str, test_size: float, se
         info["cutoff"] = str(te[time].min()) if len(te) else None
     elif method in ("stratified", "random"):
         if round(len(frame) * test_size) == 0 or round(len(frame) * (1 - test_size)) == 0:
-            raise StageError("split", f"test_size={test_size} of {len(frame)} rows leaves an empty split",
-                             "raise test_size (or lower it), or use more data")
+            side = "test" if round(len(frame) * test_size) == 0 else "train"
+            raise StageError("split", f"test_size={test_size} of {len(frame)} rows leaves the {side} split empty",
+                             f"{'raise' if side == 'test' else 'lower'} test_size, or use more data")
         try:
             tr, te = train_test_split(frame, test_size=test_size, random_state=seed,
                                       stratify=frame[label] if method == "stratified" else None)
