@@ -63,7 +63,7 @@ def test_validate_several_files_one_bad(bad_file: Path) -> None:
 def test_validate_with_a_target_that_cannot_express_a_feature() -> None:
     result = runner.invoke(app, ["validate", str(QUICKSTART), "--target", "azureml"])
     assert result.exit_code == 2
-    assert "azureml cannot express 'step.python' on step 'load'" in result.output
+    assert "azureml cannot express 'condition' on step 'gate'" in result.output  # preview: opt-in only
     assert "cloudml backends --features" in result.output
 
 
@@ -87,7 +87,7 @@ def test_compile_unknown_target_suggests() -> None:
 def test_compile_refuses_what_the_target_cannot_express_by_name() -> None:
     result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "azureml"])
     assert result.exit_code == 1
-    assert "azureml cannot express 'step.python' on step 'load'" in result.output and "Traceback" not in result.output
+    assert "azureml cannot express 'condition' on step 'gate'" in result.output and "Traceback" not in result.output
 
 
 def test_compile_deployment_prints_rollout_plan(tmp_path: Path) -> None:
