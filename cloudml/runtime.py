@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["RuntimeCallError", "call_step_function", "main", "objective_regex", "resolve_function", "tuning_trial"]
+__all__ = ["RuntimeCallError", "call_step_function", "condition_entry", "main", "objective_regex", "register_entry",
+           "resolve_function", "tuning_trial"]
 
 _EMPTY = object()
 
@@ -346,6 +347,145 @@ def unpack_model_archives(inputs: dict[str, str]) -> None:
                 tar.extractall(folder, filter="data")
 
 
+def _flags(argv: Sequence[str], single: tuple[str, ...], multi: tuple[str, ...]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``--flag value`` / ``--flag=value`` pairs; ``multi`` flags may repeat. RuntimeCallError on anything else."""
+    one: dict[str, str] = {}
+    many: dict[str, list[str]] = {f: [] for f in multi}
+    args, i = list(argv), 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        if not eq:
+            if i + 1 >= len(args):
+                raise RuntimeCallError(f"{flag} needs a value")
+            value, i = args[i + 1], i + 1
+        i += 1
+        if flag in single:
+            one[flag] = value
+        elif flag in multi:
+            many[flag].append(value)
+        else:
+            raise RuntimeCallError(f"unknown argument {flag!r}")
+    return one, many
+
+
+def condition_entry(argv: Sequence[str]) -> int:
+    """``--condition EXPR [--metrics STEP.OUTPUT=FILE]... [--param NAME=VALUE]... [--param-type NAME=TYPE]...
+    --result FILE``: evaluate a neutral condition and write ``true`` / ``false`` to FILE.
+
+    For clouds whose branch node reads a boolean output of a previous node (Azure ML ``if_else``). The
+    expression is parsed and evaluated by :mod:`cloudml.spec.conditions`, the same evaluator the local
+    backend uses, so the image needs cloudml installed. A FILE that is a folder means its ``metrics.json``.
+    Exit codes: 0 evaluated, 1 a metric is missing or values do not compare, 2 the call is wrong.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "m.json").write_text(json.dumps({"auc": 0.9}))
+        >>> condition_entry(["--condition", 'ev.outputs.m["auc"] >= params.min', f"--metrics=ev.m={d}/m.json",
+        ...                  "--param=min=0.8", "--param-type=min=float", "--result", str(d / "r")])
+        cloudml.runtime: condition ev.outputs.m["auc"] >= params.min is true
+        0
+        >>> (d / "r").read_text()
+        'true'
+    """
+    import json
+
+    try:
+        one, many = _flags(argv, ("--condition", "--result"), ("--metrics", "--param", "--param-type"))
+        text, result = one["--condition"], one["--result"]
+        types = dict(p.split("=", 1) for p in many["--param-type"])
+        params = {k: _convert(v, types.get(k, "str"), k) for k, v in (p.split("=", 1) for p in many["--param"])}
+        files = {(k.rsplit(".", 1)[0], k.rsplit(".", 1)[1]): v for k, v in (m.split("=", 1) for m in many["--metrics"])}
+    except (RuntimeCallError, KeyError, ValueError, IndexError) as e:
+        print(f"cloudml.runtime: --condition: {e!r}", file=sys.stderr)
+        return 2
+    try:
+        from cloudml.spec.conditions import evaluate_condition, parse_condition
+    except ImportError as e:
+        print(f"cloudml.runtime: evaluating a condition needs cloudml in the image (pip install cloudml): {e}",
+              file=sys.stderr)
+        return 2
+    try:
+        metrics: dict[tuple[str, str], Any] = {}
+        for key, path in files.items():
+            source = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
+            metrics[key] = json.loads(source.read_text())
+        value = evaluate_condition(parse_condition(text), metrics, params)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        print(f"cloudml.runtime: condition {text} cannot be evaluated: {e!r}", file=sys.stderr)
+        return 1
+    Path(result).parent.mkdir(parents=True, exist_ok=True)
+    Path(result).write_text("true" if value else "false")
+    print(f"cloudml.runtime: condition {text} is {'true' if value else 'false'}", flush=True)
+    return 0
+
+
+def _read_metrics(path: str | None) -> dict[str, Any]:
+    import json
+
+    if not path:
+        return {}
+    source = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
+    data = json.loads(source.read_text())
+    return dict(data) if isinstance(data, dict) else {"value": data}
+
+
+def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
+    """``--register-model vertex --group G --model-uri URI --image IMG [--approval A] [--metrics FILE]
+    [--tags JSON] [--run RESOURCE] [--alias A]...``: register a model version from inside a pipeline task.
+
+    Vertex AI: the version goes to the Model Registry through
+    :class:`cloudml.adapters.vertex.registry.VertexRegistry` (``Model.upload`` with ``parent_model``,
+    the approval label and the ``approved`` alias), exactly as ``cloudml models register`` does, so the
+    image needs ``cloudml[gcp]``. Project and location come from ``CLOUDML_VERTEX_PROJECT`` /
+    ``CLOUDML_VERTEX_LOCATION`` or else the pipeline job's resource name (``--run``), which is also
+    recorded as the version's run id. Exit codes: 0 registered, 1 the registry refused, 2 the call is wrong.
+
+    Example:
+        >>> register_entry(["--register-model", "sagemaker", "--group", "g", "--model-uri", "s3://b/m"])
+        2
+    """
+    import json
+
+    env = dict(os.environ if environ is None else environ)
+    try:
+        one, many = _flags(argv, ("--register-model", "--group", "--model-uri", "--image", "--approval", "--metrics",
+                                  "--tags", "--run", "--description"), ("--alias",))
+        if one.get("--register-model") != "vertex":
+            raise RuntimeCallError(f"cannot register on {one.get('--register-model')!r} (known: vertex)")
+        group, uri, image = one["--group"], one["--model-uri"], one.get("--image", "")
+        tags = dict(json.loads(one.get("--tags") or "{}"))
+        metrics = _read_metrics(one.get("--metrics"))
+    except (RuntimeCallError, KeyError, ValueError, OSError) as e:
+        print(f"cloudml.runtime: --register-model: {e!r}", file=sys.stderr)
+        return 2
+    run = one.get("--run", "")
+    parts = run.split("/")
+    found = dict(zip(parts[0::2], parts[1::2], strict=False)) if run.startswith("projects/") else {}
+    try:
+        from cloudml.adapters.vertex.client import VertexClient
+        from cloudml.adapters.vertex.registry import VertexRegistry
+        from cloudml.config import VertexSettings
+    except ImportError as e:
+        print(f"cloudml.runtime: registering needs cloudml[gcp] in the image: {e}", file=sys.stderr)
+        return 2
+    # model_construct: a project number from the job's resource name is fine for Vertex, not for the setting's pattern
+    settings = VertexSettings.model_construct(
+        project=env.get("CLOUDML_VERTEX_PROJECT") or found.get("projects"),
+        location=env.get("CLOUDML_VERTEX_LOCATION") or found.get("locations") or "us-central1",
+        api_endpoint=env.get("CLOUDML_VERTEX_API_ENDPOINT") or None)
+    from cloudml.errors import CloudMLError
+
+    try:
+        version = VertexRegistry(VertexClient(settings)).register(
+            group, uri, image=image, approval=one.get("--approval", "pending"), metrics=metrics, tags=tags,
+            run_id=run or None, aliases=many["--alias"])
+    except CloudMLError as e:
+        print(f"cloudml.runtime: registering {group} failed: {e}", file=sys.stderr)
+        return 1
+    print(f"cloudml.runtime: registered {group} v{version.version} ({version.approval}) from {uri}", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``python -m cloudml.runtime``). Returns the exit code.
 
@@ -358,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tuning_trial()
     if argv[:1] == ["--retry"]:
         return retry_command(argv)
+    if argv[:1] and argv[0].partition("=")[0] == "--condition":
+        return condition_entry(argv)
+    if argv[:1] and argv[0].partition("=")[0] == "--register-model":
+        return register_entry(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(_USAGE)
         return 0
