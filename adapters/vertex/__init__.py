@@ -69,7 +69,6 @@ class VertexAdapter(Adapter):
             "deploy.shadow": ("notyet", "Vertex endpoints have no mirrored traffic"),
             "deploy.existing_alarm": ("notyet", "Cloud Monitoring's API lists alert policies but not whether they "
                                       "are firing (no incident API); use a neutral alarm"),
-            "deploy.capture": ("notimpl", "request/response logging is not built yet"),
         },
     )
 
@@ -315,8 +314,10 @@ class VertexAdapter(Adapter):
             cloudml.errors.UnsupportedFeatureError: vertex cannot express 'deploy.shadow': Vertex endpoints have no mirrored traffic
         """
         from cloudml.adapter import deployment_features
+        from cloudml.adapters.vertex.endpoints import capture_config
 
         self.check_supported(deployment_features(deployment))
+        capture_config(deployment, str(self.settings.project))  # a bad capture destination fails before any call
         model = self.resolve_model(deployment.model.group, deployment.model.version)
         info = {"resource": model.tags.get("vertex_model"), "group": model.group, "version": model.version,
                 "uri": model.uri}

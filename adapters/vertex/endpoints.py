@@ -36,7 +36,8 @@ from cloudml.errors import (
 )
 from cloudml.spec.deployment import Alarm, Deployment, Instances
 
-__all__ = ["ENDPOINT_LABEL", "MACHINES", "VertexEndpoints", "deployed_model_for", "machine_for", "to_split"]
+__all__ = ["ENDPOINT_LABEL", "MACHINES", "VertexEndpoints", "capture_config", "deployed_model_for", "machine_for",
+           "to_split"]
 
 ENDPOINT_LABEL = "cloudml-endpoint"
 # neutral size -> (machine type, accelerator type, accelerator count)
@@ -105,6 +106,35 @@ def deployed_model_for(name: str, deployment: Deployment, model_resource: str) -
         resources.autoscaling_metric_specs.append(types.AutoscalingMetricSpec(
             metric_name=metric + "request_count", target=scale.target_invocations_per_instance))
     return types.DeployedModel(model=model_resource, display_name=name, dedicated_resources=resources)
+
+
+def capture_config(deployment: Deployment, project: str) -> dict[str, Any] | None:
+    """The endpoint's ``predict_request_response_logging_config`` for ``deployment.capture`` (None: leave it).
+
+    ``destination`` must be ``bq://project[.dataset[.table]]``; without one, the project's (Vertex creates
+    the dataset and the ``request_response_logging`` table).
+
+    Example:
+        >>> d = Deployment(endpoint="churn", model={"group": "churn"}, capture={"percent": 25})
+        >>> capture_config(d, "my-project")
+        {'enabled': True, 'sampling_rate': 0.25, 'bigquery_destination': {'output_uri': 'bq://my-project'}}
+        >>> capture_config(Deployment(endpoint="churn", model={"group": "churn"},
+        ...                           capture={"destination": "gs://b/c"}), "p")
+        Traceback (most recent call last):
+        ...
+        cloudml.errors.DeploymentError: Vertex AI captures requests to BigQuery: capture.destination must be bq://project[.dataset[.table]], not 'gs://b/c'
+    """
+    capture = deployment.capture
+    if capture is None:
+        return None
+    if not capture.enabled:
+        return {"enabled": False, "sampling_rate": 0.0, "bigquery_destination": {"output_uri": ""}}
+    uri = capture.destination or f"bq://{project}"
+    if not uri.startswith("bq://"):
+        raise DeploymentError("Vertex AI captures requests to BigQuery: capture.destination must be "
+                              f"bq://project[.dataset[.table]], not {uri!r}",
+                              hint="set capture.destination to a bq:// table, or leave it out to let Vertex create one")
+    return {"enabled": True, "sampling_rate": capture.percent / 100, "bigquery_destination": {"output_uri": uri}}
 
 
 def to_split(weights: dict[str, int], ids: dict[str, str]) -> dict[str, int]:
@@ -242,6 +272,7 @@ class VertexEndpoints:
         Example: ``eps.create_deployment("churn", "churn-v2", deployment, {"resource": "projects/.../models/7@2"})``.
         """
         ep_name = str(self.resource(endpoint, create=True).resource_name)
+        self.set_capture(endpoint, deployment)
         if self.is_ready(endpoint, name):
             return
         entry = self.mapping(endpoint)["deployed"].get(name) or {}
@@ -269,6 +300,34 @@ class VertexEndpoints:
         data = self.mapping(endpoint)
         data["deployed"][name] = {"id": None, "operation": operation, "model": model.get("resource")}
         self._save(endpoint, data)
+
+    def set_capture(self, endpoint: str, deployment: Deployment) -> None:
+        """Apply ``deployment.capture`` as the endpoint's request-response logging to BigQuery (when it differs).
+
+        Vertex logs per endpoint, not per deployed model: blue's requests are captured too while both
+        serve. Without ``destination`` Vertex creates the dataset ``logging_<endpoint>_<id>`` in the project.
+
+        Example: ``eps.set_capture("churn", deployment)``.
+        """
+        wanted = capture_config(deployment, str(self.client.settings.project))
+        if wanted is None:
+            return
+        from google.protobuf import field_mask_pb2
+
+        aiplatform = self._sdk()
+        ep_name = self.mapping(endpoint)["endpoint"]
+
+        def update() -> None:
+            ep = aiplatform.Endpoint(ep_name)
+            current = ep.gca_resource.predict_request_response_logging_config
+            if (current.enabled, round(current.sampling_rate, 6), current.bigquery_destination.output_uri) == (
+                    wanted["enabled"], round(wanted["sampling_rate"], 6), wanted["bigquery_destination"]["output_uri"]):
+                return
+            gca = type(ep.gca_resource)(name=ep_name, predict_request_response_logging_config=wanted)
+            ep.api_client.update_endpoint(endpoint=gca, update_mask=field_mask_pb2.FieldMask(
+                paths=["predict_request_response_logging_config"]))
+
+        self._call(f"set request-response logging of {endpoint}", update, endpoint)
 
     def is_ready(self, endpoint: str, name: str) -> bool:
         """True once ``name`` is a deployed model of the endpoint (its DeployModel operation has finished).

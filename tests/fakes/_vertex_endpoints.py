@@ -48,6 +48,7 @@ _OPERATION = re.compile(r"^/(?:v1|ui)/(projects/[^/]+/locations/[^/]+/(?:.+/)?op
 _ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]$")
 _LABEL = re.compile(r"^[\w-]{0,63}$")
 _TYPE = "type.googleapis.com/google.cloud.aiplatform.v1."
+_LOGGING = "predictRequestResponseLoggingConfig"
 
 
 def _now() -> str:
@@ -287,6 +288,7 @@ class ModelsAndEndpoints:
         if not body.get("displayName"):
             raise ApiError(400, "endpoint.display_name is required")
         self._check_labels(body.get("labels", {}))
+        self._check_logging(body.get(_LOGGING) or {})
         endpoint_id = (query.get("endpointId") or [""])[0] or self._new_id()
         name = f"{parent}/endpoints/{endpoint_id}"
         if name in self.endpoints:
@@ -295,6 +297,18 @@ class ModelsAndEndpoints:
                     "updateTime": _now(), "etag": "1"}
         self.endpoints[name] = FakeEndpoint(name, resource)
         return self._operation(parent, "CreateEndpoint", dict(resource), "Endpoint")
+
+    @staticmethod
+    def _check_logging(config: dict[str, Any]) -> None:
+        """Request-response logging: a sampling rate in (0, 1] and a ``bq://`` destination."""
+        if not config.get("enabled"):
+            return
+        rate = config.get("samplingRate", 0)
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ApiError(400, f"predict_request_response_logging_config.sampling_rate must be in (0, 1], got {rate!r}")
+        uri = str((config.get("bigqueryDestination") or {}).get("outputUri", ""))
+        if not uri.startswith("bq://"):
+            raise ApiError(400, f"bigquery_destination.output_uri must be bq://project[.dataset[.table]], got {uri!r}")
 
     def get_endpoint(self, name: str) -> dict[str, Any]:
         """GET an endpoint."""
@@ -315,13 +329,14 @@ class ModelsAndEndpoints:
         return self._operation(name.rsplit("/endpoints/", 1)[0], "Delete", {}, "type.googleapis.com/google.protobuf.Empty")
 
     def update_endpoint(self, name: str, query: dict[str, list[str]], body: dict[str, Any]) -> dict[str, Any]:
-        """PATCH an endpoint: ``trafficSplit`` (checked), ``labels``, ``displayName``, ``description``."""
+        """PATCH an endpoint: ``trafficSplit`` (checked), request-response logging (checked), labels, names."""
         ep = self._endpoint(name)
         mask = [p.strip() for p in (query.get("updateMask") or [""])[0].split(",") if p.strip()]
         if not mask:
             raise ApiError(400, "update_mask is required")
         keys = {"traffic_split": "trafficSplit", "trafficSplit": "trafficSplit", "labels": "labels",
-                "display_name": "displayName", "displayName": "displayName", "description": "description"}
+                "display_name": "displayName", "displayName": "displayName", "description": "description",
+                "predict_request_response_logging_config": _LOGGING, _LOGGING: _LOGGING}
         for path in mask:
             if path not in keys:
                 raise ApiError(400, f"update_mask path {path!r} is not updatable")
@@ -332,6 +347,8 @@ class ModelsAndEndpoints:
             else:
                 if key == "labels":
                     self._check_labels(body.get("labels", {}))
+                if key == _LOGGING:
+                    self._check_logging(body.get(_LOGGING) or {})
                 ep.resource[key] = body.get(key)
         ep.resource["etag"] = str(int(ep.resource.get("etag", "1")) + 1)
         ep.resource["updateTime"] = _now()

@@ -170,6 +170,17 @@ def test_each_strategy_rolls_out_to_success(adapter: VertexAdapter, fake: Vertex
         "NVIDIA_TESLA_T4", 5)
 
 
+def test_capture_is_the_endpoints_request_response_logging(adapter: VertexAdapter, fake: VertexFake) -> None:
+    result = adapter.deploy(deployment(1, "all_at_once", capture={"percent": 25}), poll=POLL)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
+    (ep,) = fake.endpoints.values()
+    assert ep.resource["predictRequestResponseLoggingConfig"] == {
+        "enabled": True, "samplingRate": 0.25, "bigqueryDestination": {"outputUri": f"bq://{PROJECT}"}}
+    with pytest.raises(DeploymentError) as info:  # refused before any request
+        adapter.deploy(deployment(2, "all_at_once", capture={"destination": "gs://bucket/capture"}))
+    assert "bq://" in str(info.value) and info.value.hint
+
+
 def test_shadow_is_a_declared_gap(adapter: VertexAdapter) -> None:
     with pytest.raises(UnsupportedFeatureError) as info:
         adapter.deploy(deployment(2, {"shadow": {"percent": 10}}))
