@@ -119,6 +119,22 @@ def test_csv_input_and_a_time_based_split(cloudml_local: LocalHarness, tmp_path:
     assert len(json.loads((h.output_path("ingest", "data") / "source.json").read_text())["sha256"]) == 64
 
 
+def test_other_data_without_a_schema_multiclass(cloudml_local: LocalHarness, tmp_path: Path) -> None:
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame
+    wine["batch"] = [("a", "b", "c")[i % 3] for i in range(len(wine))]
+    wine.to_csv(tmp_path / "wine.csv", index=False)
+    h = run(cloudml_local, {"input_uri": str(tmp_path / "wine.csv"), "schema": "", "metric": "f1"})
+    assert h.status == "succeeded", h.error
+    roles = json.loads((h.output_path("validate", "valid") / "columns.json").read_text())
+    assert roles["categorical"] == ["batch"] and len(roles["numeric"]) == 13
+    m = metrics_of(h)
+    assert m["metric"] == "f1" and m["score"] == m["f1"] > 0.8 and len(m["plots"]) == 3
+    report = json.loads((h.output_path("validate", "report") / "report.json").read_text())
+    assert report["schema"].startswith("none")
+
+
 # -- the gate --------------------------------------------------------------------------------------
 def test_the_gate_blocks_a_model_worse_than_the_approved_one(cloudml_local: LocalHarness) -> None:
     assert run(cloudml_local).status == "succeeded"

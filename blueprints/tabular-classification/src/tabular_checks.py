@@ -237,7 +237,8 @@ def column_roles(schema: dict[str, Any], frame: Any, label: str, time_column: st
         >>> column_roles(s, f, "y")
         {'numeric': ['a'], 'categorical': ['b'], 'label': 'y', 'time': 'd'}
     """
-    specs = schema.get("columns") or infer_schema(frame, label)["columns"]
+    inferred = infer_schema(frame, label)["columns"]
+    specs = {**inferred, **(schema.get("columns") or {})}  # columns the schema leaves out: as they look
     numeric: list[str] = []
     categorical: list[str] = []
     time = time_column or next((c for c, s in specs.items() if s.get("type") == "datetime"), "")
