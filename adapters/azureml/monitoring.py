@@ -110,7 +110,6 @@ class AzureMonitorMetrics:
         check_period(alarm.name, alarm.period)
         period = int(alarm.period)
         grain = grain_for(period)
-        step = 60 if grain == "PT1M" else period
         end = int(self.clock()) // period * period
         start = end - alarm.evaluation_periods * period
         timespan = f"{_iso(start)}/{_iso(end)}"
@@ -122,36 +121,19 @@ class AzureMonitorMetrics:
             self.resource_uri(endpoint), timespan=timespan, interval=grain, metricnames=name,
             aggregation="Average" if latency else "Total", filter=filter_,
             metricnamespace="Microsoft.MachineLearningServices/workspaces/onlineEndpoints"))
-        totals: dict[int, float] = {}
-        errors: dict[int, float] = {}
-        for metric in response.value or []:
-            for series in metric.timeseries or []:
-                cls = next((m.value for m in series.metadatavalues or []
-                            if (m.name.value or "").lower() == "statuscodeclass"), None)
-                for point in series.data or []:
-                    value = point.average if latency else point.total
-                    if value is None:
-                        continue
-                    slot = (int(point.time_stamp.timestamp()) - start) // step
-                    if latency:
-                        totals[slot] = max(totals.get(slot, value), value)
-                    else:
-                        totals[slot] = totals.get(slot, 0.0) + value
-                        if cls == "5xx":
-                            errors[slot] = errors.get(slot, 0.0) + value
-        per_period = period // step
+        values, errors = _series(response, latency)
         out: list[float | None] = []
-        for p in range(alarm.evaluation_periods):
-            slots = [s for s in range(p * per_period, (p + 1) * per_period) if s in totals]
-            if not slots:
+        for at in range(start, end, period):
+            inside = [t for t in values if at <= t < at + period]
+            if not inside:
                 out.append(None)
             elif latency:
-                out.append(max(totals[s] for s in slots) / 1000.0)
+                out.append(max(values[t] for t in inside) / 1000.0)
             elif alarm.metric == "invocations":
-                out.append(sum(totals[s] for s in slots))
+                out.append(sum(values[t] for t in inside))
             else:
-                total = sum(totals[s] for s in slots)
-                out.append(sum(errors.get(s, 0.0) for s in slots) / total if total else None)
+                total = sum(values[t] for t in inside)
+                out.append(sum(errors.get(t, 0.0) for t in inside) / total if total else None)
         return out
 
     def alert_state(self, resource_group: str, rule: str, deployment: str) -> Any:
@@ -198,7 +180,7 @@ class AzureMonitorMetrics:
             metricnames="RequestsPerMinute", aggregation="Total",
             filter=f"deployment eq '{deployment}' and statusCodeClass eq '*'",
             metricnamespace="Microsoft.MachineLearningServices/workspaces/onlineEndpoints"))
-        totals, errors = _requests(response)
+        totals, errors = _series(response)
         out: list[dict[str, Any]] = []
         for at in range(start, end, step):
             total = sum(v for t, v in totals.items() if at <= t < at + step)
@@ -207,22 +189,26 @@ class AzureMonitorMetrics:
         return out
 
 
-def _requests(response: Any) -> tuple[dict[int, float], dict[int, float]]:
-    """Request totals and 5xx totals per timestamp (epoch seconds) from a RequestsPerMinute response."""
-    totals: dict[int, float] = {}
+def _series(response: Any, latency: bool = False) -> tuple[dict[int, float], dict[int, float]]:
+    """Values per timestamp (epoch seconds) of a metrics response, and the 5xx part of them.
+
+    Series split by ``statusCodeClass`` are summed (latency: the worst value is kept).
+    """
+    values: dict[int, float] = {}
     errors: dict[int, float] = {}
     for metric in response.value or []:
         for series in metric.timeseries or []:
             cls = next((m.value for m in series.metadatavalues or []
                         if (m.name.value or "").lower() == "statuscodeclass"), None)
             for point in series.data or []:
-                if point.total is None:
+                value = point.average if latency else point.total
+                if value is None:
                     continue
                 at = int(point.time_stamp.timestamp())
-                totals[at] = totals.get(at, 0.0) + point.total
+                values[at] = max(values.get(at, value), value) if latency else values.get(at, 0.0) + value
                 if cls == "5xx":
-                    errors[at] = errors.get(at, 0.0) + point.total
-    return totals, errors
+                    errors[at] = errors.get(at, 0.0) + value
+    return values, errors
 
 
 def _iso(epoch: int) -> str:

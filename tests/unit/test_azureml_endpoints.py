@@ -421,3 +421,22 @@ def test_metric_alert_status_is_read_for_existing_alarms(fake: AzureMLFake, adap
         backend.existing_alarm_state("x", "x-v1", Alarm(name="aws", existing={"sagemaker": "a"}))
     with pytest.raises(UnsupportedFeatureError, match="existing_alarm"):  # the controller cannot use it yet
         adapter.deploy(_spec("ep-ext", "nomodel", 1, "blue_green", [{"name": "ops", "existing": {"azureml": "r"}}]))
+
+
+def test_periods_that_are_not_an_azure_grain_combine_minutes(fake: AzureMLFake, adapter: AzureMLAdapter) -> None:
+    from cloudml.spec.deployment import Alarm
+
+    _first(fake, adapter, "ep-grain", "gr")
+    fake.online.set_requests("ep-grain", "gr-v1", {"2xx": [50.0, 40.0, 100.0, 90.0], "5xx": [0.0, 10.0, 0.0, 10.0]})
+    fake.online.set_latency("ep-grain", "gr-v1", [100.0, 700.0, 200.0, 150.0])
+    metrics = adapter.metrics()
+    two_min = {"period": "2m", "evaluation_periods": 2}
+    errors = Alarm(name="e", metric="error_rate", threshold=0.5, **two_min)
+    calls = Alarm(name="n", metric="invocations", threshold=1000, **two_min)
+    slow = Alarm(name="s", metric="latency_p99", threshold="1s", **two_min)
+    assert metrics.datapoints("ep-grain", "gr-v1", errors) == [pytest.approx(0.1), pytest.approx(0.05)]
+    assert metrics.datapoints("ep-grain", "gr-v1", calls) == [100.0, 200.0]
+    assert metrics.datapoints("ep-grain", "gr-v1", slow) == [pytest.approx(0.7), pytest.approx(0.2)]  # worst minute
+    five = Alarm(name="f", metric="invocations", threshold=1, period="5m")  # a native grain: one PT5M point
+    assert metrics.datapoints("ep-grain", "gr-v1", five) == [90.0 + 10.0]
+    assert any("interval=PT5M" in p for _, p, _ in fake.requests)
