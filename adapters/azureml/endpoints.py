@@ -209,7 +209,7 @@ class AzureMLEndpoints:
         }
         if model.get("type") != "mlflow_model":
             environment = opts.get("environment") or deployment.serving.image
-            if not environment or not opts.get("scoring_script"):
+            if not environment or not opts.get("scoring_script") or not opts.get("code"):
                 raise BackendValidationError(
                     f"model {model['group']} v{model['version']} is a {model.get('type') or 'custom_model'}: Azure ML "
                     "needs an environment and a scoring script to serve it", backend="azureml",
@@ -217,8 +217,7 @@ class AzureMLEndpoints:
                     "or register the model with type mlflow_model")
             kwargs["environment"] = environment if str(environment).startswith("azureml:") else \
                 Environment(image=environment)
-            kwargs["code_configuration"] = CodeConfiguration(code=opts.get("code") or ".",
-                                                             scoring_script=opts["scoring_script"])
+            kwargs["code_configuration"] = CodeConfiguration(code=opts["code"], scoring_script=opts["scoring_script"])
         return ManagedOnlineDeployment(**kwargs)
 
     def is_ready(self, endpoint: str, name: str) -> bool:

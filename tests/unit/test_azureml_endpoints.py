@@ -255,6 +255,9 @@ def test_a_custom_model_without_serving_code_is_refused_before_any_request(
     with pytest.raises(BackendValidationError) as info:
         adapter.deploy(_spec("ep-cst", "cst", 1, "all_at_once"))
     assert info.value.hint and "scoring_script" in info.value.hint
+    no_code = {"azureml": {"environment": "azureml:env:1", "scoring_script": "score.py"}}  # never the cwd by default
+    with pytest.raises(BackendValidationError, match="scoring script"):
+        adapter.deploy(_spec("ep-cst", "cst", 1, "all_at_once", backend_options=no_code))
     assert len([r for r in fake.requests if "onlineEndpoints" in r[1]]) == mark
 
 
