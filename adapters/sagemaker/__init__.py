@@ -333,10 +333,14 @@ class SageMakerAdapter(Adapter):
         import time
 
         from cloudml.adapters.sagemaker.variants import endpoint_lock
-        from cloudml.errors import DeploymentError
+        from cloudml.errors import DeploymentError, NotFoundError
         from cloudml.rollout import FileStateStore
 
         root = self._state_root(options)
+        if FileStateStore(root).load(endpoint) is None:
+            raise NotFoundError(f"endpoint {endpoint} has no rollout driven by cloudml's controller under {root}",
+                                backend="sagemaker", hint="native guardrail rollouts roll back by themselves on their "
+                                "alarms; to go back afterwards, deploy the previous model version")
         try:
             with endpoint_lock(root, endpoint):
                 ctl = self.controller(**options)

@@ -209,6 +209,70 @@ def test_plain_update_may_rename_variants(fake: SageMakerFake) -> None:
     assert "LastDeploymentConfig" not in desc
 
 
+# ------------------------------------------------------------------------------ variants, shadows, weights
+
+def test_fake_variant_and_shadow_rules(fake: SageMakerFake) -> None:
+    sm = fake.client("sagemaker")
+    model = _name("m")
+    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img:1"})
+
+    def variant(name: str, weight: float) -> dict[str, Any]:
+        return {"VariantName": name, "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
+                "InitialVariantWeight": weight}
+
+    bad = {"two production with a shadow": ([variant("a", 1), variant("b", 1)], [variant("s", 1)]),
+           "duplicate names": ([variant("a", 1)], [variant("a", 1)]),
+           "no production weight": ([variant("a", 0)], [])}
+    for case, (production, shadow) in bad.items():
+        with pytest.raises(ClientError) as info:
+            sm.create_endpoint_config(EndpointConfigName=_name("cfg"), ProductionVariants=production,
+                                      **({"ShadowProductionVariants": shadow} if shadow else {}))
+        assert info.value.response["Error"]["Code"] == "ValidationException", case
+    config, endpoint = _name("cfg"), _name("ep")
+    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant("a", 1)],
+                              ShadowProductionVariants=[variant("s", 0.5)])
+    assert sm.describe_endpoint_config(EndpointConfigName=config)["ShadowProductionVariants"][0]["VariantName"] == "s"
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    assert _weights(sm, endpoint) == ({"a": 1.0}, {"s": 0.5})
+    for desired in ([{"VariantName": "nope", "DesiredWeight": 1.0}], [{"VariantName": "a", "DesiredWeight": 0.0}],
+                    [{"VariantName": "a", "DesiredWeight": 1.0}, {"VariantName": "a", "DesiredWeight": 2.0}]):
+        with pytest.raises(ClientError, match="ValidationException"):
+            sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=desired)
+    saved, fake.weights_seconds = fake.weights_seconds, 0.5
+    try:
+        sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
+            {"VariantName": "s", "DesiredWeight": 0.2}])
+    finally:
+        fake.weights_seconds = saved
+    desc = sm.describe_endpoint(EndpointName=endpoint)
+    assert desc["EndpointStatus"] == "Updating" and desc["ShadowProductionVariants"][0]["DesiredWeight"] == 0.2
+    assert desc["ShadowProductionVariants"][0]["CurrentWeight"] == 0.5
+    with pytest.raises(ClientError, match="in-progress"):  # one change at a time
+        sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
+            {"VariantName": "a", "DesiredWeight": 2.0}])
+    time.sleep(0.55)
+    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+    assert _weights(sm, endpoint) == ({"a": 1.0}, {"s": 0.2})
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=_config(sm, [variant("a", 1), variant("b", 3)]))
+    with pytest.raises(ClientError, match="in-progress"):  # weights wait for a plain update too
+        sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
+            {"VariantName": "a", "DesiredWeight": 2.0}])
+    assert fake.wait_for_deployment(endpoint).outcome == "Succeeded"
+    assert _weights(sm, endpoint) == ({"a": 1.0, "b": 3.0}, {})  # variants added and the shadow removed
+
+
+def _weights(sm: Any, endpoint: str) -> tuple[dict[str, float], dict[str, float]]:
+    desc = sm.describe_endpoint(EndpointName=endpoint)
+    return ({v["VariantName"]: v["CurrentWeight"] for v in desc["ProductionVariants"]},
+            {v["VariantName"]: v["CurrentWeight"] for v in desc.get("ShadowProductionVariants", [])})
+
+
+def _config(sm: Any, production: list[dict[str, Any]]) -> str:
+    name = _name("cfg")
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=production)
+    return name
+
+
 # ------------------------------------------------------------------------------------------------ pipelines
 DEFINITION = {"Version": "2020-12-01", "Metadata": {},
               "Parameters": [{"Name": "MinAuc", "Type": "Float", "DefaultValue": 0.8}],

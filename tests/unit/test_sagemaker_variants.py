@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 import cloudml
 from cloudml.adapter import RolloutOutcome
 from cloudml.adapters.sagemaker import SageMakerAdapter
 from cloudml.adapters.sagemaker.variants import VariantTraffic, metric_queries, period_values
-from cloudml.errors import DeploymentError, UnsupportedFeatureError
+from cloudml.errors import DeploymentError, NotFoundError, UnsupportedFeatureError
 from cloudml.rollout import FileStateStore
 from cloudml.spec.deployment import Alarm, Deployment
 from cloudml.spec.validate import validate_data
@@ -137,52 +136,6 @@ def test_metric_queries_and_period_values() -> None:
     assert period_values(slow, res, 0.0, 30, 3) == [None, None, 0.25]  # microseconds -> seconds, oldest first
     calls = Alarm(name="calls", metric="invocations", threshold=1000)
     assert period_values(calls, [{"Id": "invocations", "Timestamps": [0.0], "Values": [5.0]}], 0.0, 60, 2) == [5.0, None]
-
-
-# -- the fake enforces SageMaker's variant rules ----------------------------------------------------------
-
-def test_fake_variant_and_shadow_rules(fake: SageMakerFake) -> None:
-    sm = fake.client("sagemaker")
-    model = _name("m")
-    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img:1"})
-
-    def variant(name: str, weight: float) -> dict[str, Any]:
-        return {"VariantName": name, "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
-                "InitialVariantWeight": weight}
-
-    bad = {"two production with a shadow": ([variant("a", 1), variant("b", 1)], [variant("s", 1)]),
-           "duplicate names": ([variant("a", 1)], [variant("a", 1)]),
-           "no production weight": ([variant("a", 0)], [])}
-    for case, (production, shadow) in bad.items():
-        with pytest.raises(ClientError) as info:
-            sm.create_endpoint_config(EndpointConfigName=_name("cfg"), ProductionVariants=production,
-                                      **({"ShadowProductionVariants": shadow} if shadow else {}))
-        assert info.value.response["Error"]["Code"] == "ValidationException", case
-    config, endpoint = _name("cfg"), _name("ep")
-    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant("a", 1)],
-                              ShadowProductionVariants=[variant("s", 0.5)])
-    assert sm.describe_endpoint_config(EndpointConfigName=config)["ShadowProductionVariants"][0]["VariantName"] == "s"
-    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
-    assert _variants(fake, endpoint) == ({"a": 1.0}, {"s": 0.5})
-    for desired in ([{"VariantName": "nope", "DesiredWeight": 1.0}], [{"VariantName": "a", "DesiredWeight": 0.0}],
-                    [{"VariantName": "a", "DesiredWeight": 1.0}, {"VariantName": "a", "DesiredWeight": 2.0}]):
-        with pytest.raises(ClientError, match="ValidationException"):
-            sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=desired)
-    fake.weights_seconds = 0.5
-    try:
-        sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
-            {"VariantName": "s", "DesiredWeight": 0.2}])
-    finally:
-        fake.weights_seconds = 0.05
-    desc = sm.describe_endpoint(EndpointName=endpoint)
-    assert desc["EndpointStatus"] == "Updating" and desc["ShadowProductionVariants"][0]["DesiredWeight"] == 0.2
-    assert desc["ShadowProductionVariants"][0]["CurrentWeight"] == 0.5
-    with pytest.raises(ClientError, match="in-progress"):  # one change at a time
-        sm.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
-            {"VariantName": "a", "DesiredWeight": 2.0}])
-    time.sleep(0.55)
-    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
-    assert _variants(fake, endpoint) == ({"a": 1.0}, {"s": 0.2})
 
 
 def test_fixed_split_between_two_variants_is_kept(fake: SageMakerFake, tmp_path: Path) -> None:
@@ -316,6 +269,8 @@ def test_adopts_an_endpoint_made_by_native_guardrails(fake: SageMakerFake, tmp_p
     assert result.outcome is RolloutOutcome.SUCCEEDED, result
     assert _traffic(result) == [{"AllTraffic": 0, f"{group}-v2": 100}]
     assert _variants(fake, endpoint) == ({f"{group}-v2": 100.0}, {})
+    with pytest.raises(NotFoundError, match="no rollout driven by cloudml's controller"):
+        a.rollback(endpoint, state_dir=str(tmp_path / "elsewhere"))
     # and back to native guardrails: the variant keeps its name, as guardrails require
     again = a.deploy(_deployment(endpoint, group, 1, strategy="all_at_once"), **options)
     assert again.outcome is RolloutOutcome.SUCCEEDED, again
