@@ -201,7 +201,7 @@ class VertexAdapter(Adapter):
         return list(self.registry().versions(group))
 
     def set_approval(self, group: str, version: int, approval: str) -> ModelVersion:
-        """Approve, reject or reset a version (label ``cloudml-approval``; alias ``approved`` on the newest).
+        """Approve, reject or reset a version (label ``cloudml_approval``; alias ``approved`` on the newest).
 
         Example:
             >>> VertexAdapter().set_approval("churn", 1, "maybe")
@@ -393,8 +393,16 @@ class VertexAdapter(Adapter):
     def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
         """Send ``{"instances": [...]}`` to the endpoint's ``:predict``; says which deployment answered.
 
+        ``deployment=`` (pin one deployment) is refused: Vertex routes by the traffic split only.
+
         Example: ``VertexAdapter(settings).invoke("churn", [[1.0, 2.0]])["deployment"]`` -> ``'churn-v2'``.
         """
+        if options.get("deployment"):
+            from cloudml.errors import UnsupportedFeatureError
+
+            raise UnsupportedFeatureError("vertex", None, "invoke deployment=", "Vertex AI routes every request by the "
+                                          "endpoint's traffic split; a request cannot name one deployed model",
+                                          hint=f"cloudml endpoints show {endpoint} --backend vertex shows the split")
         return dict(self.endpoints.predict(endpoint, instances))
 
     def _endpoint_lock(self, endpoint: str) -> Any:

@@ -1,7 +1,7 @@
 """Vertex AI endpoints as a :class:`cloudml.rollout.TrafficBackend` for the core rollout controller.
 
 A cloudml endpoint is one Vertex ``Endpoint`` (display name = the endpoint name, label
-``cloudml-endpoint``), created on first use. Each controller deployment (``churn-v3``) is one
+``cloudml_endpoint``), created on first use. Each controller deployment (``churn-v3``) is one
 ``DeployedModel`` with that display name; Vertex gives it a numeric id. The mapping name -> id (and the
 endpoint's resource name) is saved in ``<state root>/endpoints/<endpoint>/vertex.json`` next to the
 controller's ``rollout.json``, so a resumed controller finds what a killed one created; when the file
@@ -39,7 +39,7 @@ from cloudml.spec.deployment import Alarm, Deployment, Instances
 __all__ = ["ENDPOINT_LABEL", "MACHINES", "VertexEndpoints", "capture_config", "deployed_model_for", "machine_for",
            "to_split"]
 
-ENDPOINT_LABEL = "cloudml-endpoint"
+ENDPOINT_LABEL = "cloudml_endpoint"
 # neutral size -> (machine type, accelerator type, accelerator count)
 MACHINES: dict[str, tuple[str, str | None, int]] = {
     "cpu-small": ("n1-standard-2", None, 0),
@@ -442,7 +442,7 @@ class VertexEndpoints:
                 "traffic": {"weights": weights, "mirror": {}}}
 
     def list(self) -> list[str]:
-        """cloudml endpoints of this project and location (Vertex endpoints labelled ``cloudml-endpoint``).
+        """cloudml endpoints of this project and location (Vertex endpoints labelled ``cloudml_endpoint``).
 
         Example: ``eps.list()`` -> ``['churn']``.
         """

@@ -1,15 +1,15 @@
 """The Vertex AI Model Registry as cloudml's model registry: groups, versions, approval.
 
-A cloudml model group is one Vertex ``Model`` (display name = the group, label ``cloudml-group``);
+A cloudml model group is one Vertex ``Model`` (display name = the group, label ``cloudml_group``);
 each registered version is a Vertex model version uploaded with ``Model.upload(parent_model=...)``,
 so Vertex numbers the versions 1, 2, 3... exactly as cloudml does. Approval is the per-version label
-``cloudml-approval`` (``pending`` / ``approved`` / ``rejected``); the newest approved version also
+``cloudml_approval`` (``pending`` / ``approved`` / ``rejected``); the newest approved version also
 carries the version alias ``approved``, so ``models/ID@approved`` names it in the console and in
 ``gcloud``. Metrics, tags and the producing run travel as JSON in the version description (labels
 cannot hold dots or upper case).
 
 Example:
-    >>> approval_of({"cloudml-approval": "approved"}), approval_of({})
+    >>> approval_of({"cloudml_approval": "approved"}), approval_of({})
     ('approved', 'pending')
     >>> describe({"auc": 0.91}, {"team": "Risk"}, "run-1")
     '{"cloudml": {"metrics": {"auc": 0.91}, "tags": {"team": "Risk"}, "run_id": "run-1"}}'
@@ -26,8 +26,8 @@ from cloudml.errors import BackendError, BackendValidationError, CloudMLError, N
 
 __all__ = ["APPROVAL_LABEL", "APPROVED_ALIAS", "GROUP_LABEL", "VertexRegistry", "approval_of", "describe"]
 
-APPROVAL_LABEL = "cloudml-approval"
-GROUP_LABEL = "cloudml-group"
+APPROVAL_LABEL = "cloudml_approval"
+GROUP_LABEL = "cloudml_group"
 APPROVED_ALIAS = "approved"
 APPROVALS = ("pending", "approved", "rejected")
 _HINT = ("`cloudml models list GROUP --backend vertex` shows the versions; check vertex.project and vertex.location "

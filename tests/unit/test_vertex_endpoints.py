@@ -111,7 +111,7 @@ def test_registry_round_trip(adapter: VertexAdapter, fake: VertexFake) -> None:
     assert adapter.set_approval("churn", 2, "rejected").approval == "rejected"
     assert adapter.latest_approved("churn").version == 1
     assert model.versions["1"]["versionAliases"] == ["approved"] and model.versions["2"]["labels"][
-        "cloudml-approval"] == "rejected"
+        "cloudml_approval"] == "rejected"
     assert [m.group for m in adapter.list_models()] == ["churn", "churn"]
     assert adapter.resolve_model("churn", "latest").version == 2
 
@@ -140,6 +140,8 @@ def test_first_deployment_goes_live_and_serves(adapter: VertexAdapter, fake: Ver
     assert status["deployments"]["churn-v1"]["machine_type"] == "n1-standard-2"
     answer = adapter.invoke("churn", [[1.0, 2.0]])
     assert answer["deployment"] == "churn-v1" and answer["predictions"][0]["instance"] == [1.0, 2.0]
+    with pytest.raises(UnsupportedFeatureError):
+        adapter.invoke("churn", [[1.0]], deployment="churn-v1")
     saved = json.loads((adapter.state_root() / "endpoints" / "churn" / "vertex.json").read_text())
     assert list(saved["deployed"]) == ["churn-v1"] and saved["deployed"]["churn-v1"]["model"].endswith("@1")
     assert adapter.endpoints.list() == ["churn"]
