@@ -443,3 +443,20 @@ def test_periods_that_are_not_an_azure_grain_combine_minutes(fake: AzureMLFake, 
     five = Alarm(name="f", metric="invocations", threshold=1, period="5m")  # a native grain: one PT5M point
     assert metrics.datapoints("ep-grain", "gr-v1", five) == [90.0 + 10.0]
     assert any("interval=PT5M" in p for _, p, _ in fake.requests)
+
+
+@pytest.mark.parametrize("conclude, live", [("rollback", "ab-v1"), ("promote", "ab-v2")])
+def test_ab_test_holds_a_split_then_concludes(fake: AzureMLFake, tmp_path: Path, conclude: str, live: str) -> None:
+    adapter = _adapter(fake, tmp_path)
+    endpoint = f"ep-ab-{conclude}"
+    if "ab" not in fake.online.models:
+        _model(adapter, "ab")
+    assert adapter.deploy(_spec(endpoint, "ab", 1, "all_at_once"), poll=POLL).outcome is RolloutOutcome.SUCCEEDED
+    _healthy(fake, endpoint, "ab", 2)
+    mark = len(fake.online.endpoint_puts)
+    spec = _spec(endpoint, "ab", 2, {"ab_test": {"percent": 30, "duration": "200ms", "conclude": conclude}}, [ERRORS])
+    result = adapter.deploy(spec, poll=POLL)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
+    sent = [b["properties"]["traffic"] for b in fake.online.endpoint_puts[mark:]]
+    assert sent[0] == {"ab-v1": 70, "ab-v2": 30} and fake.online.traffic(endpoint) == {live: 100}
+    assert set(fake.online.deployments[endpoint]) == {live}
