@@ -12,7 +12,9 @@ Recorded (``runs show`` / the metadata store): the step row's ``result`` holds a
 ``{"strategy", "seed", "key", "best", "trials": [{"trial", "params", "status", "objective",
 "error", "outputs", "cached"}]}``, written after every trial; the step's metrics are the best
 trial's metrics plus ``tuning.best_objective``, ``tuning.trials``, ``tuning.succeeded_trials`` and
-``tuning.failed_trials``; its params are the best trial's values.
+``tuning.failed_trials``; its params are the best trial's values. ``cloudml runs logs RUN STEP``
+shows one line per trial (``--stderr``: the failed trials' errors); each trial's own logs are in
+``steps/<step>/trials/<n>/``.
 
 Resume and caching: every finished trial is committed as it ends. A resumed run reads the
 record back and does not rerun trials that succeeded under the same cache key (same command,
@@ -144,6 +146,15 @@ class LocalTuning:
     def _save(self, done: dict[int, dict[str, Any]]) -> None:
         self.record["trials"] = [done[n] for n in sorted(done)]
         self.ex.meta.set_step(self.ex.run_id, self.name, result=json.dumps(self.record, sort_keys=True))
+        folder = self.ex.run_dir / "steps" / self.name / "trials"  # what `cloudml runs logs RUN STEP` shows
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [f"trial {t['trial']:>3} {t['status']:<9} "
+                 + (f"objective={t['objective']:g} " if t.get("objective") is not None else "")
+                 + " ".join(f"{k}={format_value(v)}" for k, v in t["params"].items())
+                 + (" (cached)" if t.get("cached") else "") for t in self.record["trials"]]
+        (folder / "stdout.log").write_text("\n".join(lines) + "\n")
+        (folder / "stderr.log").write_text("".join(f"trial {t['trial']}: {t['error']}\n"
+                                                   for t in self.record["trials"] if t.get("error")))
 
     # -- one trial -----------------------------------------------------------------------------------
     def _trial_step(self, n: int | None, point: dict[str, Any]) -> dict[str, Any]:

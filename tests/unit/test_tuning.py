@@ -221,6 +221,9 @@ def test_failed_trials_are_recorded_and_tolerated(local: Any, spec_dir: Path) ->
     failed = [t for t in record["trials"] if t["status"] == "failed"]
     assert [t["params"]["kernel"] for t in failed] == ["bad", "bad"]
     assert all("bad kernel" in t["error"] for t in failed)
+    summary = h.logs("train").splitlines()
+    assert len(summary) == 4 and "objective=0 depth=4 kernel=rbf" in summary[3]
+    assert h.logs("train", stream="stderr").count("bad kernel") == 2
     assert h.metrics["train"]["tuning.failed_trials"] == 2 and h.metrics["train"]["tuning.succeeded_trials"] == 2
     assert record["trials"][record["best"]]["params"] == {"depth": 4, "kernel": "rbf"}
 
