@@ -180,6 +180,18 @@ def test_bad_input_names_the_stage_and_the_fix(cloudml_local: LocalHarness, tmp_
         assert "data validation FAILED" in (report / "report.txt").read_text()
 
 
+def test_a_step_process_shows_the_whole_message(cloudml_local: LocalHarness, tmp_path: Path) -> None:
+    """As `cloudml run` runs it: a real process per step, whose last stderr line becomes the error."""
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b,target\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(60)))
+    h = cloudml_local.run(PIPELINE, {"input_uri": str(wrong)}, check=False)
+    assert h.status == "failed"
+    error = h.step("validate")["error"]
+    assert "StageError: [validate] schema: 32 of 33 schema column(s) missing" in error, error
+    assert error.endswith("or point input_uri at data with these columns"), error
+    assert "data validation FAILED" in h.logs("validate")
+
+
 # -- cloudml init ----------------------------------------------------------------------------------
 def test_init_copies_a_blueprint_that_runs_and_refuses_to_overwrite(cloudml_local: LocalHarness,
                                                                     tmp_path: Path) -> None:
