@@ -398,14 +398,32 @@ class VertexEndpoints:
         return list(self.metrics.datapoints(endpoint_id, ids[name], alarm))
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
-        """Undeploy ``name``; refuses while it takes traffic.
+        """Undeploy ``name``; refuses while it takes traffic, or while its deploy is still running.
+
+        A deploy in flight cannot be cancelled on Vertex: removing it raises ``DeploymentError`` (the
+        controller's rollback stops there, and ``resume_rollout`` later finishes it), so a model never keeps
+        running unnoticed after a rollback.
 
         Example: ``eps.delete_deployment("churn", "churn-v1")``.
         """
         gca = self._gca(endpoint)
         ids = self._ids(endpoint, gca)
         if name not in ids:
-            raise NotFoundError(f"{endpoint} has no deployed model {name}", backend="vertex")
+            entry = self.mapping(endpoint)["deployed"].get(name) or {}
+            in_flight = bool(entry.get("operation")) and not entry.get("error") and not self.is_ready(endpoint, name)
+            if in_flight and not (self.mapping(endpoint)["deployed"].get(name) or {}).get("error"):  # is_ready
+                raise DeploymentError(                                                            # records failures
+                    f"{name} is still being deployed on {endpoint}; it can be undeployed once the deploy ends "
+                    "(a Vertex deploy cannot be cancelled)",
+                    hint=f"cloudml rollout resume {endpoint} in a few minutes finishes removing it")
+            if name not in self._ids(endpoint):
+                data = self.mapping(endpoint)
+                if name in data["deployed"] and not data["deployed"][name].get("error"):  # a failed deploy stays
+                    data["deployed"].pop(name)                                            # listed with its error
+                    self._save(endpoint, data)
+                raise NotFoundError(f"{endpoint} has no deployed model {name}", backend="vertex")
+            gca = self._gca(endpoint)
+            ids = self._ids(endpoint, gca)
         deployed_id = ids[name]
         share = int(dict(gca.traffic_split).get(deployed_id, 0))
         if share > 0:

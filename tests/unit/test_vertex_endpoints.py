@@ -305,6 +305,21 @@ def test_a_deploy_that_fails_is_rolled_back_as_failed(adapter: VertexAdapter, fa
     assert "never became ready" in saved["deployed"]["churn-v2"]["error"]  # kept for `endpoints show`
 
 
+def test_a_rollback_never_leaves_a_deploy_in_flight_behind(adapter: VertexAdapter, fake: VertexFake) -> None:
+    adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
+    fake.deploy_delay_gets = 10_000  # far longer than the ready timeout
+    with pytest.raises(DeploymentError) as info:
+        adapter.deploy(deployment(2, "blue_green"), poll=POLL, ready_timeout=0.3)
+    assert "still being deployed" in str(info.value) and "cloudml rollout resume churn" in (info.value.hint or "")
+    assert live_split(fake) == {"churn-v1": 100}
+    for pending in fake._pending.values():  # the deploy ends (it cannot be cancelled)
+        pending["left"] = 1
+    result = adapter.resume_rollout("churn", poll=POLL)
+    assert result.outcome is RolloutOutcome.FAILED and "did not become ready" in result.reason
+    (ep,) = fake.endpoints.values()
+    assert [d["displayName"] for d in ep.resource["deployedModels"]] == ["churn-v1"]  # green was undeployed
+
+
 def test_throttling_and_unavailability_are_retried(adapter: VertexAdapter, fake: VertexFake) -> None:
     fake.inject(429, times=2)
     fake.inject(503, times=1)
