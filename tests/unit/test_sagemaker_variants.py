@@ -74,13 +74,17 @@ def _deployment(endpoint: str, group: str, version: int, **fields: Any) -> Deplo
     return d
 
 
-def _setup(fake: SageMakerFake, tmp_path: Path, versions: int = 2) -> tuple[SageMakerAdapter, str, str, dict[str, Any]]:
-    """An adapter, a fresh endpoint name, a group with ``versions`` versions, and the deploy options."""
+_GROUPS: dict[str, str] = {}
+
+
+def _setup(fake: SageMakerFake, tmp_path: Path) -> tuple[SageMakerAdapter, str, str, dict[str, Any]]:
+    """An adapter, a fresh endpoint name, a model group with versions 1 and 2 (shared), and the deploy options."""
     a = _adapter(fake)
-    group = _name("grp")
-    for i in range(1, versions + 1):
-        a.register_model(group, f"s3://{BUCKET}/m{i}.tar.gz", image="img:1")
-    return a, _name("ep"), group, {"poll": 0.02, "state_dir": str(tmp_path / "state")}
+    if fake.url not in _GROUPS:
+        group = _GROUPS[fake.url] = _name("grp")
+        for i in (1, 2):
+            a.register_model(group, f"s3://{BUCKET}/m{i}.tar.gz", image="img:1")
+    return a, _name("ep"), _GROUPS[fake.url], {"poll": 0.02, "state_dir": str(tmp_path / "state")}
 
 
 def _variants(fake: SageMakerFake, endpoint: str) -> tuple[dict[str, float], dict[str, float]]:
