@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -75,10 +76,8 @@ def to_model_version(model: Any) -> ModelVersion:
     metrics: dict[str, Any] = {}
     for key, value in props.items():
         if key.startswith(_METRIC):
-            try:
+            with contextlib.suppress(TypeError, ValueError):  # a number, or not a metric cloudml wrote
                 metrics[key[len(_METRIC):]] = float(value)
-            except (TypeError, ValueError):
-                metrics[key[len(_METRIC):]] = value
     created = getattr(getattr(model, "creation_context", None), "created_at", None)
     return ModelVersion(group=str(model.name), version=int(model.version), uri=str(model.path or ""),
                         approval=approval if approval in APPROVALS else "pending",
@@ -117,6 +116,10 @@ def register_model(client: Any, group: str, uri: str, *, approval: str = "pendin
         raise BackendValidationError(f"model type must be one of {', '.join(MODEL_TYPES)}, not {model_type!r}",
                                      backend="azureml", hint="pass type='mlflow_model' for an MLflow model folder")
     full_tags = approval_tags(tags, approval)
+    bad = sorted(k for k, v in (metrics or {}).items() if isinstance(v, bool) or not isinstance(v, int | float))
+    if bad:
+        raise BackendValidationError(f"model metrics are numbers; {', '.join(bad)} is not", backend="azureml",
+                                     hint="put other facts about the model in tags")
     props = {f"{_METRIC}{k}": str(v) for k, v in (metrics or {}).items()}
     if run_id:
         props[_RUN] = run_id
@@ -196,6 +199,6 @@ def resolve_model(client: Any, group: str, version: int | str) -> ModelVersion:
         versions = _versions(client, group)
         if not versions:
             raise NotFoundError(f"model group '{group}' has no versions in workspace {client.workspace}",
-                                backend="azureml", hint="register one: cloudml models register ... --backend azureml")
+                                backend="azureml", hint="register one with register_model() or a pipeline's register step")
         return to_model_version(versions[0])
     return to_model_version(_get(client, group, int(version)))

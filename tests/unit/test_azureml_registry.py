@@ -86,6 +86,8 @@ def test_bad_approval_and_type_are_refused_before_any_request(fake: AzureMLFake,
         adapter.register_model("gamma", URI.format("g1"), approval="yes")
     with pytest.raises(BackendValidationError, match="model type"):
         adapter.register_model("gamma", URI.format("g1"), type="onnx")
+    with pytest.raises(BackendValidationError, match="metrics are numbers"):
+        adapter.register_model("gamma", URI.format("g1"), metrics={"auc": 0.9, "note": "good"})
     assert fake.requests[mark:] == []
 
 
