@@ -240,14 +240,16 @@ def test_rollback_driven_by_cloudwatch_datapoints(fake: SageMakerFake, tmp_path:
     _put_errors(fake, endpoint, v2, errors=40, calls=100)  # ...green fails 40% of its requests
     canary = _deployment(endpoint, group, 2, alarms=[ERRORS], backend_options=CONTROLLER,
                          strategy={"canary": {"percent": 10, "bake": "5s"}})
+    fake.inject("GetMetricData", "ThrottlingException")  # CloudWatch's CBOR protocol, retried like the rest
+    mark = len(fake.requests)
     started = time.monotonic()
     result = a.deploy(canary, **options)
     assert result.outcome is RolloutOutcome.ROLLED_BACK, result
+    assert [r.status for r in fake.requests[mark:] if r.operation == "GetMetricData"][:2] == [400, 200]
     assert (result.alarm, result.metric_value) == ("errors", pytest.approx(0.4))
     assert time.monotonic() - started < 4  # the first datapoint check fired; no full bake
     assert _traffic(result) == [{v1: 90, v2: 10}]
     assert _variants(fake, endpoint) == ({v1: 100.0}, {})  # green removed, blue takes everything
-    assert fake.calls("GetMetricData")
 
 
 def test_throttling_is_retried(fake: SageMakerFake, tmp_path: Path) -> None:
