@@ -475,15 +475,17 @@ def _features(pipeline: Pipeline) -> list[Any]:
 
 
 def _kill_orphan(run_id: str, attempts: list[dict[str, Any]]) -> None:
-    """Kill a step process left behind by a runner that died, if it is still ours and alive."""
+    """Kill step processes left behind by a runner that died (the attempt's, and a tuning step's trials),
+    if they are still ours and alive."""
     if not attempts:
         return
-    pid_file = Path(attempts[-1]["log_dir"]) / "pid"
-    try:
-        pid = int(pid_file.read_text())
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except (OSError, ValueError):
-        return
-    if f"CLOUDML_RUN_ID={run_id}".encode() in environ.split(b"\0"):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    log_dir = Path(attempts[-1]["log_dir"])
+    for pid_file in [log_dir / "pid", *sorted((log_dir.parent / "trials").glob("*/pid"))]:
+        try:
+            pid = int(pid_file.read_text())
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if f"CLOUDML_RUN_ID={run_id}".encode() in environ.split(b"\0"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

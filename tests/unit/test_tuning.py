@@ -284,6 +284,14 @@ def test_a_cached_tuning_step_keeps_its_trials_and_reruns_nothing(local: Any, sp
     assert [t["cached"] for t in trials(h)["trials"]] == [True, True, True, False]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_a_resumed_run_does_not_rerun_finished_trials(local: Any, spec_dir: Path, tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     trace.mkdir()
@@ -313,13 +321,22 @@ def test_a_resumed_run_does_not_rerun_finished_trials(local: Any, spec_dir: Path
     finally:
         os.killpg(child.pid, signal.SIGKILL)  # the runner dies mid-step, like a killed terminal
         child.wait()
-        for pid_file in (tmp_path / "state").rglob("trials/*/pid"):  # and its orphaned trial
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-    (trace / "block").unlink()
-    before = sorted(f.name.split("-")[0] for f in trace.glob("*.start"))
-    h = local.resume(run_id, in_process=False)
-    h.wait(60)
+    orphans = [int(f.read_text()) for f in (tmp_path / "state").rglob("trials/*/pid")]
+    alive = [pid for pid in orphans if _alive(pid)]
+    assert alive, "the hanging trial outlives its runner"
+    try:
+        before = sorted(f.name.split("-")[0] for f in trace.glob("*.start"))
+        h = local.resume(run_id, in_process=False)  # kills the orphaned trial before running it again
+        deadline = time.time() + 10
+        while any(_alive(pid) for pid in alive) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in alive), "resume left the orphaned trial running"
+        (trace / "block").unlink()
+        h.wait(60)
+    finally:
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
     assert h.status == "succeeded", h.error
     after = sorted(f.name.split("-")[0] for f in trace.glob("*.start"))
     assert before == ["1", "2", "3", "4"] and after == ["1", "2", "3", "4", "4"]  # only the unfinished trial again
