@@ -58,9 +58,10 @@ class AzureMLAdapter(Adapter):
                             "is not built yet"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),
             "input.parameter": ("notimpl", "a parameter holding an input URI is not built yet"),
-            "condition": ("notimpl", "if_else nodes are private preview; the opt-in is not built yet"),
-            "condition.or": ("notimpl", "if_else nodes are private preview; the opt-in is not built yet"),
-            "register_model": ("notimpl", "registering from inside an Azure ML pipeline is not built yet"),
+            "condition": ("notyet", "if_else nodes are private preview: opt in with azureml.enable_preview_conditions, "
+                          "or evaluate the gate inside the step that acts on it"),
+            "condition.or": ("notyet", "if_else nodes are private preview: opt in with "
+                             "azureml.enable_preview_conditions, or evaluate the gate inside the step that acts on it"),
             "schedule": ("notimpl", "Azure ML job schedules are not built yet"),
             "deploy.existing_alarm": ("notimpl", "the core rollout controller skips existing alarms; the Azure "
                                       "ML backend reads metric alert status (existing_alarm_state) but "

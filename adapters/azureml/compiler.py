@@ -44,12 +44,17 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["RUNTIME_FILE", "SCHEMA", "compile_job", "node_name"]
+__all__ = ["METRICS_FILE", "PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "compile_job", "node_name"]
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 FAIL_IMAGE = "python:3.11-slim"
 RUNTIME_FILE = "cloudml_runtime.py"  # cloudml's runtime entry point, shipped in the node's code folder
+METRICS_FILE = "cloudml_metrics.json"  # the metrics a register step names, copied into the registered model folder
+# a registered model output: the model folder as is (an mlflow_model type needs an option the spec lacks)
+REGISTER_TYPE = "custom_model"
+PREVIEW_FEATURES = ("condition", "condition.or")  # compiled only with AzureMLSettings.enable_preview_conditions
 _PTYPE = {"string": "string", "int": "integer", "float": "number", "bool": "boolean"}
+_RUNTIME_TYPE = {"string": "str", "int": "int", "float": "float", "bool": "bool"}
 _OTYPE = {"dataset": "uri_folder", "generic": "uri_folder", "metrics": "uri_folder", "model": "custom_model"}
 _SCHEMES = ("azureml", "https", "wasbs", "abfss")
 # neutral size -> (vCPU, GiB) of the smallest general-purpose Azure VM that fits
@@ -125,6 +130,7 @@ class _Ctx:
         self.settings = settings
         self.steps = {s.name: s for s in p.steps}
         self.options: dict[str, Any] = p.backend_options.get("azureml", {})
+        self.p_order = StepGraph.from_pipeline(p).topological_order()
 
 
 def _inputs(ctx: _Ctx, s: TaskStep) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -265,13 +271,112 @@ def _fail_node(s: FailStep) -> dict[str, Any]:
     return node
 
 
-def _refuse_gaps(p: Pipeline) -> None:
-    """What the adapter's capabilities declare unsupported is refused here too, not silently dropped."""
+def _ref(text: str) -> tuple[str, str]:
+    step, _, output = text.partition(".outputs.")
+    return step, output
+
+
+def _set_compute(node: dict[str, Any], compute: str | None) -> None:
+    if compute:
+        node["compute"] = compute if compute == "serverless" else f"azureml:{compute.removeprefix('azureml:')}"
+
+
+def _register_node(ctx: _Ctx, s: RegisterModelStep) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(node, pipeline output): a node copies the model (and its metrics file) into an output that the
+    pipeline promotes to a job output with ``name: <group>``, which Azure ML registers when the job ends."""
+    r = s.register_model
+    opts = {**ctx.options, **s.backend_options.get("azureml", {})}
+    model_type = REGISTER_TYPE
+    static = [f for f, v in (("approval", r.approval != "pending"), ("tags", bool(r.tags)),
+                             ("description", bool(r.description))) if v]
+    if static:
+        raise _unsupported(s.name, "register_model", f"{', '.join(static)} cannot be set here: Azure ML registers a "
+                           "pipeline output with a name and version only (no tags, no description); register it "
+                           "pending and set approval afterwards with `cloudml models approve`")
+    step, output = _ref(r.model)
+    node_inputs = {"model": f"${{{{parent.jobs.{node_name(step)}.outputs.{output}}}}}"}
+    comp_inputs: dict[str, Any] = {"model": {"type": _OTYPE[_producer_type(ctx, StepOutputRef(step, output))]}}
+    command = "mkdir -p ${{outputs.model}} && cp -a ${{inputs.model}}/. ${{outputs.model}}/"
+    if r.metrics:
+        mstep, mout = _ref(r.metrics)
+        node_inputs["metrics"] = f"${{{{parent.jobs.{node_name(mstep)}.outputs.{mout}}}}}"
+        comp_inputs["metrics"] = {"type": "uri_folder"}
+        command += f" && cp ${{{{inputs.metrics}}}}/metrics.json ${{{{outputs.model}}}}/{METRICS_FILE}"
+    component = {"type": "command", "name": node_name(s.name), "command": command,
+                 "environment": {"image": FAIL_IMAGE}, "inputs": comp_inputs,
+                 "outputs": {"model": {"type": model_type}}}
+    node: dict[str, Any] = {"type": "command", "component": component, "inputs": node_inputs,
+                            "outputs": {"model": f"${{{{parent.outputs.{node_name(s.name)}}}}}"}}
+    _set_compute(node, opts.get("compute"))
+    if s.description:
+        node["description"] = s.description
+    return node, {"type": model_type, "name": r.group, "mode": "upload"}
+
+
+def _condition_nodes(ctx: _Ctx, s: ConditionStep, owner: dict[str, Any]) -> dict[str, Any]:
+    """The evaluating command node (``<gate>_eval``, boolean output ``result``) and the ``if_else`` node."""
+    gate, evaluator = node_name(s.name), f"{node_name(s.name)}_eval"
+    if owner.get(s.name) is not None:
+        raise _unsupported(s.name, "condition", "a condition inside another condition's branch is not built on "
+                           "Azure ML; flatten the gates into one condition")
+    node_inputs: dict[str, Any] = {}
+    comp_inputs: dict[str, Any] = {}
+    words = ["python", "-m", "cloudml.runtime", "--condition", str(s.condition)]
+    producers: list[str] = []
+    for m in s.condition.metric_operands():
+        key = f"{node_name(m.step)}__{m.output}"
+        if key not in node_inputs:
+            node_inputs[key] = f"${{{{parent.jobs.{node_name(m.step)}.outputs.{m.output}}}}}"
+            comp_inputs[key] = {"type": "uri_folder"}
+            words.append(f"--metrics={m.step}.{m.output}=${{{{inputs.{key}}}}}")
+            producers.append(m.step)
+    for name in dict.fromkeys(o.name for o in s.condition.param_operands()):
+        node_inputs[name] = f"${{{{parent.inputs.{name}}}}}"
+        comp_inputs[name] = {"type": _PTYPE[ctx.p.parameters[name].type]}
+        words += [f"--param={name}=${{{{inputs.{name}}}}}",
+                  f"--param-type={name}={_RUNTIME_TYPE[ctx.p.parameters[name].type]}"]
+    words += ["--result", "${{outputs.result}}"]
+    if not producers:
+        raise _unsupported(s.name, "condition", "a condition without a metric has no step whose environment can "
+                           "evaluate it on Azure ML")
+    producer = ctx.steps[producers[0]]
+    assert isinstance(producer, TaskStep)
+    component = {"type": "command", "name": evaluator, "command": " ".join(_word(w) for w in words),
+                 "environment": _environment(ctx.p.effective(producer)), "inputs": comp_inputs,
+                 "outputs": {"result": {"type": "boolean"}}, "is_deterministic": False}
+    eval_node: dict[str, Any] = {"type": "command", "component": component, "inputs": node_inputs}
+    _set_compute(eval_node, ctx.options.get("compute"))
+    branch: dict[str, Any] = {"type": "if_else", "condition": f"${{{{parent.jobs.{evaluator}.outputs.result}}}}"}
+    for key, label in (("then", "true_block"), ("else", "false_block")):
+        members = [f"${{{{parent.jobs.{node_name(n)}}}}}" for n in ctx.p_order if owner.get(n) == (s.name, key)]
+        if members:
+            branch[label] = members[0] if len(members) == 1 else members
+    return {evaluator: eval_node, gate: branch}
+
+
+def _owners(p: Pipeline) -> dict[str, Any]:
+    """The branch each step runs in (``cloudml.dag.branch_owners``); a step needing two branches is refused."""
+    from cloudml.dag import BranchConflict, branch_owners
+
+    try:
+        return dict(branch_owners(p))
+    except BranchConflict as e:
+        raise _unsupported(e.step, "condition", f"{e}; an if_else block holds each node once") from None
+
+
+def _refuse_gaps(p: Pipeline, settings: Any = None) -> None:
+    """What the adapter's capabilities declare unsupported is refused here too, not silently dropped.
+
+    Conditions are the one gap a setting lifts: ``enable_preview_conditions`` (private preview).
+    """
     from cloudml.adapter import pipeline_features
     from cloudml.adapters.azureml import AzureMLAdapter
 
     caps = AzureMLAdapter.capabilities
+    preview = bool(getattr(settings, "enable_preview_conditions", False))
     for use in pipeline_features(p):
+        if preview and use.feature in PREVIEW_FEATURES:
+            continue
         if not caps.supports(use.feature):
             raise UnsupportedFeatureError("azureml", use.step, use.feature, caps.reason(use.feature),
                                           hint="`cloudml backends --features` shows what each backend supports")
@@ -287,15 +392,18 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
         >>> compile_job(b.build(), None)["jobs"]["t"]["component"]["command"]
         'python t.py --lr ${{inputs.lr}}'
     """
-    _refuse_gaps(p)
+    _refuse_gaps(p, settings)
     ctx = _Ctx(p, settings)
     names = [node_name(s.name) for s in p.steps]
+    names += [f"{node_name(s.name)}_eval" for s in p.steps if isinstance(s, ConditionStep)]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        raise CompileError(f"steps {', '.join(clash)} collide as Azure ML node names ('-' becomes '_')",
-                           hint="rename one of them")
+        raise CompileError(f"steps {', '.join(clash)} collide as Azure ML node names ('-' becomes '_'; a condition "
+                           "<gate> also makes a node <gate>_eval)", hint="rename one of them")
+    owner = _owners(p)
     jobs: dict[str, Any] = {}
-    for name in StepGraph.from_pipeline(p).topological_order():
+    outputs: dict[str, Any] = {}
+    for name in ctx.p_order:
         s = ctx.steps[name]
         if s.depends_on:
             raise _unsupported(name, "step.depends_on", "Azure ML orders nodes by their data bindings only")
@@ -304,13 +412,14 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
         elif isinstance(s, FailStep):
             jobs[node_name(name)] = _fail_node(s)
         elif isinstance(s, ConditionStep):
-            raise _unsupported(name, "condition", "Azure ML conditions (if_else) are private preview and not built yet;"
-                               " evaluate the gate inside the step that acts on it")
+            jobs.update(_condition_nodes(ctx, s, owner))
         else:
             assert isinstance(s, RegisterModelStep)
-            raise _unsupported(name, "register_model", "registering from inside an Azure ML pipeline is not built yet")
+            jobs[node_name(name)], outputs[node_name(name)] = _register_node(ctx, s)
     job: dict[str, Any] = {"$schema": SCHEMA, "type": "pipeline", "display_name": p.name, "experiment_name": p.name,
                            "settings": {"continue_on_step_failure": False}, "jobs": jobs}
+    if outputs:
+        job["outputs"] = outputs
     if p.description:
         job["description"] = p.description
     compute = ctx.options.get("compute") or (settings.compute if settings is not None else None)

@@ -359,3 +359,71 @@ def test_validation_writes_nothing_outside_its_temp_folder(tmp_path: Path) -> No
     outside = tmp_path / "outside" / "src"
     validate_job(mutated(lambda d: d["jobs"]["a"]["component"].update(code=str(outside))))
     assert not outside.exists()
+
+
+# -- registered outputs and preview if_else nodes -----------------------------------------------------
+
+
+def gated_job() -> dict[str, Any]:
+    from tests.unit.test_azureml_compiler import PREVIEW, azure_gated_reference
+
+    return compile_job(azure_gated_reference(), PREVIEW)
+
+
+def test_the_gated_reference_passes_both_oracles_with_the_preview_flag() -> None:
+    """validate_job's own checks, then load_job in a child interpreter with the private-preview flag."""
+    assert validate_job(gated_job()) == []
+
+
+def test_a_registered_output_passes_both_oracles_and_reaches_rest_as_an_asset_name(tmp_path: Path) -> None:
+    compiled = AzureMLAdapter(AzureMLSettings(compute="c")).compile(FEATURE_CASES["register_model"]())  # type: ignore[arg-type]
+    assert AzureMLAdapter().validate_compiled(compiled) == []
+    job = sdk_load(compiled.dumps(), tmp_path)
+    assert job._to_rest_object().as_dict()["properties"]["outputs"]["reg"] == {
+        "assetName": "g", "mode": "Upload", "jobOutputType": "custom_model"}
+
+
+def test_load_job_alone_refuses_if_else_without_the_preview_flag(tmp_path: Path) -> None:
+    """Why validate_job loads control flow in a child process: in this process the flag is unset."""
+    import os
+
+    import yaml
+
+    assert os.environ.get("AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED") is None
+    (tmp_path / "j.yaml").write_text(yaml.safe_dump(gated_job(), sort_keys=False))
+    with pytest.raises(Exception, match="if_else"):
+        load_job(source=str(tmp_path / "j.yaml"))
+
+
+def _if_else(d: dict[str, Any]) -> dict[str, Any]:
+    return dict(d["jobs"]["gate"])
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda d: d["jobs"]["gate"].update(condition="${{parent.jobs.evaluate.outputs.metrics}}"),
+     "gate: condition binds to evaluate.outputs.metrics, which is not a boolean output"),
+    (lambda d: d["jobs"]["gate"].update(condition="${{parent.jobs.nope.outputs.result}}"),
+     "gate: condition binds to unknown node nope"),
+    (lambda d: d["jobs"]["gate"].update(condition="true-ish"),
+     "gate: condition must bind to a node output"),
+    (lambda d: d["jobs"]["gate"].update(true_block="${{parent.jobs.nope}}"),
+     "gate: true_block entry '${{parent.jobs.nope}}' is not a binding to another node of this pipeline"),
+    (lambda d: d["jobs"]["gate"].update(false_block="${{parent.jobs.register}}"),
+     "gate: node register is already in a block of gate"),
+    (lambda d: (d["jobs"]["gate"].pop("true_block"), d["jobs"]["gate"].pop("false_block")),
+     "gate: an if_else needs a true_block or a false_block"),
+    (lambda d: d["jobs"]["gate"].update(component={}), "gate: unknown if_else key component"),
+    (lambda d: d["jobs"]["register"].update(outputs={"model": "${{parent.outputs.nope}}"}),
+     "register: output model binds to unknown pipeline output nope"),
+    (lambda d: d["outputs"]["register"].update(type="uri_folder"),
+     "register: output model is custom_model but pipeline output register is uri_folder"),
+    (lambda d: d["outputs"]["register"].update(tags={"cloudml.approval": "approved"}),
+     "pipeline output register: unknown key tags"),
+    (lambda d: d["outputs"]["register"].update(mode="rw_mount"),
+     "pipeline output register: a registered model output is uploaded (mode: upload)"),
+])
+def test_validate_job_checks_if_else_nodes_and_registered_outputs(change: Callable[[dict[str, Any]], Any],
+                                                                   problem: str) -> None:
+    document = gated_job()
+    change(document)
+    assert any(problem in p for p in validate_job(document)), problem
