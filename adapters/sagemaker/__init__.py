@@ -6,8 +6,8 @@ works anywhere. Running, the model registry and endpoint deployments go through 
 
 Endpoints roll out two ways. By default ``all_at_once``, ``blue_green``, ``canary`` and ``linear`` use
 SageMaker's own deployment guardrails (UpdateEndpoint with a BlueGreenUpdatePolicy and CloudWatch-alarm
-auto-rollback). ``shadow``, and every strategy with ``backend_options: {sagemaker: {native_guardrails:
-false}}``, are driven by cloudml's core rollout controller over production and shadow variants
+auto-rollback). ``shadow``, ``ab_test``, and every strategy with ``backend_options: {sagemaker:
+{native_guardrails: false}}``, are driven by cloudml's core rollout controller over production and shadow variants
 (:mod:`cloudml.adapters.sagemaker.variants`), with state in files under ``state_dir`` so
 ``resume_rollout``, ``promote`` and ``rollback`` work from another process. Both give the same
 :class:`~cloudml.adapter.RolloutResult`.
@@ -93,7 +93,8 @@ class SageMakerAdapter(Adapter):
 
     @staticmethod
     def uses_controller(deployment: Deployment) -> bool:
-        """True when cloudml's rollout controller drives the deployment (shadow, or ``native_guardrails: false``).
+        """True when cloudml's rollout controller drives the deployment: ``shadow`` and ``ab_test`` (guardrails can
+        neither mirror nor hold a split), and any strategy with ``native_guardrails: false``.
 
         Example:
             >>> from cloudml.spec.deployment import Deployment
@@ -249,7 +250,7 @@ class SageMakerAdapter(Adapter):
         """Roll out ``deployment`` and return the typed :class:`~cloudml.adapter.RolloutResult`.
 
         Native guardrails (UpdateEndpoint + CloudWatch auto-rollback) unless the deployment is a shadow
-        or sets ``native_guardrails: false``; then cloudml's controller drives production/shadow
+        or an A/B test, or sets ``native_guardrails: false``; then cloudml's controller drives production/shadow
         variants. Options: ``poll`` (seconds between checks, default 15), ``stop`` (a threading.Event
         that pauses the controller, as a kill would), ``state_dir`` (overrides the settings).
 
@@ -271,6 +272,14 @@ class SageMakerAdapter(Adapter):
                 controller = self.controller(**options)
                 adopt(controller.backend, controller.store, deployment.endpoint)
                 return controller.deploy(deployment, model_name=variant_name(model.group, model.version), model=info)
+        from cloudml.errors import DeploymentError
+        from cloudml.rollout import FileStateStore
+
+        state = FileStateStore(self._state_root(options)).load(deployment.endpoint) or {}
+        if state.get("status") in ("in_progress", "rolling_back"):
+            raise DeploymentError(f"endpoint {deployment.endpoint} has a rollout by cloudml's controller in progress",
+                                  hint=f"cloudml rollout resume {deployment.endpoint}  (or cloudml rollback "
+                                  f"{deployment.endpoint})")
         return client.deploy(plan, model, self._role(), poll=options.get("poll", 15.0),
                              timeout=deployment.max_duration + 600)
 

@@ -70,8 +70,8 @@ def deployment_config(d: Deployment, alarm_names: list[str]) -> dict[str, Any]:
         routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": _wait(getattr(cfg, "bake", 0.0), "bake", feature)}
     else:
         raise UnsupportedFeatureError("sagemaker", None, f"deploy.{d.strategy.name}",
-                                      "SageMaker guardrails have no shadow mode; shadow deployments are driven by "
-                                      "cloudml's controller over shadow variants (variants.py)")
+                                      f"SageMaker guardrails cannot mirror or hold a split; {d.strategy.name} is "
+                                      "driven by cloudml's controller over variants (variants.py)")
     termination = _wait(d.rollback.termination_wait, "termination_wait", feature)
     shifts = {"CANARY": 2, "LINEAR": math.ceil(100 / max(1.0, getattr(cfg, "step_percent", 100.0)))}.get(routing["Type"], 1)
     waits = routing["WaitIntervalInSeconds"] * shifts + termination

@@ -1,7 +1,7 @@
 """SageMaker endpoints driven by cloudml's core rollout controller, through production and shadow variants.
 
-Used for ``shadow`` deployments, and for every strategy when ``backend_options.sagemaker.native_guardrails``
-is false. :class:`VariantTraffic` implements :class:`cloudml.rollout.TrafficBackend`:
+Used for ``shadow`` and ``ab_test`` deployments (guardrails can neither mirror nor hold a split), and for
+every strategy when ``backend_options.sagemaker.native_guardrails`` is false. :class:`VariantTraffic` implements :class:`cloudml.rollout.TrafficBackend`:
 
 * a deployment is a **variant** named after the model version (``churn-v3``), with its own SageMaker model;
 * ``create_deployment`` -> a fresh EndpointConfig with the current variants (at their current weights)
@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cloudml.alarms import AlarmState, AlarmStatus
 from cloudml.errors import BackendValidationError, DeploymentError, NotFoundError, UnsupportedFeatureError
 from cloudml.rollout_plan import plan_rollout
 from cloudml.spec.deployment import Alarm, Deployment, Shadow
@@ -81,8 +82,8 @@ def _period(seconds: float) -> int:
 def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
     """What ``compile`` shows for a controller-driven deployment: the neutral plan and the variant requests.
 
-    Refuses what the controller cannot do on SageMaker: alarms named under ``existing`` (the core
-    controller evaluates metrics, not CloudWatch alarm states).
+    Refuses alarms named under ``existing``: :meth:`VariantTraffic.existing_alarm_state` reads them, but
+    the core controller of this release skips existing alarms, so they would never roll anything back.
 
     Example:
         >>> d = Deployment(endpoint="churn", model={"group": "churn"}, strategy={"canary": {"percent": 10}},
@@ -96,7 +97,7 @@ def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
     if existing:
         raise UnsupportedFeatureError("sagemaker", None, "deploy.existing_alarm",
                                       f"alarms {existing} name existing CloudWatch alarms; rollouts driven by cloudml's "
-                                      f"controller ({feature}) evaluate neutral alarms on the variant's metrics")
+                                      f"controller ({feature}) watch only neutral alarms on the variant's metrics")
     cfg = d.strategy.config
     traffic: dict[str, Any] = {"Operation": "UpdateEndpointWeightsAndCapacities", "Weights": "integer percentages"}
     if isinstance(cfg, Shadow):
@@ -367,6 +368,27 @@ class VariantTraffic:
                                 StartTime=datetime.fromtimestamp(start, timezone.utc),
                                 EndTime=datetime.fromtimestamp(end, timezone.utc), ScanBy="TimestampAscending")
         return period_values(alarm, list(resp.get("MetricDataResults", [])), start, period, count)
+
+    def existing_alarm_state(self, endpoint: str, name: str, alarm: Alarm) -> AlarmStatus:
+        """The state CloudWatch gives an alarm named under ``existing.sagemaker`` (DescribeAlarms).
+
+        CloudWatch evaluates such an alarm on whatever it watches (cloudml does not know its
+        dimensions); a missing alarm has ``INSUFFICIENT_DATA``.
+
+        Example:
+            >>> a = Alarm(name="ext", existing={"sagemaker": "team-5xx"})
+            >>> traffic.existing_alarm_state("churn", "churn-v2", a).state  # doctest: +SKIP
+            'OK'
+        """
+        cloud_name = alarm.existing.get("sagemaker", "")
+        resp = self.client.call("cloudwatch", "describe_alarms", AlarmNames=[cloud_name]) if cloud_name else {}
+        found = list(resp.get("MetricAlarms", [])) + list(resp.get("CompositeAlarms", []))
+        if not found:
+            return AlarmStatus(alarm.name, "INSUFFICIENT_DATA", (), 0, None, f"no CloudWatch alarm named {cloud_name!r}")
+        value = str(found[0].get("StateValue", "INSUFFICIENT_DATA"))
+        state: AlarmState = "OK" if value == "OK" else "ALARM" if value == "ALARM" else "INSUFFICIENT_DATA"
+        return AlarmStatus(alarm.name, state, (), 0, None,
+                           f"CloudWatch alarm {cloud_name}: {found[0].get('StateReason') or value}")
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
         """Remove variant ``name`` (it must take no production traffic) with a config without it.

@@ -339,5 +339,8 @@ def test_shadow_and_native_guardrails_false_go_to_the_controller() -> None:
     for strategy in ("all_at_once", "blue_green", {"canary": {"percent": 10}}, {"linear": {"step_percent": 20}}):
         d = deployment(strategy=strategy, backend_options={"sagemaker": {"native_guardrails": False}})
         assert SageMakerAdapter().compile_deployment(d).document["Mode"] == "controller"
-    with pytest.raises(UnsupportedFeatureError, match="no shadow mode"):
-        deployment_config(deployment(strategy={"shadow": {"percent": 20}}), [])
+    ab = SageMakerAdapter().compile_deployment(deployment(strategy={"ab_test": {"percent": 30}})).document
+    assert ab["Mode"] == "controller" and ab["Variant"]["Kind"] == "ProductionVariants"
+    for strategy in ({"shadow": {"percent": 20}}, {"ab_test": {"percent": 20}}):
+        with pytest.raises(UnsupportedFeatureError, match="cannot mirror or hold a split"):
+            deployment_config(deployment(strategy=strategy), [])

@@ -142,29 +142,9 @@ def test_metric_queries_and_period_values() -> None:
     assert period_values(calls, [{"Id": "invocations", "Timestamps": [0.0], "Values": [5.0]}], 0.0, 60, 2) == [5.0, None]
 
 
-def test_fixed_split_between_two_variants_is_kept(fake: SageMakerFake, tmp_path: Path) -> None:
-    """The A/B primitive: any integer split over production variants, left as set."""
-    a, endpoint, group, options = _setup(fake, tmp_path)
-    _first(a, endpoint, group, options)
-    traffic = VariantTraffic(a.client(), ROLE, poll=0.02)
-    arn = a.client().package_arn(group, 2)
-    d = _deployment(endpoint, group, 2, strategy="blue_green")
-    traffic.create_deployment(endpoint, f"{group}-v2", d, {"package_arn": arn, "instance_type": "ml.m5.large"})
-    deadline = time.monotonic() + 10
-    while not traffic.is_ready(endpoint, f"{group}-v2"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    traffic.set_traffic(endpoint, {f"{group}-v1": 80, f"{group}-v2": 20}, {})
-    assert _variants(fake, endpoint) == ({f"{group}-v1": 80.0, f"{group}-v2": 20.0}, {})
-    with pytest.raises(DeploymentError, match="has no variants"):
-        traffic.set_traffic(endpoint, {"ghost": 100}, {})
-
-
-# -- rollouts --------------------------------------------------------------------------------------------
-
-def test_shadow_mirrors_then_promotes(fake: SageMakerFake, tmp_path: Path) -> None:
-    a, endpoint, group, options = _setup(fake, tmp_path)
-    _first(a, endpoint, group, options)
+def _watch(fake: SageMakerFake, endpoint: str) -> tuple[list[tuple[dict[str, float], dict[str, float]]],
+                                                        threading.Event, threading.Thread]:
+    """Record (production, shadow) weights every few ms until the event is set."""
     seen: list[tuple[dict[str, float], dict[str, float]]] = []
     done = threading.Event()
 
@@ -173,8 +153,51 @@ def test_shadow_mirrors_then_promotes(fake: SageMakerFake, tmp_path: Path) -> No
             seen.append(_variants(fake, endpoint))
             time.sleep(0.03)
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return seen, done, thread
+
+
+def test_ab_test_holds_a_fixed_split_then_keeps_a(fake: SageMakerFake, tmp_path: Path) -> None:
+    """ab_test: both versions serve at a fixed split for the duration (alarms armed), then A keeps all."""
+    a, endpoint, group, options = _setup(fake, tmp_path)
+    _first(a, endpoint, group, options)
+    seen, done, watcher = _watch(fake, endpoint)
+    try:
+        result = a.deploy(_deployment(endpoint, group, 2, alarms=[ERRORS],
+                                      strategy={"ab_test": {"percent": 30, "duration": "0.4s"}}), **options)
+    finally:
+        done.set()
+        watcher.join(5)
+    v1, v2 = f"{group}-v1", f"{group}-v2"
+    assert result.outcome is RolloutOutcome.SUCCEEDED and "without a promotion" in result.reason, result
+    assert ({v1: 70.0, v2: 30.0}, {}) in seen  # the split SageMaker served, on two production variants
+    assert _variants(fake, endpoint) == ({v1: 100.0}, {})
+    traffic = VariantTraffic(a.client(), ROLE, poll=0.02)
+    with pytest.raises(DeploymentError, match="has no variants"):
+        traffic.set_traffic(endpoint, {"ghost": 100}, {})
+
+
+def test_existing_alarm_state_is_read_from_cloudwatch(fake: SageMakerFake) -> None:
+    cw, name = fake.client("cloudwatch"), _name("team-5xx")
+    cw.put_metric_alarm(AlarmName=name, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Statistic="Sum",
+                        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+    traffic = VariantTraffic(_adapter(fake).client(), ROLE)
+    alarm = Alarm(name="ext", existing={"sagemaker": name})
+    assert traffic.existing_alarm_state("churn", "churn-v2", alarm).state == "OK"  # moto's first state
+    cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="5xx burst")
+    status = traffic.existing_alarm_state("churn", "churn-v2", alarm)
+    assert (status.name, status.state, status.reason) == ("ext", "ALARM", f"CloudWatch alarm {name}: 5xx burst")
+    missing = Alarm(name="gone", existing={"sagemaker": _name("nope")})
+    assert traffic.existing_alarm_state("churn", "churn-v2", missing).state == "INSUFFICIENT_DATA"
+
+
+# -- rollouts --------------------------------------------------------------------------------------------
+
+def test_shadow_mirrors_then_promotes(fake: SageMakerFake, tmp_path: Path) -> None:
+    a, endpoint, group, options = _setup(fake, tmp_path)
+    _first(a, endpoint, group, options)
+    seen, done, watcher = _watch(fake, endpoint)
     shadow = _deployment(endpoint, group, 2, alarms=[ERRORS],
                          strategy={"shadow": {"percent": 25, "duration": "0.4s", "promote": True}})
     try:
@@ -326,6 +349,8 @@ def test_controller_killed_mid_rollout_then_resumed(fake: SageMakerFake, tmp_pat
     v1, v2 = f"{group}-v1", f"{group}-v2"
     assert store.load(endpoint)["status"] == "in_progress"
     assert _variants(fake, endpoint) == ({v1: 70.0, v2: 30.0}, {})
+    with pytest.raises(DeploymentError, match="in progress"):  # native guardrails must not cut across it
+        a.deploy(_deployment(endpoint, group, 1, strategy="all_at_once"), **options)
     result = a.resume_rollout(endpoint, **options)
     assert result.outcome is RolloutOutcome.SUCCEEDED, result
     assert _variants(fake, endpoint) == ({v2: 100.0}, {})
@@ -369,10 +394,13 @@ def test_a_variant_sagemaker_cannot_provision_fails_loudly_then_rolls_back(fake:
     _first(a, endpoint, group, options)
     fake.fail_next_update(endpoint, "Unable to provision requested ML compute capacity.")
     canary = _deployment(endpoint, group, 2, backend_options=CONTROLLER, strategy={"canary": {"percent": 10}})
-    with pytest.raises(DeploymentError, match="Unable to provision") as info:
-        a.deploy(canary, **options)
-    assert "cloudml rollback" in (info.value.hint or "")
-    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
-    result = a.rollback(endpoint, **options)  # the variant never arrived: nothing to remove, blue keeps it all
-    assert result.outcome is RolloutOutcome.ROLLED_BACK, result
-    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
+    try:
+        result = a.deploy(canary, **options)
+    except DeploymentError as e:  # a core controller that leaves a failed create to `resume` or `rollback`
+        assert "Unable to provision" in str(e) and "cloudml rollback" in (e.hint or "")
+        assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
+        result = a.rollback(endpoint, **options)
+        assert result.outcome is RolloutOutcome.ROLLED_BACK, result
+    else:  # a core controller that rolls a failed create back at once
+        assert result.outcome is RolloutOutcome.FAILED and "Unable to provision" in result.reason, result
+    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})  # the variant never arrived; v1 keeps all
