@@ -431,14 +431,17 @@ def _read_metrics(path: str | None) -> dict[str, Any]:
 
 def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
     """``--register-model vertex --group G --model-uri URI --image IMG [--approval A] [--metrics FILE]
-    [--tags JSON] [--run RESOURCE] [--alias A]...``: register a model version from inside a pipeline task.
+    [--tags JSON] [--project P] [--location L] [--run RESOURCE] [--alias A]...``: register a model version
+    from inside a pipeline task.
 
     Vertex AI: the version goes to the Model Registry through
     :class:`cloudml.adapters.vertex.registry.VertexRegistry` (``Model.upload`` with ``parent_model``,
     the approval label and the ``approved`` alias), exactly as ``cloudml models register`` does, so the
-    image needs ``cloudml[gcp]``. Project and location come from ``CLOUDML_VERTEX_PROJECT`` /
-    ``CLOUDML_VERTEX_LOCATION`` or else the pipeline job's resource name (``--run``), which is also
-    recorded as the version's run id. Exit codes: 0 registered, 1 the registry refused, 2 the call is wrong.
+    image needs ``cloudml[gcp]``. Project and location come from ``--project`` / ``--location`` (the
+    compiler passes Vertex's run-time placeholders), else ``CLOUDML_VERTEX_PROJECT`` /
+    ``CLOUDML_VERTEX_LOCATION``, else the pipeline job's resource name (``--run``), which is also
+    recorded as the version's run id; a value still reading ``{{$...}}`` (a backend that does not
+    resolve it) counts as unset. Exit codes: 0 registered, 1 the registry refused, 2 the call is wrong.
 
     Example:
         >>> register_entry(["--register-model", "sagemaker", "--group", "g", "--model-uri", "s3://b/m"])
@@ -449,7 +452,8 @@ def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -
     env = dict(os.environ if environ is None else environ)
     try:
         one, many = _flags(argv, ("--register-model", "--group", "--model-uri", "--image", "--approval", "--metrics",
-                                  "--tags", "--run", "--description"), ("--alias",))
+                                  "--tags", "--run", "--project", "--location"), ("--alias",))
+        one = {k: v for k, v in one.items() if not v.startswith("{{$")}  # unresolved run-time placeholders
         if one.get("--register-model") != "vertex":
             raise RuntimeCallError(f"cannot register on {one.get('--register-model')!r} (known: vertex)")
         group, uri, image = one["--group"], one["--model-uri"], one.get("--image", "")
@@ -470,8 +474,8 @@ def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -
         return 2
     # model_construct: a project number from the job's resource name is fine for Vertex, not for the setting's pattern
     settings = VertexSettings.model_construct(
-        project=env.get("CLOUDML_VERTEX_PROJECT") or found.get("projects"),
-        location=env.get("CLOUDML_VERTEX_LOCATION") or found.get("locations") or "us-central1",
+        project=one.get("--project") or env.get("CLOUDML_VERTEX_PROJECT") or found.get("projects"),
+        location=one.get("--location") or env.get("CLOUDML_VERTEX_LOCATION") or found.get("locations") or "us-central1",
         api_endpoint=env.get("CLOUDML_VERTEX_API_ENDPOINT") or None)
     from cloudml.errors import CloudMLError
 

@@ -64,7 +64,6 @@ class VertexAdapter(Adapter):
             "step.tuning": ("notimpl", "a Vertex hyperparameter tuning job is not a plain KFP container task: it "
                             "needs google-cloud-pipeline-components' HyperparameterTuningJobRunOp, not built yet"),
             "input.parameter": ("notimpl", "a parameter holding an input URI is not built yet"),
-            "register_model": ("notimpl", "registering from inside a Vertex pipeline is not built yet"),
             "schedule": ("notimpl", "Vertex pipeline schedules are not built yet"),
             "deploy.shadow": ("notyet", "Vertex endpoints have no mirrored traffic"),
             "deploy.existing_alarm": ("notyet", "Cloud Monitoring's API lists alert policies but not whether they "

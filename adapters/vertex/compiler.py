@@ -434,6 +434,8 @@ def _needs(ctx: _Ctx, members: list[str]) -> tuple[set[str], set[tuple[str, str]
         elif isinstance(s, ConditionStep):
             params.update(o.name for o in s.condition.param_operands())
             metrics.update((m.step, metric_key(m.output, m.path)) for m in s.condition.metric_operands())
+        elif isinstance(s, RegisterModelStep):
+            arts.update(_register_refs(s).values())
     return params, arts, metrics
 
 
@@ -504,7 +506,7 @@ class _Builder:
                         tasks[f"condition-{name}-{b}"] = self.condition(s, b, scope, deps)
             else:
                 assert isinstance(s, RegisterModelStep)
-                raise _unsupported(name, "register_model", "registering from inside a Vertex pipeline is not built yet")
+                tasks[name] = _register_task(self.ctx, s, scope, deps)
         return tasks
 
     def condition(self, s: ConditionStep, branch: str, scope: _Scope, deps: list[str]) -> dict[str, Any]:
@@ -568,6 +570,60 @@ class _Builder:
         if deps:
             task["dependentTasks"] = deps
         return task
+
+
+def _register_refs(s: RegisterModelStep) -> dict[str, tuple[str, str]]:
+    """The artifacts a register step reads: ``model`` and, when named, ``metrics`` -> (step, output)."""
+    r = s.register_model
+    refs = {"model": r.model, **({"metrics": r.metrics} if r.metrics else {})}
+    return {k: (v.partition(".outputs.")[0], v.partition(".outputs.")[2]) for k, v in refs.items()}
+
+
+def _register_task(ctx: _Ctx, s: RegisterModelStep, scope: _Scope, deps: list[str]) -> dict[str, Any]:
+    """A container task running ``python3 -m cloudml.runtime --register-model vertex ...`` (VertexRegistry).
+
+    The image is the pipeline's ``defaults.image`` and needs ``cloudml[gcp]``; the model travels as its
+    ``gs://`` URI (``Model.upload``'s ``artifact_uri``), the metrics as a file the runtime reads.
+    """
+    r = s.register_model
+    if r.description:
+        raise _unsupported(s.name, "register_model", "a description cannot be set: the version description holds "
+                           "cloudml's metadata (metrics, tags, run)")
+    if not r.image:
+        raise CompileError(f"step '{s.name}': registering on Vertex AI needs the serving image",
+                           hint="set register_model.image, e.g. a prebuilt one such as "
+                                "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest")
+    runtime_image = ctx.p.defaults.image
+    if not runtime_image:
+        raise CompileError(f"step '{s.name}': a Vertex register step runs cloudml's runtime in the pipeline's "
+                           "defaults.image, which is not set", hint="set defaults.image to an image with "
+                           "cloudml[gcp] installed")
+    argv = ["python3", "-m", "cloudml.runtime", "--register-model", "vertex", "--group", r.group,
+            "--model-uri", "{{$.inputs.artifacts['model'].uri}}", "--image", r.image, "--approval", r.approval]
+    if r.metrics:
+        argv += ["--metrics", "{{$.inputs.artifacts['metrics'].path}}"]
+    if r.tags:
+        argv += ["--tags", json.dumps(r.tags, sort_keys=True)]
+    argv += ["--project", "{{$.pipeline_google_cloud_project_id}}", "--location", "{{$.pipeline_google_cloud_location}}",
+             "--run", "{{$.pipeline_job_resource_name}}"]
+    defs: dict[str, Any] = {}
+    sources: dict[str, Any] = {}
+    for key, (step, output) in _register_refs(s).items():
+        producer = ctx.steps[step]
+        assert isinstance(producer, TaskStep)
+        defs[key] = {"artifactType": {"schemaTitle": _ARTIFACT[str(producer.outputs[output].type)],
+                                      "schemaVersion": "0.0.1"}}
+        sources[key] = _artifact_source(scope.as_dict(), step, output)
+    ctx.components[f"comp-{s.name}"] = {"executorLabel": f"exec-{s.name}", "inputDefinitions": {"artifacts": defs}}
+    env = [{"name": "CLOUDML_STEP", "value": s.name}, {"name": "CLOUDML_BACKEND", "value": "vertex"}]
+    ctx.executors[f"exec-{s.name}"] = {"container": {"image": runtime_image, "command": argv[:1], "args": argv[1:],
+                                                     "env": env}}
+    task: dict[str, Any] = {"taskInfo": {"name": s.name}, "componentRef": {"name": f"comp-{s.name}"},
+                            "inputs": {"artifacts": sources},
+                            "cachingOptions": {}}  # registering twice makes two versions: never reuse a result
+    if deps:
+        task["dependentTasks"] = deps
+    return task
 
 
 def _refuse_gaps(p: Pipeline) -> None:

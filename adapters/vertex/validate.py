@@ -21,10 +21,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["validate_ir"]
+__all__ = ["RUNTIME_PLACEHOLDERS", "validate_ir"]
 
 _PH = re.compile(r"\{\{\$\.(inputs|outputs)\.(parameters|artifacts)\['([^']+)'\]")
 _CEL_INPUT = re.compile(r"inputs\.parameter_values\['([^']+)'\]")
+_RUNTIME_PH = re.compile(r"\{\{\$\.(pipeline_[a-z_]+)\}\}")
+# run-time placeholders: kfp 2.17's dsl constants, plus the two Vertex resolves for
+# google-cloud-pipeline-components (its _placeholders.py)
+RUNTIME_PLACEHOLDERS = {"pipeline_job_name", "pipeline_job_resource_name", "pipeline_job_uuid", "pipeline_task_name",
+                        "pipeline_task_uuid", "pipeline_root", "pipeline_job_create_time_utc",
+                        "pipeline_job_schedule_time_utc", "pipeline_google_cloud_project_id",
+                        "pipeline_google_cloud_location"}
 
 
 def _parse(document: Any) -> list[str]:
@@ -133,4 +140,6 @@ def _reference_problems(document: dict[str, Any]) -> list[str]:
                 for io, kind, key in _PH.findall(text):
                     if (io, kind, key) not in declared:
                         problems.append(f"{name}: placeholder {io}.{kind}['{key}'] is not declared")
+                problems += [f"{name}: unknown run-time placeholder {{{{$.{ph}}}}}" for ph in _RUNTIME_PH.findall(text)
+                             if ph not in RUNTIME_PLACEHOLDERS]
     return problems

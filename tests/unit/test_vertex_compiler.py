@@ -221,7 +221,8 @@ def supported_feature_cases() -> list[str]:
 
 def test_the_supported_feature_cases_are_the_expected_ones() -> None:
     assert set(supported_feature_cases()) == {
-        "condition", "condition.or", "fail", "step.cache", "step.code", "step.command", "step.depends_on",
+        "condition", "condition.or", "fail", "register_model", "step.cache", "step.code", "step.command",
+        "step.depends_on",
         "step.env", "step.framework", "step.gpu", "step.image", "step.python", "step.resources", "step.retry",
         "step.timeout", "step.training",
         "input.external",  # its case reads s3://, which the compiler refuses by name (tested below)
@@ -741,7 +742,7 @@ def test_timeout_wrapper_only_where_a_timeout_is_set() -> None:
 
 # -- capability gaps ----------------------------------------------------------------------------------
 
-GAPS = {"step.secrets": "work", "register_model": "reg", "schedule": None, "input.parameter": "work",
+GAPS = {"step.secrets": "work", "schedule": None, "input.parameter": "work",
         "step.tuning": "work"}
 
 
@@ -761,7 +762,7 @@ def test_capability_gaps_are_refused_by_name(feature: str, tmp_path: Path) -> No
         assert f"'{GAPS[feature]}'" in str(err)
 
 
-@pytest.mark.parametrize(("feature", "step"), [("step.secrets", "work"), ("schedule", None), ("register_model", "reg"),
+@pytest.mark.parametrize(("feature", "step"), [("step.secrets", "work"), ("schedule", None),
                                                ("input.parameter", "work")])
 def test_the_compiler_itself_refuses_gaps_when_called_directly(feature: str, step: str) -> None:
     spec = FEATURE_CASES[feature]()
@@ -1168,3 +1169,132 @@ def test_the_docs_page_lists_every_declared_gap() -> None:
     for word in ("project", "location", "pipeline_root", "service_account", "WRAPPER", "shadow",
                  "Kubeflow Pipelines", "--update-golden", "PipelineDeploymentConfig"):
         assert word in page, word
+
+
+# -- register_model steps: a task running VertexRegistry.register through cloudml.runtime ----------------
+
+SERVING = "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest"
+REG_TRAIN = {"name": "train", "command": "python t.py {{outputs.model}}", "outputs": {"model": "model"}}
+REG_EVAL = {"name": "evaluate", "command": "python e.py {{inputs.model}} {{outputs.metrics}}",
+            "inputs": {"model": "train.outputs.model"}, "outputs": {"metrics": "metrics"}}
+
+
+def reg(**fields: Any) -> dict[str, Any]:
+    return {"name": "register", "register_model": {"model": "train.outputs.model", "group": "churn", "image": SERVING,
+                                                   **fields}}
+
+
+def gated_reference() -> Pipeline:
+    """The reference pipeline's shape (processing, training, evaluation, gate, register, else fail) with
+    Cloud Storage data and images (the conformance reference reads s3:// through a parameter)."""
+    return build([
+        {"name": "prep", "command": "python prep.py {{inputs.raw}} {{outputs.train}} {{outputs.test}}",
+         "inputs": {"raw": "gs://bucket/data/churn.csv"}, "outputs": {"train": "dataset", "test": "dataset"}},
+        {"name": "train", "kind": "training", "command": "python train.py {{inputs.train}} {{outputs.model}}",
+         "inputs": {"train": "prep.outputs.train"}, "outputs": {"model": "model"}},
+        {"name": "evaluate", "command": "python ev.py {{inputs.model}} {{inputs.test}} {{outputs.metrics}}",
+         "inputs": {"model": "train.outputs.model", "test": "prep.outputs.test"}, "outputs": {"metrics": "metrics"}},
+        {"name": "gate", "condition": 'evaluate.outputs.metrics["auc"] >= params.min_auc', "then": ["register"],
+         "else": ["too-low"]},
+        {"name": "register", "register_model": {"model": "train.outputs.model", "group": "churn", "image": SERVING,
+                                                "metrics": "evaluate.outputs.metrics", "approval": "approved",
+                                                "tags": {"team": "risk"}}},
+        {"name": "too-low", "fail": "AUC below {{params.min_auc}}"},
+    ], parameters={"min_auc": {"type": "float", "default": 0.8}})
+
+
+def test_a_register_step_is_a_runtime_task_reading_the_model_artifact() -> None:
+    ir = VertexAdapter(SETTINGS).compile(build([REG_TRAIN, REG_EVAL, reg(metrics="evaluate.outputs.metrics")])).document
+    assert_valid(ir)
+    task = tasks(ir)["register"]
+    assert task["inputs"]["artifacts"] == {
+        "model": {"taskOutputArtifact": {"producerTask": "train", "outputArtifactKey": "model"}},
+        "metrics": {"taskOutputArtifact": {"producerTask": "evaluate", "outputArtifactKey": "metrics"}}}
+    assert task["dependentTasks"] == ["evaluate", "train"] and task["cachingOptions"] == {}
+    assert ir["components"]["comp-register"]["inputDefinitions"]["artifacts"] == {
+        "model": {"artifactType": {"schemaTitle": "system.Model", "schemaVersion": "0.0.1"}},
+        "metrics": {"artifactType": {"schemaTitle": "system.Metrics", "schemaVersion": "0.0.1"}}}
+    c = container(ir, "register")
+    assert c["image"] == "python:3.11-slim"  # defaults.image: it must have cloudml[gcp]
+    assert argv(ir, "register") == [
+        "python3", "-m", "cloudml.runtime", "--register-model", "vertex", "--group", "churn",
+        "--model-uri", "{{$.inputs.artifacts['model'].uri}}", "--image", SERVING, "--approval", "pending",
+        "--metrics", "{{$.inputs.artifacts['metrics'].path}}",
+        "--project", "{{$.pipeline_google_cloud_project_id}}", "--location", "{{$.pipeline_google_cloud_location}}",
+        "--run", "{{$.pipeline_job_resource_name}}"]
+    assert "/cloudml/code/" not in json.dumps(ir)  # no code bundle: the image has cloudml
+
+
+def test_a_register_step_inside_a_branch_reads_relayed_artifacts() -> None:
+    ir = VertexAdapter(SETTINGS).compile(gated_reference()).document
+    assert_valid(ir)
+    branch = tasks(ir, "comp-condition-gate-then")["register"]
+    assert branch["inputs"]["artifacts"] == {"model": {"componentInputArtifact": "pipelinechannel--train-model"},
+                                             "metrics": {"componentInputArtifact": "pipelinechannel--evaluate-metrics"}}
+    gate = tasks(ir)["condition-gate-then"]
+    assert gate["dependentTasks"] == ["evaluate", "train"]
+    assert set(gate["inputs"]["artifacts"]) == {"pipelinechannel--train-model", "pipelinechannel--evaluate-metrics"}
+    args = argv(ir, "register")
+    assert args[args.index("--approval") + 1] == "approved"
+    assert args[args.index("--tags") + 1] == '{"team": "risk"}'
+
+
+@pytest.mark.parametrize(("change", "error", "match"), [
+    ({"description": "v2"}, UnsupportedFeatureError, "description"),
+    ({"image": None}, CompileError, "serving image"),
+])
+def test_what_a_register_task_cannot_do_is_refused(change: dict[str, Any], error: type[Exception], match: str) -> None:
+    step = reg(**change)
+    step["register_model"] = {k: v for k, v in step["register_model"].items() if v is not None}
+    with pytest.raises(error, match=match):
+        compile_(build([REG_TRAIN, step]))
+
+
+def test_a_register_task_needs_defaults_image_for_the_runtime() -> None:
+    p = build([{**REG_TRAIN, "image": "python:3.11-slim"}, reg()], defaults={})
+    with pytest.raises(CompileError, match=r"defaults\.image"):
+        compile_(p)
+
+
+def test_the_validator_refuses_unknown_run_time_placeholders() -> None:
+    ir = compile_(build([REG_TRAIN, reg()]))
+    container(ir, "register")["args"].append("{{$.pipeline_google_cloud_projectid}}")
+    assert validate_ir(ir) == ["comp-register: unknown run-time placeholder {{$.pipeline_google_cloud_projectid}}"]
+
+
+def test_the_compiled_register_task_registers_through_the_real_sdk(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The executor's argv, placeholders resolved as Vertex would, run through cloudml.runtime in this process
+    against the Vertex fake (real google-cloud-aiplatform, REST on 127.0.0.1); then read back as a registry."""
+    from google.auth.credentials import AnonymousCredentials
+
+    import cloudml.runtime
+    from cloudml.adapters.vertex.client import VertexClient
+    from cloudml.adapters.vertex.registry import VertexRegistry
+    from tests.fakes.vertex import VertexFake
+
+    ir = VertexAdapter(SETTINGS).compile(gated_reference()).document
+    (tmp_path / "metrics.json").write_text(json.dumps({"auc": 0.91, "loss": 0.2}))
+    run = "projects/test-proj/locations/us-central1/pipelineJobs/reference-1"
+    values = {"{{$.inputs.artifacts['model'].uri}}": "gs://b/root/train/model",
+              "{{$.inputs.artifacts['metrics'].path}}": str(tmp_path / "metrics.json"),
+              "{{$.pipeline_google_cloud_project_id}}": "test-proj",
+              "{{$.pipeline_google_cloud_location}}": "us-central1", "{{$.pipeline_job_resource_name}}": run}
+    args = [values.get(a, a) for a in argv(ir, "register")]
+    assert args[:3] == ["python3", "-m", "cloudml.runtime"]
+    for key, value in {"GCE_METADATA_HOST": "127.0.0.1:9", "GCE_METADATA_IP": "127.0.0.1:9"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    with VertexFake("test-proj", "us-central1") as fake:
+        monkeypatch.setenv("CLOUDML_VERTEX_API_ENDPOINT", fake.url)
+        assert cloudml.runtime.main(args[3:]) == 0
+        assert cloudml.runtime.main(args[3:]) == 0  # a second run is the next version
+        registry = VertexRegistry(VertexClient(VertexSettings(project="test-proj", location="us-central1",
+                                                              api_endpoint=fake.url),
+                                               credentials=AnonymousCredentials()))
+        versions = registry.versions("churn")
+    assert [v.version for v in versions] == [2, 1]
+    v2 = versions[0]
+    assert (v2.uri, v2.approval, v2.metrics, v2.run_id) == ("gs://b/root/train/model", "approved",
+                                                            {"auc": 0.91, "loss": 0.2}, run)
+    assert v2.tags["team"] == "risk"
