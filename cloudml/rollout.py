@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from cloudml.adapter import RolloutOutcome, RolloutResult
 from cloudml.alarms import AlarmStatus, evaluate_alarm
-from cloudml.errors import DeploymentError, NotFoundError, RollbackError
+from cloudml.errors import BackendError, DeploymentError, NotFoundError, RollbackError
 from cloudml.rollout_plan import plan_rollout
 from cloudml.spec.deployment import Alarm, Deployment
 
@@ -67,6 +67,11 @@ class TrafficBackend(Protocol):
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
         """Remove a deployment that takes no traffic."""
+
+    # Optional: ``existing_alarm_state(endpoint, name, alarm) -> AlarmStatus`` reads an alarm the cloud
+    # evaluates itself (``existing:`` in the spec). A backend without it declares deploy.existing_alarm
+    # unsupported. ``create_deployment`` raising DeploymentError (or a BackendError that is not
+    # retryable) ends the rollout ``failed`` with blue untouched; a retryable error leaves it to resume.
 
 
 class StateStore(Protocol):
@@ -258,7 +263,12 @@ class RolloutController:
             phase = state["phases"][state["phase"]]
             kind = phase["phase"]
             if kind == "create":
-                self.backend.create_deployment(state["endpoint"], state["green"], deployment, state["model"])
+                try:
+                    self.backend.create_deployment(state["endpoint"], state["green"], deployment, state["model"])
+                except (DeploymentError, BackendError) as e:
+                    if getattr(e, "retryable", False):
+                        raise  # the API, not the deployment: the rollout stays in progress for `resume`
+                    return self._rollback(state, f"deployment {state['green']} failed: {e}", None, None, failed=True)
                 self._event(state, "created", deployment=state["green"])
             elif kind == "wait_ready":
                 ready = self._wait_ready(state)
@@ -353,10 +363,13 @@ class RolloutController:
                 self._event(state, "manual promotion")
                 return None
             for alarm in alarms:
-                if alarm.existing:
-                    continue
-                points = self.backend.alarm_datapoints(state["endpoint"], state["green"], alarm)
-                status = evaluate_alarm(alarm, points)
+                if alarm.existing:  # an alarm the cloud evaluates: ask the backend for its state
+                    read = getattr(self.backend, "existing_alarm_state", None)
+                    if read is None:
+                        continue  # such backends declare deploy.existing_alarm unsupported: never reached
+                    status: AlarmStatus = read(state["endpoint"], state["green"], alarm)
+                else:
+                    status = evaluate_alarm(alarm, self.backend.alarm_datapoints(state["endpoint"], state["green"], alarm))
                 if status.state == "ALARM":
                     return status
             if self.clock() >= deadline:
@@ -423,7 +436,7 @@ class RolloutController:
         self._save(state)
         if state["blue"]:
             weights = {state["blue"]: 100}
-            if state["green"] not in state.get("removed", []):
+            if state["green"] not in state.get("removed", []) and state["green"] in state["weights"]:
                 weights[state["green"]] = 0
             if state["weights"] != weights or state["mirror"]:
                 self.backend.set_traffic(endpoint, weights, {})
@@ -437,6 +450,11 @@ class RolloutController:
                 self._remove(state, state["green"], "removed")
             state["live"] = state["blue"]
             outcome = RolloutOutcome.FAILED if failed else RolloutOutcome.ROLLED_BACK
+        elif failed and not state["weights"].get(state["green"]):
+            # a first deployment that never served: nothing is live, and the broken green goes
+            self._remove(state, state["green"], "removed")
+            outcome = RolloutOutcome.FAILED
+            state["live"] = None
         else:
             self._event(state, "alarm with nothing to roll back to", reason=reason, alarm=alarm, value=value)
             outcome = RolloutOutcome.FAILED

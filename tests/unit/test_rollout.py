@@ -910,3 +910,86 @@ def test_promote_request_then_kill_then_resume() -> None:
     assert result.outcome is RolloutOutcome.SUCCEEDED
     assert w.clock() - before < 60  # the skipped bakes stay skipped
     w.assert_consistent("v2", "succeeded")
+
+
+# -- a green that fails to provision, and alarms the cloud evaluates --------------------------------------
+class FailingCreate(FakeTrafficBackend):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def create_deployment(self, endpoint: str, name: str, deployment: Deployment, model: dict[str, Any]) -> None:
+        if name == "v2" or (name == "v1" and "first" in str(self.error)):
+            raise self.error
+        super().create_deployment(endpoint, name, deployment, model)
+
+
+def _fake_time_controller(backend: FakeTrafficBackend) -> RolloutController:
+    clock = Clock()
+    return RolloutController(backend, MemoryStateStore(), poll=1.0, clock=clock,
+                             stop=FakeStop(clock))  # type: ignore[arg-type]
+
+
+def _with_live_v1(backend: FakeTrafficBackend) -> RolloutController:
+    ctl = _fake_time_controller(backend)
+    assert ctl.deploy(spec(1, "all_at_once", alarms=[], rollback={}), model_name="v1").outcome is RolloutOutcome.SUCCEEDED
+    return ctl
+
+
+def test_a_green_that_fails_to_provision_ends_failed_and_blue_keeps_everything() -> None:
+    backend = FailingCreate(DeploymentError("quota exceeded for Standard_DS3_v2"))
+    ctl = _with_live_v1(backend)
+    result = ctl.deploy(spec(2, "canary", alarms=[], rollback={}), model_name="v2")
+    assert result.outcome is RolloutOutcome.FAILED
+    assert result.reason == "deployment v2 failed: quota exceeded for Standard_DS3_v2"
+    state = ctl.store.load(EP)
+    assert state is not None and state["live"] == "v1" and backend.traffic[EP] == {"v1": 100}
+
+
+def test_a_first_deployment_that_fails_leaves_nothing_live() -> None:
+    backend = FailingCreate(DeploymentError("first image pull failed"))
+    ctl = _fake_time_controller(backend)
+    result = ctl.deploy(spec(1, "all_at_once", alarms=[], rollback={}), model_name="v1")
+    assert result.outcome is RolloutOutcome.FAILED
+    state = ctl.store.load(EP)
+    assert state is not None and state["live"] is None and "v1" in state["removed"]
+
+
+def test_a_retryable_api_error_while_creating_leaves_the_rollout_to_resume() -> None:
+    from cloudml.errors import ThrottlingError
+
+    backend = FailingCreate(ThrottlingError("slow down", backend="fake"))
+    ctl = _with_live_v1(backend)
+    with pytest.raises(ThrottlingError):
+        ctl.deploy(spec(2, "canary", alarms=[], rollback={}), model_name="v2")
+    state = ctl.store.load(EP)
+    assert state is not None and state["status"] == "in_progress" and state["phase"] == 0
+    backend.error = DeploymentError("never again")  # v2 still fails: resume ends it cleanly
+    assert ctl.resume(EP).outcome is RolloutOutcome.FAILED
+
+
+class CloudAlarms(FakeTrafficBackend):
+    """A backend whose cloud evaluates alarms itself (existing: in the spec)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, str, str]] = []
+        self.states: dict[str, str] = {}
+
+    def existing_alarm_state(self, endpoint: str, name: str, alarm: Alarm) -> Any:
+        from cloudml.alarms import AlarmStatus
+
+        self.asked.append((endpoint, name, alarm.name))
+        return AlarmStatus(alarm.name, self.states.get(name, "OK"), (), 0, None, "cloud alarm")
+
+
+def test_existing_alarms_are_read_from_the_backend() -> None:
+    backend = CloudAlarms()
+    ctl = _with_live_v1(backend)
+    existing = [{"name": "p99", "existing": {"fake": "ep-latency"}}]
+    assert ctl.deploy(spec(2, "canary", alarms=existing), model_name="v2").outcome is RolloutOutcome.SUCCEEDED
+    assert ("ep", "v2", "p99") in backend.asked
+    backend.states["v3"] = "ALARM"
+    result = ctl.deploy(spec(3, "canary", alarms=existing), model_name="v3")
+    assert result.outcome is RolloutOutcome.ROLLED_BACK and result.alarm == "p99"
+    assert backend.traffic[EP] == {"v2": 100}
