@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
@@ -367,7 +368,8 @@ class RolloutController:
                     read = getattr(self.backend, "existing_alarm_state", None)
                     if read is None:
                         continue  # such backends declare deploy.existing_alarm unsupported: never reached
-                    status: AlarmStatus = read(state["endpoint"], state["green"], alarm)
+                    status: AlarmStatus = dataclasses.replace(read(state["endpoint"], state["green"], alarm),
+                                                              name=alarm.name)
                 else:
                     status = evaluate_alarm(alarm, self.backend.alarm_datapoints(state["endpoint"], state["green"], alarm))
                 if status.state == "ALARM":

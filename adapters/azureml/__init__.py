@@ -63,9 +63,6 @@ class AzureMLAdapter(Adapter):
             "condition.or": ("notyet", "if_else nodes are private preview: opt in with "
                              "azureml.enable_preview_conditions, or evaluate the gate inside the step that acts on it"),
             "schedule": ("notimpl", "Azure ML job schedules are not built yet"),
-            "deploy.existing_alarm": ("notimpl", "the core rollout controller skips existing alarms; the Azure "
-                                      "ML backend reads metric alert status (existing_alarm_state) but "
-                                      "needs a controller hook to use it"),
             "deploy.capture": ("notimpl", "data collection is not built yet"),
             "deploy.autoscale": ("notimpl", "autoscale settings are not built yet"),
         },

@@ -422,8 +422,18 @@ def test_metric_alert_status_is_read_for_existing_alarms(fake: AzureMLFake, adap
         backend.existing_alarm_state("x", "x-v1", Alarm(name="gone", existing={"azureml": "other-rg/nope"}))
     with pytest.raises(DeploymentError, match=r"existing\.azureml"):
         backend.existing_alarm_state("x", "x-v1", Alarm(name="aws", existing={"sagemaker": "a"}))
-    with pytest.raises(UnsupportedFeatureError, match="existing_alarm"):  # the controller cannot use it yet
-        adapter.deploy(_spec("ep-ext", "nomodel", 1, "blue_green", [{"name": "ops", "existing": {"azureml": "r"}}]))
+
+
+def test_an_existing_metric_alert_rolls_a_canary_back(fake: AzureMLFake, adapter: AzureMLAdapter) -> None:
+    _first(fake, adapter, "ep-ext", "ext")
+    fake.online.set_alert("ext-5xx", [({"deployment": "ext-v2"}, "Unhealthy"), ({"deployment": "ext-v1"}, "Healthy")])
+    alarms = [{"name": "ops-5xx", "existing": {"azureml": "ext-5xx"}}]
+    result = adapter.deploy(_spec("ep-ext", "ext", 2, {"canary": {"percent": 20, "bake": "5s"}}, alarms), poll=POLL)
+    assert result.outcome is RolloutOutcome.ROLLED_BACK and result.alarm == "ops-5xx"
+    assert fake.online.traffic("ep-ext") == {"ext-v1": 100}
+    fake.online.set_alert("ext-5xx", [({"deployment": "ext-v2"}, "Healthy")])
+    result = adapter.deploy(_spec("ep-ext", "ext", 2, {"canary": {"percent": 20, "bake": "1s"}}, alarms), poll=POLL)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
 
 
 def test_periods_that_are_not_an_azure_grain_combine_minutes(fake: AzureMLFake, adapter: AzureMLAdapter) -> None:
