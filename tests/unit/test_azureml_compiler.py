@@ -764,6 +764,23 @@ def test_the_eval_node_runs_the_neutral_evaluator_for_real(tmp_path: Any, auc: f
     assert (tmp_path / "out" / "result").read_text() == expected
 
 
+@pytest.mark.parametrize(("metrics", "code", "message"), [
+    ({"f1": 0.9}, 1, "cannot be evaluated"),          # the metric the gate reads is absent: the node fails
+    ({"auc": "high"}, 1, "cannot be evaluated"),      # a string against a float does not compare
+])
+def test_the_eval_node_fails_loudly_when_the_metrics_do_not_answer(tmp_path: Any, metrics: dict[str, Any],
+                                                                   code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import cloudml.runtime
+
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    args = ["--condition", 'evaluate.outputs.metrics["auc"] >= params.min_auc',
+            f"--metrics=evaluate.metrics={tmp_path}", "--param=min_auc=0.8", "--param-type=min_auc=float",
+            "--result", str(tmp_path / "result")]
+    assert cloudml.runtime.main(args) == code
+    assert not (tmp_path / "result").exists() and message in capsys.readouterr().err
+    assert cloudml.runtime.main(["--condition", "x", "--bogus", "1"]) == 2
+
+
 def test_an_or_condition_and_a_then_branch_of_several_steps() -> None:
     p = build([REG_EVAL | {"inputs": {}, "command": "python e.py {{outputs.metrics}}"},
                {"name": "gate", "condition": 'evaluate.outputs.metrics["auc"] > 0.5 or evaluate.outputs.metrics.f1 > 0.5',
