@@ -372,7 +372,7 @@ class RunExecutor:
             if cwd == "." or not folder.is_dir():
                 self._code_digests[cwd] = "-"
             else:
-                files = [p for p in folder.rglob("*.py") if "__pycache__" not in p.parts]
+                files = [p for p in folder.rglob("*") if p.is_file() and _is_source(p.relative_to(folder))]
                 h = hashlib.sha256()
                 for f in sorted(files):
                     h.update(f"{f.relative_to(folder)}\0{digest_path(f)[0]}\n".encode())
@@ -398,7 +398,7 @@ class RunExecutor:
         for candidate in (folder / rel.with_suffix(".py"), folder / rel / "__init__.py"):
             if candidate.is_file():
                 h = hashlib.sha256()
-                for f in sorted(candidate.parent.glob("*.py")):
+                for f in sorted(f for f in candidate.parent.iterdir() if f.is_file() and _is_source(Path(f.name))):
                     h.update(f"{f.name}\0{digest_path(f)[0]}\n".encode())
                 return h.hexdigest()
         return "-"
@@ -609,10 +609,19 @@ def _forget_modules_under(folder: str) -> None:
     importlib.invalidate_caches()
 
 
+def _is_source(rel: Path) -> bool:
+    """Files that make up a step's code (and the data files beside it, e.g. a schema): not caches or VCS."""
+    return not any(part.startswith(".") or part == "__pycache__" for part in rel.parts) and rel.suffix != ".pyc"
+
+
 def _tail(path: Path, limit: int = 300) -> str:
+    """The last non-empty line of a log (where the error is), its beginning kept when it is long."""
     try:
         text = path.read_text(errors="replace").strip()
     except OSError:
         return ""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    return lines[-1][-limit:] if lines else ""
+    if not lines:
+        return ""
+    last = lines[-1].strip()
+    return last if len(last) <= limit else last[: limit - 1] + "…"

@@ -723,6 +723,14 @@ steps:
     second = run(local, spec_dir, body)
     assert states(second) == {"a": "cached", "b": "succeeded", "c": "cached"}
     assert read(second, "b") == "TEXT"
+    (spec_dir / "code_a" / "schema.yaml").write_text("columns: [a]\n")  # data beside the code counts too
+    third = run(local, spec_dir, body)
+    assert states(third) == {"a": "succeeded", "b": "cached", "c": "succeeded"}
+    (spec_dir / "code_a" / "__pycache__").mkdir(exist_ok=True)
+    (spec_dir / "code_a" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (spec_dir / "code_a" / ".cache").mkdir()
+    (spec_dir / "code_a" / ".cache" / "state").write_text("x")  # caches and dot folders do not
+    assert set(states(run(local, spec_dir, body)).values()) == {"cached"}
 
 
 def test_changing_an_input_file_reruns_the_step_reading_it(local: LocalAdapter, spec_dir: Path) -> None:
