@@ -76,9 +76,10 @@ class AzureMLAdapter(Adapter):
     def compile(self, pipeline: Pipeline) -> Compiled:
         """The Azure ML pipeline job (CLI v2 schema) as YAML."""
         from cloudml.adapter import pipeline_features
-        from cloudml.adapters.azureml.compiler import compile_job
+        from cloudml.adapters.azureml.compiler import PREVIEW_FEATURES, compile_job
 
-        self.check_supported(pipeline_features(pipeline))
+        preview = self.settings.enable_preview_conditions  # conditions compile only when opted in
+        self.check_supported(u for u in pipeline_features(pipeline) if not (preview and u.feature in PREVIEW_FEATURES))
         return Compiled("azureml", pipeline.name, compile_job(pipeline, self.settings), "yaml")
 
     def validate_compiled(self, compiled: Compiled) -> list[str]:

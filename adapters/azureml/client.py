@@ -12,7 +12,9 @@ Example:
 from __future__ import annotations
 
 import copy
+import os
 import re
+import sys
 import tempfile
 import time
 import uuid
@@ -264,6 +266,12 @@ class AzureMLClient:
     """
 
     def __init__(self, settings: Any, credential: Any = None, **mlclient_kwargs: Any) -> None:
+        # azure-ai-ml reads its private-preview switch once, when it is first imported: if_else nodes
+        # (preview conditions) load only when the switch was on by then
+        flag = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
+        if getattr(settings, "enable_preview_conditions", False) and "azure.ai.ml" not in sys.modules:
+            os.environ.setdefault(flag, "true")
+        self.preview_enabled = os.environ.get(flag, "").lower() == "true"
         try:
             from azure.ai.ml import MLClient
         except ImportError as e:
@@ -334,6 +342,12 @@ class AzureMLClient:
             >>> run.status  # doctest: +SKIP
             'running'
         """
+        preview = sorted(n for n, job in (document.get("jobs") or {}).items() if job.get("type") == "if_else")
+        if preview and not self.preview_enabled:
+            raise ConfigError(f"the job has preview condition nodes ({', '.join(preview)}) but azure-ai-ml was "
+                              "imported before its private-preview switch was on",
+                              hint="export AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED=true before starting Python "
+                                   "(or create the Azure ML client before anything imports azure.ai.ml)")
         document = copy.deepcopy(document)
         inputs = document.setdefault("inputs", {})
         unknown = sorted(set(parameters or {}) - set(inputs))

@@ -266,3 +266,19 @@ def test_python_framework_and_retried_nodes_pass_validate_job_and_load_job(tmp_p
     assert validate_job(document) == []  # our reference checks, then azure.ai.ml.load_job
     assert document["jobs"]["fit"]["component"]["environment"] == \
         "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"
+
+
+def test_preview_conditions_need_the_sdk_switch_before_it_was_imported(fake: AzureMLFake,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conformance.cases import FEATURE_CASES
+
+    monkeypatch.delenv("AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED", raising=False)
+    settings = AzureMLSettings(subscription_id=SUBSCRIPTION, resource_group=RESOURCE_GROUP, workspace=WORKSPACE,
+                               enable_preview_conditions=True)
+    document = AzureMLAdapter(settings).compile(FEATURE_CASES["condition"]()).document  # type: ignore[arg-type]
+    assert any(job["type"] == "if_else" for job in document["jobs"].values())
+    assert "azure.ai.ml" in sys.modules  # imported long ago in this process, without the switch
+    client = AzureMLClient(settings, FakeCredential(), **cloud_kwargs(fake))
+    with pytest.raises(cloudml.errors.ConfigError, match="preview condition nodes") as e:
+        client.submit(document)
+    assert e.value.hint and "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED=true" in e.value.hint

@@ -472,9 +472,6 @@ def test_refusal_reasons(reason_part: str) -> None:
     assert any(reason_part in r for r in reasons.values())
 
 
-@pytest.mark.xfail(strict=True, reason="AzureMLAdapter.compile runs check_supported on the static capabilities "
-                   "before compile_job; it must skip compiler.PREVIEW_FEATURES when enable_preview_conditions is on "
-                   "(adapters/azureml/__init__.py, owned elsewhere)")
 def test_the_adapter_honours_the_preview_conditions_setting() -> None:
     adapter = AzureMLAdapter(AzureMLSettings(enable_preview_conditions=True))
     assert adapter.compile(FEATURE_CASES["condition"]()).document["jobs"]["gate"]["type"] == "if_else"  # type: ignore[arg-type]
