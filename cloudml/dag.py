@@ -67,7 +67,7 @@ def step_edges(step: Any) -> list[Edge]:
                     edges.append(Edge(ref.step, name, "data", ref.output))
     for dep in step.depends_on:
         edges.append(Edge(dep, name, "depends_on"))
-    return edges
+    return list(dict.fromkeys(edges))  # a condition reading one output twice is still one edge
 
 
 @dataclass
