@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -139,6 +140,7 @@ def deploy(
         except CloudMLError as e:
             box["error"] = e
 
+    started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     if out.is_terminal and adapter.name == "local":
@@ -148,13 +150,14 @@ def deploy(
                 thread.join(0.5)
             live.update(_live_status(adapter, spec))
     else:
-        seen = 0
-        while thread.is_alive() or seen >= 0:
+        printed: set[tuple[str, str]] = set()
+        while True:
             thread.join(0.5)
-            history = _history(adapter, spec.endpoint)
-            for h in history[seen:]:
-                out.print(_event_line(h))
-            seen = len(history)
+            for h in _history(adapter, spec.endpoint):
+                key = (h.get("at", ""), h.get("event", ""))
+                if h.get("at", "") >= started and key not in printed:  # this rollout's events only
+                    printed.add(key)
+                    out.print(_event_line(h))
             if not thread.is_alive():
                 break
     if "error" in box:

@@ -128,6 +128,7 @@ def test_deploy_rolled_back_exits_1_with_the_next_hint(rolled_back: tuple[Env, t
     e, (code, out, err) = rolled_back
     assert code == 1, out + err
     assert "rolled back ep: alarm errors" in out
+    assert out.count("rollout started") == 1 and "green=toy-v2" in out  # not v1's rollout again
     assert "next:" in err and "cloudml rollout timeline ep" in err and "cloudml rollout history ep" in err
     status = e.adapter.endpoint_status("ep")
     assert status["traffic"]["weights"] == {"toy-v1": 100}
