@@ -42,7 +42,11 @@ def test_every_adapter_has_a_docs_page() -> None:
 
 def test_readme_gives_the_two_fresh_machine_commands() -> None:
     readme = (REPO / "README.md").read_text()
-    assert "pip install -e '.[examples,serve]' && cloudml run blueprints/quickstart/pipeline.yaml" in readme
-    assert "pip install -e '.[test]' && python -m pytest" in readme
+    section = readme.split("## On a fresh machine", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", section, re.S)
+    assert len(commands) == 2, "exactly two commands: the demo, then the tests"
+    assert "pip install -e '.[examples,serve,plot]'" in commands[0]
+    assert "cloudml run $B/pipeline.yaml" in commands[0] and "cloudml deploy $B/deployment.yaml" in commands[0]
+    assert "pip install -e '.[test]' && python -m pytest" in commands[1]
     ci = (REPO / ".ci" / "run").read_text()
     assert "pip install -e '.[test]'" in ci and "python -m pytest" in ci
