@@ -48,7 +48,7 @@ API_CALLS: tuple[tuple[str, str], ...] = (
     ("s3", "upload_file"), ("scheduler", "create_schedule"), ("scheduler", "update_schedule"),
     # rollouts driven by cloudml's controller over production and shadow variants (variants.py)
     ("sagemaker", "describe_endpoint_config"), ("sagemaker", "update_endpoint_weights_and_capacities"),
-    ("cloudwatch", "get_metric_data"),
+    ("sagemaker", "delete_endpoint"), ("cloudwatch", "get_metric_data"),
 )
 _IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
                "scheduler": "scheduler"}

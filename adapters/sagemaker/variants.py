@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudml.alarms import AlarmState, AlarmStatus
-from cloudml.errors import BackendValidationError, DeploymentError, NotFoundError, UnsupportedFeatureError
+from cloudml.errors import BackendValidationError, DeploymentError, NotFoundError
 from cloudml.rollout_plan import plan_rollout
 from cloudml.spec.deployment import Alarm, Deployment, Shadow
 
@@ -82,8 +82,8 @@ def _period(seconds: float) -> int:
 def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
     """What ``compile`` shows for a controller-driven deployment: the neutral plan and the variant requests.
 
-    Refuses alarms named under ``existing``: :meth:`VariantTraffic.existing_alarm_state` reads them, but
-    the core controller of this release skips existing alarms, so they would never roll anything back.
+    Neutral alarms are read per variant with GetMetricData; alarms named under ``existing`` are read
+    with DescribeAlarms (:meth:`VariantTraffic.existing_alarm_state`).
 
     Example:
         >>> d = Deployment(endpoint="churn", model={"group": "churn"}, strategy={"canary": {"percent": 10}},
@@ -92,12 +92,6 @@ def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
         >>> p["Variant"]["InstanceType"], p["Traffic"]["Operation"]
         ('ml.m5.large', 'UpdateEndpointWeightsAndCapacities')
     """
-    feature = f"deploy.{d.strategy.name}"
-    existing = [a.name for a in d.alarms if a.existing]
-    if existing:
-        raise UnsupportedFeatureError("sagemaker", None, "deploy.existing_alarm",
-                                      f"alarms {existing} name existing CloudWatch alarms; rollouts driven by cloudml's "
-                                      f"controller ({feature}) watch only neutral alarms on the variant's metrics")
     cfg = d.strategy.config
     traffic: dict[str, Any] = {"Operation": "UpdateEndpointWeightsAndCapacities", "Weights": "integer percentages"}
     if isinstance(cfg, Shadow):
@@ -110,7 +104,8 @@ def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
                     "Kind": "ShadowProductionVariants" if isinstance(cfg, Shadow) else "ProductionVariants"},
         "Traffic": traffic,
         "Alarms": [{"name": a.name, "metric": a.metric, "queries": metric_queries(d.endpoint, "<variant>", a)}
-                   for a in d.alarms],
+                   for a in d.alarms if not a.existing],
+        "ExistingAlarms": [a.existing["sagemaker"] for a in d.alarms if a.existing.get("sagemaker")],
         "Rollout": plan_rollout(d),
     }
 
@@ -222,8 +217,10 @@ class VariantTraffic:
                 return None
             raise
 
-    def settled(self, endpoint: str) -> dict[str, Any] | None:
+    def settled(self, endpoint: str, *, failed_ok: bool = False) -> dict[str, Any] | None:
         """DescribeEndpoint once the endpoint is no longer creating or updating (None if it does not exist).
+
+        A ``Failed`` endpoint is a DeploymentError with SageMaker's reason, unless ``failed_ok``.
 
         Example:
             >>> VariantTraffic(client, role, poll=1).settled("churn")["EndpointStatus"]  # doctest: +SKIP
@@ -233,7 +230,7 @@ class VariantTraffic:
         while True:
             desc = self.describe(endpoint)
             if desc is None or desc["EndpointStatus"] not in SETTLING:
-                if desc is not None and desc["EndpointStatus"] == "Failed":
+                if desc is not None and desc["EndpointStatus"] == "Failed" and not failed_ok:
                     raise DeploymentError(f"endpoint {endpoint} is Failed: {desc.get('FailureReason') or 'no reason'}",
                                           hint=f"aws sagemaker describe-endpoint --endpoint-name {endpoint}")
                 return desc
@@ -391,18 +388,24 @@ class VariantTraffic:
                            f"CloudWatch alarm {cloud_name}: {found[0].get('StateReason') or value}")
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
-        """Remove variant ``name`` (it must take no production traffic) with a config without it.
+        """Remove variant ``name`` with a config without it; it must take no production traffic.
+
+        The last variant of an endpoint that never served (a first deployment that failed) goes with
+        the endpoint itself (DeleteEndpoint).
 
         Example:
             >>> traffic.delete_deployment("churn", "churn-v1")  # doctest: +SKIP
         """
-        desc = self.settled(endpoint)
+        desc = self.settled(endpoint, failed_ok=True)
         layout = self._layout(desc) if desc is not None else None
-        if layout is None or name not in layout.names(layout.production + layout.shadow):
+        if desc is None or layout is None or name not in layout.names(layout.production + layout.shadow):
             raise NotFoundError(f"endpoint {endpoint} has no variant {name}", backend="sagemaker")
+        production = [v for v in layout.production if v["VariantName"] != name]
+        if not production and desc["EndpointStatus"] == "Failed":
+            self.client.call("sagemaker", "delete_endpoint", EndpointName=endpoint)
+            return
         if name in layout.names(layout.production) and layout.weights.get(name, 0.0) > 0:
             raise DeploymentError(f"variant {name} still takes traffic on {endpoint}; shift it away first")
-        production = [v for v in layout.production if v["VariantName"] != name]
         if not production:
             raise DeploymentError(f"variant {name} is the last production variant of {endpoint}")
         self._reconfigure(endpoint, production, [v for v in layout.shadow if v["VariantName"] != name])

@@ -103,6 +103,7 @@ class _EndpointState:
     weights_until: float = 0.0
     failure_reason: str = ""
     fail_next: str = ""
+    failed: bool = False
     last_modified: float = field(default_factory=time.time)
 
     def busy(self) -> bool:
@@ -141,6 +142,7 @@ class SageMakerFake:
         self.rollback_seconds, self.stop_seconds = rollback_seconds, stop_seconds
         self.weights_seconds = weights_seconds
         self._shadows: dict[str, list[dict[str, Any]]] = {}  # endpoint config -> ShadowProductionVariants
+        self._create_failures: dict[str, str] = {}  # endpoint name -> FailureReason of its next CreateEndpoint
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._requests: list[RecordedRequest] = []
@@ -269,6 +271,13 @@ class SageMakerFake:
                 raise ValueError(f"the fake keeps no state for endpoint {endpoint_name!r} (create it through the fake)")
             state.fail_next = reason
 
+    def fail_next_create(self, endpoint_name: str, reason: str = "The primary container for production variant "
+                         "failed the ping health check.") -> None:
+        """The next CreateEndpoint of ``endpoint_name`` ends ``Failed`` with ``FailureReason`` (moto's endpoint
+        exists, so DeleteEndpoint works as on SageMaker)."""
+        with self._lock:
+            self._create_failures[endpoint_name] = reason
+
     def set_execution_steps(self, execution_arn: str, steps: Sequence[dict[str, Any]]) -> None:
         """Steps ListPipelineExecutionSteps returns, in run order (the API lists newest first by default)."""
         for step in steps:
@@ -385,6 +394,8 @@ class SageMakerFake:
                 data["LastDeploymentConfig"] = state.last_deployment_config
             if state.failure_reason:
                 data["FailureReason"] = state.failure_reason
+            if state.failed:
+                data["EndpointStatus"] = "Failed"
             if state.variants_override is not None:
                 data["ProductionVariants"] = copy.deepcopy(state.variants_override)
             if state.shadow_override:
@@ -456,10 +467,12 @@ class SageMakerFake:
             config = self._sm.describe_endpoint_config(EndpointConfigName=args.get("EndpointConfigName", ""))
             with self._lock:
                 shadow = self._shadows.get(config["EndpointConfigName"], [])
+                reason = self._create_failures.pop(args.get("EndpointName", ""), "")
                 self._endpoints[args.get("EndpointName", "")] = _EndpointState(
                     config["EndpointConfigName"], variants_override=[rules.variant_summary(v) for v in
                                                                      config["ProductionVariants"]],
-                    shadow_override=[rules.variant_summary(v) for v in shadow])
+                    shadow_override=[rules.variant_summary(v) for v in shadow], failure_reason=reason,
+                    failed=bool(reason))
         return reply
 
     def _variants(self, state: _EndpointState) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

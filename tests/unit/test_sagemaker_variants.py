@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 import cloudml
 from cloudml.adapter import RolloutOutcome
 from cloudml.adapters.sagemaker import SageMakerAdapter
 from cloudml.adapters.sagemaker.variants import VariantTraffic, metric_queries, period_values
-from cloudml.errors import DeploymentError, NotFoundError, UnsupportedFeatureError
+from cloudml.errors import DeploymentError, NotFoundError
 from cloudml.rollout import FileStateStore
 from cloudml.spec.deployment import Alarm, Deployment
 from cloudml.spec.validate import validate_data
@@ -124,12 +125,11 @@ def test_shadow_and_controller_mode_compile_to_the_controller_plan() -> None:
     assert SageMakerAdapter.capabilities.supports("deploy.shadow")
 
 
-def test_controller_mode_refuses_existing_alarms_by_name() -> None:
+def test_controller_mode_reads_existing_alarms_by_name() -> None:
     d = _deployment("churn", "churn", 2, strategy="blue_green", backend_options=CONTROLLER,
-                    alarms=[{"name": "ext", "existing": {"sagemaker": "my-alarm"}}])
-    with pytest.raises(UnsupportedFeatureError) as info:
-        cloudml.compile(d, "sagemaker")
-    assert info.value.feature == "deploy.existing_alarm" and "ext" in str(info.value)
+                    alarms=[{"name": "ext", "existing": {"sagemaker": "my-alarm"}}, ERRORS])
+    doc = cloudml.compile(d, "sagemaker").document
+    assert doc["ExistingAlarms"] == ["my-alarm"] and [a["name"] for a in doc["Alarms"]] == ["errors"]
 
 
 def test_metric_queries_and_period_values() -> None:
@@ -228,16 +228,21 @@ def test_shadow_discarded_leaves_blue_alone(fake: SageMakerFake, tmp_path: Path)
 def test_controller_canary_without_guardrails(fake: SageMakerFake, tmp_path: Path) -> None:
     a, endpoint, group, options = _setup(fake, tmp_path)
     _first(a, endpoint, group, options)
+    team = _name("team-alarm")  # an existing CloudWatch alarm, OK throughout: read, never firing
+    fake.client("cloudwatch").put_metric_alarm(
+        AlarmName=team, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Statistic="Sum", Period=60,
+        EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
     mark = len(fake.requests)
-    canary = _deployment(endpoint, group, 2, alarms=[ERRORS], backend_options=CONTROLLER,
-                         strategy={"canary": {"percent": 20, "bake": "0.1s"}})
+    canary = _deployment(endpoint, group, 2, alarms=[ERRORS, {"name": "team", "existing": {"sagemaker": team}}],
+                         backend_options=CONTROLLER, strategy={"canary": {"percent": 20, "bake": "0.1s"}})
     result = a.deploy(canary, **options)
     assert result.outcome is RolloutOutcome.SUCCEEDED, result
+    assert any(r.operation == "DescribeAlarms" for r in fake.requests[mark:])
     v1, v2 = f"{group}-v1", f"{group}-v2"
     assert _traffic(result) == [{v1: 80, v2: 20}, {v1: 0, v2: 100}]
     assert _variants(fake, endpoint) == ({v2: 100.0}, {})
     ops = [r.operation for r in fake.requests[mark:]]
-    assert ops.count("UpdateEndpointWeightsAndCapacities") == 2 and "PutMetricAlarm" not in ops
+    assert ops.count("UpdateEndpointWeightsAndCapacities") == 2 and ops.count("PutMetricAlarm") == 0
     assert ops.count("UpdateEndpoint") == 2  # add v2, retire v1; no DeploymentConfig anywhere
     dep = fake.deployment(endpoint)
     assert dep is not None and dep.deployment_config is None
@@ -388,19 +393,25 @@ def test_shadow_rolls_back_on_the_shadow_variants_datapoints(fake: SageMakerFake
     assert [e["event"] for e in _events(result)][-2:] == ["rolled back", "removed"]
 
 
-def test_a_variant_sagemaker_cannot_provision_fails_loudly_then_rolls_back(fake: SageMakerFake,
-                                                                           tmp_path: Path) -> None:
+def test_a_variant_sagemaker_cannot_provision_fails_the_rollout_with_its_reason(fake: SageMakerFake,
+                                                                                 tmp_path: Path) -> None:
     a, endpoint, group, options = _setup(fake, tmp_path)
     _first(a, endpoint, group, options)
     fake.fail_next_update(endpoint, "Unable to provision requested ML compute capacity.")
     canary = _deployment(endpoint, group, 2, backend_options=CONTROLLER, strategy={"canary": {"percent": 10}})
-    try:
-        result = a.deploy(canary, **options)
-    except DeploymentError as e:  # a core controller that leaves a failed create to `resume` or `rollback`
-        assert "Unable to provision" in str(e) and "cloudml rollback" in (e.hint or "")
-        assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
-        result = a.rollback(endpoint, **options)
-        assert result.outcome is RolloutOutcome.ROLLED_BACK, result
-    else:  # a core controller that rolls a failed create back at once
-        assert result.outcome is RolloutOutcome.FAILED and "Unable to provision" in result.reason, result
+    result = a.deploy(canary, **options)
+    assert result.outcome is RolloutOutcome.FAILED and "Unable to provision" in result.reason, result
     assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})  # the variant never arrived; v1 keeps all
+
+
+def test_a_first_deployment_that_fails_leaves_no_endpoint(fake: SageMakerFake, tmp_path: Path) -> None:
+    a, endpoint, group, options = _setup(fake, tmp_path)
+    fake.fail_next_create(endpoint, "The primary container failed the ping health check.")
+    first = _deployment(endpoint, group, 1, strategy="all_at_once", backend_options=CONTROLLER)
+    result = a.deploy(first, **options)
+    assert result.outcome is RolloutOutcome.FAILED and "ping health check" in result.reason, result
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        fake.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+    again = a.deploy(first, **options)  # nothing was live: the next attempt is a first deployment again
+    assert again.outcome is RolloutOutcome.SUCCEEDED, again
+    assert _variants(fake, endpoint) == ({f"{group}-v1": 100.0}, {})
