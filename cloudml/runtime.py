@@ -38,9 +38,46 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["RuntimeCallError", "call_step_function", "condition_entry", "main", "objective_regex", "register_entry",
-           "resolve_function", "tuning_trial"]
+           "resolve_function", "set_step_env", "step_env", "tuning_trial"]
 
 _EMPTY = object()
+_STEP_ENV: dict[int, dict[str, str]] = {}  # per thread: the contract variables of an in-process step
+
+
+def step_env(name: str, default: str | None = None) -> str | None:
+    """A runtime-contract variable (``CLOUDML_RUN_ID``, ``CLOUDML_STEP``, ...) of the running step.
+
+    Use it instead of ``os.environ`` in step code: a step the local backend runs in-process (a thread of
+    the runner, so it cannot have an environment of its own) gets its variables here too.
+
+    Example:
+        >>> set_step_env({"CLOUDML_STEP": "train"})  # what the runner does for an in-process step
+        >>> step_env("CLOUDML_STEP"), step_env("CLOUDML_NOT_SET", "-")
+        ('train', '-')
+        >>> set_step_env(None)
+    """
+    import _thread
+
+    values = _STEP_ENV.get(_thread.get_ident())
+    if values is not None and name in values:
+        return values[name]
+    return os.environ.get(name, default)
+
+
+def set_step_env(values: dict[str, str] | None) -> None:
+    """Set (or with None, clear) the calling thread's in-process step variables; the local runner uses it.
+
+    Example:
+        >>> set_step_env({"CLOUDML_STEP": "evaluate"}); step_env("CLOUDML_STEP")
+        'evaluate'
+        >>> set_step_env(None)
+    """
+    import _thread
+
+    if values is None:
+        _STEP_ENV.pop(_thread.get_ident(), None)
+    else:
+        _STEP_ENV[_thread.get_ident()] = dict(values)
 
 
 class RuntimeCallError(Exception):

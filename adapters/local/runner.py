@@ -440,11 +440,16 @@ class RunExecutor:
         if code != 0:
             raise _StepFailure(why)
 
+    def _contract_env(self) -> dict[str, str]:
+        """The run-level runtime-contract variables (the step's own come from its plan ``env``)."""
+        return {"CLOUDML_RUN_ID": self.run_id, "CLOUDML_RUN_DIR": str(self.run_dir), "CLOUDML_BACKEND": "local",
+                "CLOUDML_ROOT": str(Path(self.meta.path).resolve().parent)}
+
     def _env(self, step: dict[str, Any]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(step["env"])
-        env.update({"CLOUDML_RUN_ID": self.run_id, "CLOUDML_RUN_DIR": str(self.run_dir),
-                    "CLOUDML_BACKEND": "local", "PYTHONUNBUFFERED": "1"})
+        env.update(self._contract_env())
+        env["PYTHONUNBUFFERED"] = "1"
         for var, ref in step.get("secrets", {}).items():
             scheme, _, target = ref.partition("://")
             if scheme != "env":
@@ -499,7 +504,7 @@ class RunExecutor:
         return code, f"exit code {code}" + (f": {tail}" if tail else "")
 
     def _in_process(self, step: dict[str, Any], log_dir: Path, timeout: float | None) -> tuple[int, str]:
-        from cloudml.runtime import RuntimeCallError, call_step_function, resolve_function
+        from cloudml.runtime import RuntimeCallError, call_step_function, resolve_function, set_step_env
 
         argv = self._argv(step)
         opts: dict[str, dict[str, str]] = {"--input": {}, "--output": {}, "--param": {}, "--output-type": {}}
@@ -510,19 +515,28 @@ class RunExecutor:
                     bucket[k] = v
         code_dir = argv[argv.index("--code") + 1] if "--code" in argv else str(self.spec_dir / step["cwd"])
         digest = self._module_digest(step)
-        if _IMPORTED.get(code_dir) != digest:  # the code changed since this process imported it
-            _forget_modules_under(code_dir)
-            _IMPORTED[code_dir] = digest
+        with _IMPORT_LOCK:
+            if _IMPORTED.get(code_dir) != digest:  # the code changed since this process imported it
+                _forget_modules_under(code_dir)
+                _IMPORTED[code_dir] = digest
         box: dict[str, Any] = {}
 
+        contract = {**step["env"], **self._contract_env()}
+
         def call() -> None:
+            set_step_env(contract)
             try:
-                func = resolve_function(argv[argv.index("--function") + 1], code_dir)
+                target = argv[argv.index("--function") + 1]
+                with _IMPORT_LOCK:  # sys.modules and sys.path are process-wide; steps run in threads
+                    _prefer_folder(target.split(":", 1)[0].split(".", 1)[0], code_dir)
+                    func = resolve_function(target, code_dir)
                 call_step_function(func, opts["--input"], opts["--output"], opts["--param"], opts["--output-type"])
             except RuntimeCallError as e:
                 box["error"] = (2, str(e))
             except Exception as e:
                 box["error"] = (1, f"{type(e).__name__}: {e}")
+            finally:
+                set_step_env(None)
 
         if timeout is None:
             call()
@@ -597,12 +611,28 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
 _IMPORTED: dict[str, str] = {}
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def _prefer_folder(top: str, folder: str) -> None:
+    """Make ``import top`` find ``folder``'s module: two code folders may both have a ``steps`` module."""
+    root = str(Path(folder).resolve())
+    loaded = sys.modules.get(top)
+    file = getattr(loaded, "__file__", None) if loaded is not None else None
+    if file and not str(Path(file).resolve()).startswith(root + os.sep):
+        for name in [n for n in sys.modules.copy() if n == top or n.startswith(top + ".")]:  # threads import too
+            sys.modules.pop(name, None)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(0, root)
+
+
 def _forget_modules_under(folder: str) -> None:
     """Drop modules loaded from ``folder`` so an in-process step imports the code as it is now."""
     import importlib
 
     root = str(Path(folder).resolve())
-    for name, module in list(sys.modules.items()):
+    for name, module in sys.modules.copy().items():  # copy() is atomic; iterating a live view is not
         file = getattr(module, "__file__", None)
         if file and str(Path(file).resolve()).startswith(root + os.sep):
             del sys.modules[name]

@@ -870,6 +870,56 @@ steps:
     assert second.metrics == {"job": {"v": 2.0}}
 
 
+def test_in_process_steps_from_two_folders_with_the_same_module_name(local: LocalAdapter, spec_dir: Path) -> None:
+    module = f"steps_{uuid.uuid4().hex[:8]}"
+    for folder, value in (("one", 1), ("two", 2)):
+        (spec_dir / folder).mkdir()
+        (spec_dir / folder / f"{module}.py").write_text(f"def f(m):\n    return {{'v': {value}}}\n")
+    body = f"""
+name: twofolders
+steps:
+  - name: a
+    python: {module}:f
+    code: one
+    outputs: {{m: metrics}}
+  - name: b
+    python: {module}:f
+    code: two
+    outputs: {{m: metrics}}
+    depends_on: [a]
+  - name: c
+    python: {module}:f
+    code: one
+    outputs: {{m: metrics}}
+    depends_on: [b]
+"""
+    assert run(local, spec_dir, body, in_process=True).metrics == {"a": {"v": 1.0}, "b": {"v": 2.0}, "c": {"v": 1.0}}
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_steps_see_the_contract_variables_in_process_too(local: LocalAdapter, spec_dir: Path, in_process: bool) -> None:
+    module = f"envstep_{uuid.uuid4().hex[:8]}"
+    (spec_dir / "envsrc").mkdir()
+    (spec_dir / "envsrc" / f"{module}.py").write_text(
+        "import json\nfrom cloudml.runtime import step_env\n"
+        "def f(out):\n"
+        "    names = ['CLOUDML_RUN_ID', 'CLOUDML_STEP', 'CLOUDML_BACKEND', 'CLOUDML_ROOT', 'CLOUDML_RUN_DIR']\n"
+        "    (out / 'env.json').write_text(json.dumps({n: step_env(n) for n in names}))\n")
+    handle = run(local, spec_dir, f"""
+name: envs
+steps:
+  - name: probe
+    python: {module}:f
+    code: envsrc
+    outputs: {{out: dataset}}
+""", in_process=in_process)
+    assert handle.status == "succeeded", handle.error
+    seen = json.loads((handle.output_path("probe", "out") / "env.json").read_text())
+    assert seen["CLOUDML_RUN_ID"] == handle.id and seen["CLOUDML_STEP"] == "probe"
+    assert seen["CLOUDML_BACKEND"] == "local" and Path(seen["CLOUDML_ROOT"]) == Path(local.root).resolve()
+    assert Path(seen["CLOUDML_RUN_DIR"]).is_dir()
+
+
 def test_in_process_from_backend_options(local: LocalAdapter, spec_dir: Path) -> None:
     handle = run(local, spec_dir, """
 name: opts
