@@ -71,6 +71,7 @@ class SageMakerSettings(_Settings):
     bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     prefix: str = "cloudml"
     endpoint_url: str | None = Field(None, description="override the API endpoint (tests, VPC endpoints)")
+    state_dir: str = Field(".cloudml", description="folder keeping the rollout controller's state for this cloud's endpoints")
 
 
 class VertexSettings(_Settings):

@@ -8,7 +8,7 @@ Endpoints roll out two ways. By default ``all_at_once``, ``blue_green``, ``canar
 SageMaker's own deployment guardrails (UpdateEndpoint with a BlueGreenUpdatePolicy and CloudWatch-alarm
 auto-rollback). ``shadow``, ``ab_test``, and every strategy with ``backend_options: {sagemaker:
 {native_guardrails: false}}``, are driven by cloudml's core rollout controller over production and shadow variants
-(:mod:`cloudml.adapters.sagemaker.variants`), with state in files under ``state_dir`` so
+(:mod:`cloudml.adapters.sagemaker.variants`), with state in files under ``state_dir/sagemaker/<region>`` so
 ``resume_rollout``, ``promote`` and ``rollback`` work from another process. Both give the same
 :class:`~cloudml.adapter.RolloutResult`.
 
@@ -287,13 +287,14 @@ class SageMakerAdapter(Adapter):
     def _state_root(self, options: dict[str, Any]) -> Any:
         from pathlib import Path
 
-        return Path(options.get("state_dir") or getattr(self.settings, "state_dir", None) or ".cloudml")
+        base = Path(options.get("state_dir") or getattr(self.settings, "state_dir", None) or ".cloudml")
+        return base / "sagemaker" / (self.settings.region or "default-region")  # never the local backend's files
 
     def controller(self, **options: Any) -> Any:
         """A :class:`cloudml.rollout.RolloutController` over this account's endpoint variants.
 
-        State lives in ``<state_dir>/endpoints/<endpoint>/rollout.json`` (``state_dir`` option, else the
-        settings' ``state_dir``, else ``.cloudml``). Options: ``poll``, ``stop``, ``ready_timeout``.
+        State lives in ``<state_dir>/sagemaker/<region>/endpoints/<endpoint>/rollout.json`` (``state_dir``
+        option, else the settings' ``state_dir``, else ``.cloudml``). Options: ``poll``, ``stop``, ``ready_timeout``.
 
         Example:
             >>> ctl = cloudml.get_adapter("sagemaker").controller(poll=5)  # doctest: +SKIP

@@ -68,9 +68,7 @@ def test_strategy_compiles(adapter_name: str, strategy: str) -> None:
     assert compiled.dumps()
 
 
-@_gaps(*NOT_BUILT, pytest.mark.gap("sagemaker", "notimpl", UnsupportedFeatureError,
-                                   "shadow variants through the core controller are not built yet"),
-       pytest.mark.gap("vertex", "notyet", UnsupportedFeatureError, "Vertex endpoints have no mirrored traffic"))
+@_gaps(*NOT_BUILT, pytest.mark.gap("vertex", "notyet", UnsupportedFeatureError, "Vertex endpoints have no mirrored traffic"))
 def test_shadow_strategy_compiles(adapter_name: str) -> None:
     compiled = cloudml.compile(FEATURE_CASES["deploy.shadow"](), adapter_name)
     assert compiled.target == adapter_name

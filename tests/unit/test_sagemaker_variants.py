@@ -49,6 +49,11 @@ def fake() -> Iterator[SageMakerFake]:
         yield server
 
 
+def _state(options: dict[str, Any]) -> Path:
+    """Where the adapter keeps controller state for the fake's region."""
+    return Path(options["state_dir"]) / "sagemaker" / REGION
+
+
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -211,7 +216,7 @@ def test_shadow_mirrors_then_promotes(fake: SageMakerFake, tmp_path: Path) -> No
     assert _variants(fake, endpoint) == ({v2: 100.0}, {})
     events = [e["event"] for e in _events(result)]
     assert events.index("mirroring") < events.index("baking") < events.index("promoting") < events.index("retired")
-    state = FileStateStore(Path(options["state_dir"])).load(endpoint)
+    state = FileStateStore(_state(options)).load(endpoint)
     assert state is not None and (state["status"], state["live"]) == ("succeeded", v2)
     assert a.endpoint_status(endpoint, **options)["rollout"]["live"] == v2
 
@@ -340,7 +345,7 @@ def test_controller_killed_mid_rollout_then_resumed(fake: SageMakerFake, tmp_pat
             "deployment": canary.model_dump(mode="json", by_alias=True)}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    store = FileStateStore(Path(options["state_dir"]))
+    store = FileStateStore(_state(options))
     try:
         deadline = time.monotonic() + 30
         while True:  # kill it in the middle of the canary bake, with 30% on green
@@ -370,7 +375,7 @@ def test_manual_rollback_during_a_rollout_in_another_thread(fake: SageMakerFake,
                                                                                               "bake": "20s"}})
     runner = threading.Thread(target=lambda: results.append(a.deploy(canary, **options)), daemon=True)
     runner.start()
-    store = FileStateStore(Path(options["state_dir"]))
+    store = FileStateStore(_state(options))
     deadline = time.monotonic() + 15
     while not _baking(store, endpoint, f"{group}-v2"):
         assert time.monotonic() < deadline
