@@ -42,11 +42,19 @@ _EPS = 1e-4
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN (and NaT) is the one value unequal to itself
+    except TypeError:
+        return True  # pandas.NA: "unknown" compares to neither true nor false, and is missing
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and type(v).__name__ not in ("bool_", "bool")
+    t = type(v)
+    if t is float or t is int:  # the common case, without the ABC machinery
+        return True
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and t.__name__ not in ("bool_", "bool")
 
 
 def _psi(expected: Sequence[float], actual: Sequence[float]) -> float:
@@ -57,8 +65,8 @@ def _psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     return total
 
 
-def _quantile_edges(values: list[float], bins: int) -> list[float]:
-    ordered = sorted(values)
+def _quantile_edges(values: list[float], bins: int, presorted: bool = False) -> list[float]:
+    ordered = values if presorted else sorted(values)
     n = len(ordered)
     edges = []
     for k in range(1, bins):
@@ -92,8 +100,12 @@ def psi(expected: Iterable[Any], actual: Iterable[Any], bins: int = 10) -> float
     act = [float(v) for v in actual if not _missing(v)]
     if not exp or not act:
         raise DataError("drift", "PSI needs values in both samples", hint="check that the columns are not all empty")
-    edges = _quantile_edges(exp, bins)
-    return _psi(_shares(exp, edges), _shares(act, edges))
+    return _psi_sorted(sorted(exp), act, bins)
+
+
+def _psi_sorted(exp_sorted: list[float], act: list[float], bins: int) -> float:
+    edges = _quantile_edges(exp_sorted, bins, presorted=True)
+    return _psi(_shares(exp_sorted, edges), _shares(act, edges))
 
 
 def psi_categorical(expected: Iterable[Any], actual: Iterable[Any]) -> float:
@@ -142,8 +154,10 @@ def ks_2samp(a: Iterable[Any], b: Iterable[Any]) -> tuple[float, float]:
         >>> round(d, 2), p < 1e-6
         (0.6, True)
     """
-    xs = sorted(float(v) for v in a if not _missing(v))
-    ys = sorted(float(v) for v in b if not _missing(v))
+    return _ks_sorted(sorted(float(v) for v in a if not _missing(v)), sorted(float(v) for v in b if not _missing(v)))
+
+
+def _ks_sorted(xs: list[float], ys: list[float]) -> tuple[float, float]:
     n, m = len(xs), len(ys)
     if not n or not m:
         raise DataError("drift", "the KS test needs values in both samples",
@@ -268,6 +282,30 @@ def _columns(table: Any, what: str) -> dict[str, list[Any]]:
                     hint="pass a pandas DataFrame or a {column: values} mapping")
 
 
+USE_NUMPY = True  # the same numbers either way (the tests compare both); numpy is only faster
+
+
+def _numeric_numpy(ref: list[Any], cur: list[Any], bins: int) -> tuple[float, float, float, float, float] | None:
+    """PSI, KS D and p, and both means with numpy when it is installed (about 3x faster), else None."""
+    if not USE_NUMPY:
+        return None
+    try:
+        import numpy as np
+    except ImportError:
+        return None
+    xs = np.sort(np.asarray(ref, dtype=float))
+    ys = np.sort(np.asarray(cur, dtype=float))
+    n, m = len(xs), len(ys)
+    edges = np.unique(np.quantile(xs, np.arange(1, bins) / bins))  # linear interpolation, as the pure path
+    share_x = np.bincount(np.searchsorted(edges, xs, side="left"), minlength=len(edges) + 1) / n
+    share_y = np.bincount(np.searchsorted(edges, ys, side="left"), minlength=len(edges) + 1) / m
+    value = _psi(share_x.tolist(), share_y.tolist())
+    both = np.concatenate([xs, ys])
+    d = float(np.max(np.abs(np.searchsorted(xs, both, side="right") / n - np.searchsorted(ys, both, side="right") / m)))
+    en = math.sqrt(n * m / (n + m))
+    return value, d, _kolmogorov_q((en + 0.12 + 0.11 / en) * d), float(xs.mean()), float(ys.mean())
+
+
 def _compare(name: str, ref: list[Any], cur: list[Any], psi_threshold: float, ks_alpha: float,
              ks_min: float, bins: int) -> FeatureDrift:
     ref_ok = [v for v in ref if not _missing(v)]
@@ -277,12 +315,18 @@ def _compare(name: str, ref: list[Any], cur: list[Any], psi_threshold: float, ks
     if not ref_ok or not cur_ok:
         raise DataError("drift", f"column '{name}' has no values in the {'reference' if not ref_ok else 'current'} data",
                         hint="drop the column from the check or fix the data")
-    if all(_is_number(v) for v in ref_ok) and all(_is_number(v) for v in cur_ok):
-        value = psi(ref_ok, cur_ok, bins)
-        d, p = ks_2samp(ref_ok, cur_ok)
+    if all(map(_is_number, ref_ok)) and all(map(_is_number, cur_ok)):
+        fast = _numeric_numpy(ref_ok, cur_ok, bins)
+        if fast is not None:
+            value, d, p, mean_r, mean_c = fast
+        else:
+            xs, ys = sorted(map(float, ref_ok)), sorted(map(float, cur_ok))  # sorted once, for PSI and KS
+            value = _psi_sorted(xs, ys, bins)
+            d, p = _ks_sorted(xs, ys)
+            mean_r, mean_c = math.fsum(xs) / len(xs), math.fsum(ys) / len(ys)
         drifted = value >= psi_threshold or (p < ks_alpha and d >= ks_min)
         return FeatureDrift(name, "numeric", round(value, 6), drifted, round(d, 6), p, round(miss_r, 6), round(miss_c, 6),
-                            sum(map(float, ref_ok)) / len(ref_ok), sum(map(float, cur_ok)) / len(cur_ok))
+                            mean_r, mean_c)
     value = psi_categorical(ref_ok, cur_ok)
     unseen = sorted({str(v) for v in cur_ok} - {str(v) for v in ref_ok})
     return FeatureDrift(name, "categorical", round(value, 6), value >= psi_threshold, None, None,

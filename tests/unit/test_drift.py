@@ -90,6 +90,9 @@ def test_dataframes_are_accepted() -> None:
     ref = pd.DataFrame({"x": range(100), "c": ["a", "b"] * 50})
     report = drift_report(ref, ref.copy())
     assert not report.drifted and [f.name for f in report.features] == ["x", "c"]
+    nullable = pd.DataFrame({"x": pd.array([1, None] * 50, dtype="Int64"), "c": pd.array(["a", None] * 50)})
+    f = {r.name: r for r in drift_report(nullable, nullable.copy()).features}
+    assert f["x"].missing_reference == 0.5 and f["c"].missing_current == 0.5  # pandas.NA counts as missing
 
 
 def test_missing_training_features_name_them_and_the_fix() -> None:
@@ -126,3 +129,18 @@ def test_load_capture_from_lists_objects_and_bad_lines(tmp_path: Path) -> None:
         load_capture(folder, ["x", "c"])
     with pytest.raises(DataError, match="no captured requests"):
         load_capture(tmp_path / "nowhere")
+
+
+def test_the_numpy_path_gives_the_same_report_as_pure_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cloudml.drift as drift
+
+    rng = random.Random(11)
+    ref = {"x": [rng.gauss(0, 1) for _ in range(3000)] + [None], "k": [rng.randint(0, 5) for _ in range(3001)]}
+    cur = {"x": [rng.gauss(0.3, 1.2) for _ in range(2000)] + [float("nan")], "k": [rng.randint(1, 6) for _ in range(2001)]}
+    fast = drift.drift_report(ref, cur).to_dict()
+    monkeypatch.setattr(drift, "USE_NUMPY", False)
+    slow = drift.drift_report(ref, cur).to_dict()
+    for f, g in zip(fast["features"], slow["features"], strict=True):
+        assert f["psi"] == pytest.approx(g["psi"], abs=1e-9) and f["ks_statistic"] == pytest.approx(g["ks_statistic"])
+        assert f["ks_pvalue"] == pytest.approx(g["ks_pvalue"]) and f["reference_mean"] == pytest.approx(g["reference_mean"])
+        assert f["drifted"] == g["drifted"]
