@@ -12,6 +12,11 @@ folders exist before it is called. When it returns a ``dict`` and the step has e
 Exit codes: 0 success, 1 the function raised (its traceback is printed: it is user code),
 2 the call itself is wrong (missing argument, bad module, bad value), with a one-line reason.
 
+When ``CLOUDML_SECRETS`` (JSON ``{VAR: aws-secretsmanager://... | aws-ssm://...}``, set by the SageMaker
+compiler) is in the environment, every entry form first resolves those references with boto3 into
+the process environment and removes ``CLOUDML_SECRETS`` (:func:`load_secrets`); a reference that
+cannot be resolved exits 2 naming the variable, the reference and the IAM permission, never a value.
+
 Example:
     >>> import subprocess, sys, tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -37,8 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["RuntimeCallError", "call_step_function", "condition_entry", "main", "objective_regex", "register_entry",
-           "resolve_function", "set_step_env", "step_env", "tuning_trial"]
+__all__ = ["RuntimeCallError", "SecretError", "call_step_function", "condition_entry", "load_secrets", "main",
+           "objective_regex", "register_entry", "resolve_function", "resolve_secrets", "set_step_env", "step_env",
+           "tuning_trial"]
 
 _EMPTY = object()
 _STEP_ENV: dict[int, dict[str, str]] = {}  # per thread: the contract variables of an in-process step
@@ -527,6 +533,155 @@ def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -
     return 0
 
 
+SECRETS_VAR = "CLOUDML_SECRETS"
+_SECRET_PERMISSION = {"aws-secretsmanager": "secretsmanager:GetSecretValue", "aws-ssm": "ssm:GetParameter"}
+
+
+class SecretError(Exception):
+    """A secret reference could not be resolved. The message names the variable and the reference, never a value."""
+
+
+def _secret_region(ref: str) -> str | None:
+    """The region of an ARN reference (``arn:aws:secretsmanager:eu-west-1:...``), else None (the default chain)."""
+    parts = ref.split(":")
+    return parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[3] else None
+
+
+def _ssm_name(ref: str) -> str:
+    """``aws-ssm://prod/db`` and ``aws-ssm:///prod/db`` both name ``/prod/db``; a flat name or an ARN stays."""
+    return ref if ref.startswith(("/", "arn:")) or "/" not in ref else "/" + ref
+
+
+def _secret_failure(var: str, ref: str, exc: Exception) -> SecretError:
+    scheme = ref.split("://", 1)[0]
+    permission = _SECRET_PERMISSION.get(scheme, "")
+    code, detail = type(exc).__name__, str(exc)
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        code, detail = str(error.get("Code", code)), str(error.get("Message", ""))
+    if code in ("ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"):
+        why = "does not exist in this account and region (or the execution role cannot see it)"
+    elif code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+        why = (f"access denied: the job's execution role needs {permission} on it (and kms:Decrypt when it is "
+               "encrypted with a customer managed KMS key)")
+    elif code in ("DecryptionFailure", "KMSAccessDeniedException", "KMSDisabledException", "KMSNotFoundException",
+                  "InvalidKeyId"):
+        why = f"cannot be decrypted: the job's execution role needs kms:Decrypt on its key ({code})"
+    elif code in ("NoCredentialsError", "PartialCredentialsError"):
+        why = f"no AWS credentials in the job (the execution role needs {permission})"
+    elif code == "NoRegionError":
+        why = "no AWS region: set AWS_DEFAULT_REGION in the step's env, or reference the secret by ARN"
+    else:
+        why = f"{code}: {detail}" if detail else code
+    return SecretError(f"secret {var} ({ref}): {why}")
+
+
+def resolve_secrets(references: dict[str, str], clients: dict[str, Any] | None = None) -> dict[str, str]:
+    """Resolve ``{VAR: reference}`` to ``{VAR: value}`` with boto3 (the job's credentials and region).
+
+    ``aws-secretsmanager://NAME-or-ARN[#json-key]``: Secrets Manager ``GetSecretValue`` (``SecretString``,
+    or a UTF-8 ``SecretBinary``); with ``#key`` the secret is a JSON object and the variable is that
+    member. ``aws-ssm://PARAM``: SSM ``GetParameter`` with ``WithDecryption=True`` (``aws-ssm://prod/db``
+    is ``/prod/db``). ``clients`` maps ``secretsmanager`` / ``ssm`` (or ``service@region``) to boto3
+    clients to use instead of new ones. Raises :class:`SecretError`, whose message never holds a value.
+
+    Example:
+        >>> resolve_secrets({})
+        {}
+        >>> try:
+        ...     resolve_secrets({"TOKEN": "env://TOKEN"})
+        ... except SecretError as e:
+        ...     print(e)
+        secret TOKEN (env://TOKEN): only aws-secretsmanager:// and aws-ssm:// references are resolved in a job
+    """
+    import json
+
+    clients = {} if clients is None else clients
+    values: dict[str, str] = {}
+    for var, ref in sorted(references.items()):
+        scheme, sep, target = ref.partition("://")
+        if not sep or scheme not in _SECRET_PERMISSION or not target:
+            raise SecretError(f"secret {var} ({ref}): only aws-secretsmanager:// and aws-ssm:// references are "
+                              "resolved in a job")
+        key = None
+        if scheme == "aws-secretsmanager" and "#" in target:
+            target, key = target.rsplit("#", 1)
+        service = "secretsmanager" if scheme == "aws-secretsmanager" else "ssm"
+        try:
+            client = _secret_client(clients, service, _secret_region(target))
+            if service == "ssm":
+                values[var] = str(client.get_parameter(Name=_ssm_name(target), WithDecryption=True)["Parameter"]["Value"])
+                continue
+            answer = client.get_secret_value(SecretId=target)
+        except SecretError:
+            raise
+        except Exception as e:  # botocore errors; their text names the secret, never its value
+            raise _secret_failure(var, ref, e) from None
+        text = answer.get("SecretString")
+        if text is None:
+            try:
+                text = bytes(answer.get("SecretBinary") or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                raise SecretError(f"secret {var} ({ref}): a binary secret that is not UTF-8 text") from None
+        if key is None:
+            values[var] = text
+            continue
+        try:
+            member = json.loads(text)[key]
+        except (ValueError, TypeError):  # the error text could quote the secret: say only what is wrong
+            raise SecretError(f"secret {var} ({ref}): the secret is not a JSON object, so it has no key '{key}'") from None
+        except KeyError:
+            raise SecretError(f"secret {var} ({ref}): the JSON secret has no key '{key}'") from None
+        values[var] = member if isinstance(member, str) else json.dumps(member)
+    return values
+
+
+def _secret_client(clients: dict[str, Any], service: str, region: str | None) -> Any:
+    for key in (f"{service}@{region}", service) if region else (service,):
+        if key in clients:
+            return clients[key]
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise SecretError(f"resolving {service} secrets needs boto3 in the image (pip install boto3; the SageMaker "
+                          "framework images have it)") from None
+    key = f"{service}@{region}" if region else service
+    clients[key] = boto3.client(service, region_name=region, config=Config(retries={"mode": "standard",
+                                                                                   "max_attempts": 5}))
+    return clients[key]
+
+
+def load_secrets(environ: Any = None, clients: dict[str, Any] | None = None) -> list[str]:
+    """Resolve ``CLOUDML_SECRETS`` (JSON ``{VAR: reference}``) into ``environ`` and remove it; returns the names.
+
+    ``environ`` defaults to ``os.environ``: the step's own process (and the command it starts) sees the
+    values, nothing else does, and nothing is printed. Raises :class:`SecretError`.
+
+    Example:
+        >>> env = {"CLOUDML_SECRETS": "{}", "PATH": "/bin"}
+        >>> load_secrets(env), env
+        ([], {'PATH': '/bin'})
+    """
+    import json
+
+    environ = os.environ if environ is None else environ
+    raw = environ.get(SECRETS_VAR)
+    if raw is None:
+        return []
+    try:
+        references = json.loads(raw)
+        if not isinstance(references, dict) or not all(isinstance(v, str) for v in references.values()):
+            raise ValueError("not an object of strings")
+    except ValueError as e:
+        raise SecretError(f"{SECRETS_VAR} is not a JSON object of references: {e}") from None
+    values = resolve_secrets(references, clients)
+    environ.update(values)
+    del environ[SECRETS_VAR]
+    return sorted(values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``python -m cloudml.runtime``). Returns the exit code.
 
@@ -535,6 +690,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         2
     """
     argv = sys.argv[1:] if argv is None else argv
+    if SECRETS_VAR in os.environ:  # a SageMaker step's secret references: resolve before anything runs
+        try:
+            names = load_secrets()
+        except SecretError as e:
+            print(f"cloudml.runtime: {e}", file=sys.stderr)
+            return 2
+        print(f"cloudml.runtime: resolved secrets {', '.join(names) or '(none)'}", file=sys.stderr, flush=True)
     if os.environ.get("CLOUDML_TUNING_TRIAL") == "1":  # started by SageMaker's toolkit; its argv is the hyperparameters
         return tuning_trial()
     if argv[:1] == ["--retry"]:

@@ -58,9 +58,6 @@ class SageMakerAdapter(Adapter):
     capabilities = Capabilities(
         "sagemaker",
         {
-            "step.secrets": ("notimpl", "SageMaker jobs only take plain-text Environment (visible in Describe*Job); "
-                             "resolving Secrets Manager/SSM references inside the job by cloudml's runtime wrapper "
-                             "is not built yet"),
             "deploy.capture": ("notimpl", "DataCaptureConfig is not built yet"),
             "deploy.autoscale": ("notimpl", "Application Auto Scaling policies are not built yet"),
         },

@@ -11,7 +11,9 @@ Mapping (see docs/adapters/sagemaker.md for the full table):
   (and everything that depends on them) nested in ``IfSteps``/``ElseSteps``;
 * fail -> ``Fail``; register_model -> ``RegisterModel``; retry -> ``RetryPolicies`` for service
   faults plus an in-container retry of the command itself; cache -> ``CacheConfig``;
-  timeout -> ``StoppingCondition``.
+  timeout -> ``StoppingCondition``;
+* secrets -> only their *references* in ``CLOUDML_SECRETS`` (JSON, sorted keys); cloudml's runtime
+  resolves them inside the job with the execution role (``aws-secretsmanager://``, ``aws-ssm://``).
 
 Code folders are content-addressed: the definition names ``s3://<root>/code/<sha256>/`` and the
 client uploads the folder (plus cloudml's runtime entry point) there at submit time.
@@ -28,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -40,8 +43,8 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, split_command
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE", "code_digest", "compile_definition",
-           "model_uri"]
+__all__ = ["AWS_SECRET_SCHEMES", "NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER", "ROOT_PARAMETER", "RUNTIME_FILE",
+           "SECRETS_VAR", "code_digest", "compile_definition", "model_uri", "secrets_env"]
 
 PROCESSING_ROOT = "/opt/ml/processing"
 RUNTIME_FILE = "cloudml_runtime.py"
@@ -49,6 +52,8 @@ ROLE_PARAMETER = "CloudmlRoleArn"
 ROOT_PARAMETER = "CloudmlArtifactRoot"
 MAX_BRANCH_STEPS = 20
 NO_CODE = Path("/nonexistent-cloudml-code")  # the bundle of a step with no code folder: the runtime only
+SECRETS_VAR = "CLOUDML_SECRETS"  # the step's secret references, resolved by cloudml.runtime in the job
+AWS_SECRET_SCHEMES = ("aws-secretsmanager", "aws-ssm")
 _PTYPES = {"string": "String", "int": "Integer", "float": "Float", "bool": "Boolean"}
 _OPS = {">=": "GreaterThanOrEqualTo", ">": "GreaterThan", "<=": "LessThanOrEqualTo", "<": "LessThan",
         "==": "Equals"}
@@ -205,10 +210,41 @@ def _argv(ctx: _Ctx, s: TaskStep, paths: dict[str, dict[str, str]], code_dir: st
     else:
         cmd = split_command(s.command)
         argv = [_text(c, paths) for c in cmd] + [_text(a, paths) for a in s.args]
-    if s.retry and s.retry.attempts > 1:
-        argv = ["python3", f"{code_dir}/{RUNTIME_FILE}", "--retry", str(s.retry.attempts), "--backoff",
-                f"{s.retry.backoff:g}", "--", *argv]
+    attempts = s.retry.attempts if s.retry else 1
+    if attempts > 1 or (s.secrets and not s.python):  # the runtime retries, and resolves secrets, then runs argv
+        argv = ["python3", f"{code_dir}/{RUNTIME_FILE}", "--retry", str(attempts), "--backoff",
+                f"{s.retry.backoff if s.retry else 0:g}", "--", *argv]
     return argv
+
+
+def _needs_runtime(s: TaskStep) -> bool:
+    """Whether the step runs through cloudml's runtime (shipped with its code): python, retries, secrets."""
+    return bool(s.python or (s.retry and s.retry.attempts > 1) or s.secrets)
+
+
+def secrets_env(s: TaskStep) -> dict[str, str]:
+    """``{"CLOUDML_SECRETS": JSON}`` with the step's secret references (never values), or ``{}``.
+
+    Only AWS schemes can be resolved inside a SageMaker job (with its execution role); any other is
+    refused by name.
+
+    Example:
+        >>> step = TaskStep(name="a", command="x", secrets={"DB": "aws-ssm:///prod/db", "API": "aws-secretsmanager://k"})
+        >>> secrets_env(step)
+        {'CLOUDML_SECRETS': '{"API": "aws-secretsmanager://k", "DB": "aws-ssm:///prod/db"}'}
+        >>> try:
+        ...     secrets_env(TaskStep(name="b", command="x", secrets={"T": "env://TOKEN"}))
+        ... except UnsupportedFeatureError as e:
+        ...     print(e.step, e.feature)
+        b step.secrets
+    """
+    for var, ref in s.secrets.items():
+        scheme = ref.split("://", 1)[0]
+        if scheme not in AWS_SECRET_SCHEMES:
+            raise _unsupported(s.name, "step.secrets", f"secret {var} is a {scheme}:// reference; a SageMaker job "
+                               "resolves only aws-secretsmanager:// and aws-ssm:// references, with its execution "
+                               "role (store the value in AWS Secrets Manager or SSM Parameter Store)")
+    return {SECRETS_VAR: json.dumps(dict(s.secrets), sort_keys=True)} if s.secrets else {}
 
 
 def _plain(v: Any) -> str:
@@ -267,6 +303,7 @@ def _contract_env(s: TaskStep, paths: dict[str, dict[str, str]]) -> dict[str, An
     env.update({f"CLOUDML_INPUT_{n.upper()}": v for n, v in paths["inputs"].items()})
     env.update({f"CLOUDML_OUTPUT_{n.upper()}": v for n, v in paths["outputs"].items()})
     env.update({k: _text(v, paths) for k, v in s.env.items()})
+    env.update(secrets_env(s))
     return env
 
 
@@ -278,7 +315,7 @@ def _no_clash(s: TaskStep) -> None:
 
 def _processing(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
     _no_clash(s)
-    code_uri = _code(ctx, s, bool(s.python or (s.retry and s.retry.attempts > 1)))
+    code_uri = _code(ctx, s, _needs_runtime(s))
     code_dir = f"{PROCESSING_ROOT}/input/{CODE_INPUT}"
     paths = {"inputs": {n: _in_path(ctx, s, f"{PROCESSING_ROOT}/input", n) for n in s.inputs},
              "outputs": {n: f"{PROCESSING_ROOT}/output/{n}" + ("/metrics.json" if o.type == "metrics" else "")
@@ -321,7 +358,7 @@ def _training(ctx: _Ctx, s: TaskStep, metrics_read: set[str]) -> dict[str, Any]:
         raise _unsupported(s.name, "step.training", "a SageMaker training job has one output, its model "
                            f"(/opt/ml/model); move {', '.join(others or models[1:])} to a processing step")
     _no_clash(s)
-    code_uri = _code(ctx, s, bool(s.python or (s.retry and s.retry.attempts > 1)))
+    code_uri = _code(ctx, s, _needs_runtime(s))
     code_dir = f"/opt/ml/input/data/{CODE_INPUT}"
     paths = {"inputs": {n: _in_path(ctx, s, "/opt/ml/input/data", n) for n in s.inputs},
              "outputs": {n: "/opt/ml/model" for n in models}}

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-import cloudml
 from cloudml.adapters.sagemaker import SageMakerAdapter
 from cloudml.adapters.sagemaker.compiler import (
     MAX_BRANCH_STEPS,
@@ -635,21 +634,7 @@ def test_the_adapter_compiles_to_a_json_document() -> None:
 
 # -- refusals ---------------------------------------------------------------------------------------
 
-def test_secrets_are_refused_by_cloudml_compile() -> None:
-    p = build([{"name": "a", "command": "x", "secrets": {"DB": "aws-secretsmanager://db"}}])
-    with pytest.raises(UnsupportedFeatureError) as info:
-        cloudml.compile(p, "sagemaker")
-    assert (info.value.adapter, info.value.step, info.value.feature) == ("sagemaker", "a", "step.secrets")
-
-
-def test_secrets_are_refused_by_the_adapter_itself() -> None:
-    p = build([{"name": "a", "command": "x", "secrets": {"DB": "aws-secretsmanager://db"}}])
-    try:
-        document = SageMakerAdapter(SETTINGS).compile(p).document
-    except UnsupportedFeatureError as e:
-        assert e.feature == "step.secrets"
-        return
-    raise AssertionError(f"compiled without the secret: {json.dumps(document)[:200]}")
+# secrets: tests/unit/test_sagemaker_secrets.py
 
 
 @pytest.mark.parametrize("uri", ["gs://bucket/raw.csv", "https://example.com/x.csv", "file:///data/x.csv",
