@@ -379,6 +379,7 @@ class LocalAdapter(Adapter):
         digest = Path(model.uri).name
         name = f"{model.group}-v{model.version}"
         info = {"uri": model.uri, "digest": digest, "group": model.group, "version": model.version}
+        self.endpoints.gateway_url()  # the gateway is this machine's, not the deployment's: its errors stop here
         with self._endpoint_lock(deployment.endpoint):
             return self.controller(options.get("stop"), options.get("poll", 0.2)).deploy(  # type: ignore[no-any-return]
                 deployment, model_name=name, model=info)

@@ -12,7 +12,6 @@ import contextlib
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -32,36 +31,12 @@ from cloudml.adapters.local.serving.metrics import DeploymentMetrics, period_val
 from cloudml.errors import DeploymentError, NotFoundError
 from cloudml.rollout import RolloutController
 from cloudml.spec.deployment import Deployment
+from tests.serving_helpers import model_folder, serving_pids
 
-PREDICTORS = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "custom"
 MAX_BODY = 6 * 1024 * 1024
 
 
 # -- helpers (processes, models, HTTP) ---------------------------------------------------------------------
-def model_folder(parent: Path, tag: str) -> Path:
-    """A model folder with the test predictors; ``tag`` makes its digest (and so its version) unique."""
-    folder = parent / f"model-{tag}"
-    folder.mkdir(parents=True)
-    shutil.copy(PREDICTORS / "pred.py", folder / "pred.py")
-    (folder / "VERSION").write_text(tag)
-    return folder
-
-
-def _serving_pids(root: Path) -> list[int]:
-    """Gateway/worker processes whose command line names this root."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "cloudml.adapters.local.serving" in cmd and str(root) in cmd:
-            pids.append(int(proc.name))
-    return pids
-
-
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     alive = list(pids)
@@ -86,7 +61,7 @@ def stop_everything(adapter: Any) -> list[int]:
     root = Path(adapter.root)
     with contextlib.suppress(Exception):
         adapter.endpoints.shutdown()
-    left = _wait_gone(_serving_pids(root), 10.0)
+    left = _wait_gone(serving_pids(root), 10.0)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -623,7 +598,7 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
             assert e.value.hint and "port" in e.value.hint
         finally:
             assert not stop_everything(adapter)
-        assert not _serving_pids(tmp_path / "state")
+        assert not serving_pids(tmp_path / "state")
 
 
 def test_capture_writes_json_lines(local: Any, tmp_path: Path) -> None:
