@@ -1,0 +1,124 @@
+"""Training steps of the continuous-training blueprint: the flagship's stages, imported, not copied.
+
+``ingest``, ``validate``, ``split``, ``features`` and ``evaluate`` are the functions of the
+tabular-classification blueprint (``tabular_steps``), found through the installed cloudml package
+(:func:`cloudml.blueprints.blueprint_path`), so a fix there reaches this pipeline too. Two wrappers
+differ: ``ingest`` resolves relative paths against *this* blueprint's folder, and ``train`` also
+saves ``reference.csv`` next to the model: a sample of the training rows with the model's own
+predictions, the baseline the drift check of later runs compares captured traffic with (the model
+carries its own drift baseline through the registry, as SageMaker Model Monitor keeps a baseline).
+
+To change a flagship stage in a copy made with ``cloudml init``, copy ``tabular_steps.py`` (and
+``tabular_checks.py``, ``tabular_eval.py``) into ``src/``: the step's own code folder comes first on
+``sys.path``, so the copy wins.
+
+Example:
+    >>> tabular().__name__, callable(split)
+    ('tabular_steps', True)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pickle
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = ["REFERENCE", "evaluate", "features", "ingest", "split", "tabular", "train", "validate"]
+
+BLUEPRINT = Path(__file__).resolve().parent.parent  # where pipeline.yaml is: relative paths start here
+REFERENCE = "reference.csv"  # the drift baseline saved with every model
+
+
+def tabular() -> ModuleType:
+    """The flagship's step module ``tabular_steps`` (its ``src/`` is appended to ``sys.path`` once).
+
+    Appended, not prepended: a ``tabular_steps.py`` in this blueprint's own ``src/`` wins.
+
+    Example:
+        >>> hasattr(tabular(), "StageError")
+        True
+    """
+    from cloudml.blueprints import blueprint_path
+
+    src = str(blueprint_path("tabular-classification") / "src")
+    if src not in sys.path:
+        sys.path.append(src)
+    return importlib.import_module("tabular_steps")
+
+
+_t = tabular()
+StageError = _t.StageError
+split = _t.split
+features = _t.features
+evaluate = _t.evaluate
+
+
+def ingest(data: Path, input_uri: str, max_rows: int = 0) -> None:
+    """The flagship's ingest, with relative paths starting at this blueprint's folder.
+
+    Example:
+        >>> import contextlib, io, tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     ingest(d, "sklearn://breast_cancer", 50)
+        >>> json.loads((d / "source.json").read_text())["rows"]
+        50
+    """
+    location = input_uri.removeprefix("file://")
+    if input_uri and "://" not in location and not Path(location).is_absolute():
+        input_uri = str(BLUEPRINT / location)
+    _t.ingest(data, input_uri, max_rows)
+
+
+def validate(data: Path, valid: Path, report: Path, label: str, schema: str = "") -> dict[str, Any]:
+    """The flagship's validate; a relative ``schema`` file starts at this blueprint's ``src/``; empty: inferred.
+
+    Example:
+        >>> import contextlib, io, tempfile
+        >>> d = Path(tempfile.mkdtemp()); raw, ok, rep = d / "raw", d / "ok", d / "rep"
+        >>> for p in (raw, ok, rep): p.mkdir()
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     ingest(raw, "", 0); result = validate(raw, ok, rep, "target", "")
+        >>> result["passed"]
+        True
+    """
+    if schema and not Path(schema).is_absolute():
+        schema = str(Path(__file__).resolve().parent / schema)
+    return dict(_t.validate(data, valid, report, label, schema))
+
+
+def train(train: Path, transformer: Path, model: Path, estimator: str, n_estimators: int, max_depth: int,
+          learning_rate: float, reg_c: float, seed: int, reference_rows: int = 5000) -> None:
+    """The flagship's train, plus ``reference.csv``: up to ``reference_rows`` training rows and their predictions.
+
+    Example:
+        >>> import contextlib, io, tempfile
+        >>> d = Path(tempfile.mkdtemp()); names = ("raw", "ok", "rep", "tr", "te", "ct", "m")
+        >>> raw, ok, rep, tr, te, ct, m = (d / n for n in names)
+        >>> for p in (raw, ok, rep, tr, te, ct, m): p.mkdir()
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     ingest(raw, "", 0); _ = validate(raw, ok, rep, "target", ""); split(ok, tr, te, "stratified", 0.25, 1)
+        ...     features(tr, ct); train(tr, ct, m, "logistic_regression", 10, 0, 0.1, 1.0, 1, 100)
+        >>> import pandas as pd
+        >>> ref = pd.read_csv(m / "reference.csv"); len(ref), "prediction" in ref.columns, "target" in ref.columns
+        (100, True, False)
+    """
+    import pandas as pd
+
+    _t.train(train, transformer, model, estimator, n_estimators, max_depth, learning_rate, reg_c, seed)
+    info = json.loads((model / "model.json").read_text())
+    frame = pd.read_csv(train / "data.csv")
+    if 0 < reference_rows < len(frame):
+        frame = frame.sample(reference_rows, random_state=seed)
+    with open(model / "model.pkl", "rb") as fh:
+        fitted: Any = pickle.load(fh)
+    ref = frame[info["features"]].copy()
+    ref["prediction"] = fitted.predict(ref)
+    ref.to_csv(model / REFERENCE, index=False)
+    info["reference"] = {"file": REFERENCE, "rows": len(ref), "prediction": "prediction"}
+    (model / "model.json").write_text(json.dumps(info, indent=2))
+    print(f"train: drift baseline {REFERENCE} ({len(ref)} rows) saved with the model")
