@@ -230,14 +230,15 @@ class VertexEndpoints:
                 if not create:
                     raise
                 data = {"endpoint": None, "deployed": {}}
-        found = self._call(f"find endpoint {endpoint}", lambda: aiplatform.Endpoint.list(
-            filter=f'labels.{ENDPOINT_LABEL}="{endpoint}"'), endpoint)
-        if found:
-            ep = found[0]
-        elif create:
-            ep = self._call(f"create endpoint {endpoint}", lambda: aiplatform.Endpoint.create(
-                display_name=endpoint, labels={ENDPOINT_LABEL: endpoint}, sync=True), endpoint)
-        else:
+        def find_or_create() -> Any:  # retried as a whole: a create whose answer was lost is found, not repeated
+            found = aiplatform.Endpoint.list(filter=f'labels.{ENDPOINT_LABEL}="{endpoint}"')
+            if found or not create:
+                return found[0] if found else None
+            return aiplatform.Endpoint.create(display_name=endpoint, labels={ENDPOINT_LABEL: endpoint}, sync=True)
+
+        ep = self._call(f"find or create endpoint {endpoint}" if create else f"find endpoint {endpoint}",
+                        find_or_create, endpoint)
+        if ep is None:
             raise NotFoundError(f"Vertex AI has no endpoint {endpoint!r}", backend="vertex",
                                 hint="deploy to it first: cloudml deploy DEPLOYMENT.yaml --backend vertex")
         data["endpoint"] = str(ep.resource_name)

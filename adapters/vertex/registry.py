@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = ["APPROVAL_LABEL", "APPROVED_ALIAS", "GROUP_LABEL", "VertexRegistry", 
 APPROVAL_LABEL = "cloudml_approval"
 GROUP_LABEL = "cloudml_group"
 APPROVED_ALIAS = "approved"
+UPLOAD_LABEL = "cloudml_upload"
 APPROVALS = ("pending", "approved", "rejected")
 _HINT = ("`cloudml models list GROUP --backend vertex` shows the versions; check vertex.project and vertex.location "
          "(the console's Vertex AI Model Registry lists models)")
@@ -155,16 +157,37 @@ class VertexRegistry:
             raise CloudMLError(f"approval must be pending, approved or rejected, not {approval!r}")
         parent = self._model_name(group)
         aiplatform = self._sdk()
-        labels = {GROUP_LABEL: _label_value(group), APPROVAL_LABEL: approval}
-        upload = self._call(f"register a version of {group}", lambda: aiplatform.Model.upload(
-            display_name=group, artifact_uri=uri, serving_container_image_uri=image, parent_model=parent,
-            is_default_version=True, version_aliases=list(aliases or []) or None, labels=labels,
-            version_description=describe(metrics, tags, run_id), sync=True))
-        name = str(upload.resource_name).split("@")[0]
-        version = int(upload.version_id)
+        token = uuid.uuid4().hex  # makes a retried upload idempotent: the retry finds the version it made
+        labels = {GROUP_LABEL: _label_value(group), APPROVAL_LABEL: approval, UPLOAD_LABEL: token}
+        attempts = [0]
+
+        def upload() -> tuple[str, int]:
+            attempts[0] += 1
+            if attempts[0] > 1:  # an earlier attempt may have landed before its answer was lost
+                landed = self._find_upload(group, token)
+                if landed is not None:
+                    return landed
+            model = aiplatform.Model.upload(
+                display_name=group, artifact_uri=uri, serving_container_image_uri=image, parent_model=parent,
+                is_default_version=True, version_aliases=list(aliases or []) or None, labels=labels,
+                version_description=describe(metrics, tags, run_id), sync=True)
+            return str(model.resource_name).split("@")[0], int(model.version_id)
+
+        name, version = self._call(f"register a version of {group}", upload)
         if approval == "approved":
             self._move_alias(name, version)
         return self.get(group, version, name)
+
+    def _find_upload(self, group: str, token: str) -> tuple[str, int] | None:
+        """The (model, version) an upload labelled ``token`` created, if any (called inside a locked call)."""
+        aiplatform = self.client._sdk()
+        for m in aiplatform.Model.list(filter=f'display_name="{group}"'):
+            name = str(m.resource_name).split("@")[0]
+            registry = aiplatform.models.ModelRegistry(name)
+            for v in registry.client.list_model_versions(request={"name": name,
+                                                                  "filter": f'labels.{UPLOAD_LABEL}="{token}"'}):
+                return name, int(v.version_id)
+        return None
 
     def get(self, group: str, version: int, name: str | None = None) -> ModelVersion:
         """One version of a group (NotFoundError, with the next step, when it does not exist).

@@ -117,7 +117,8 @@ class FakeEndpoint:
 class ModelsAndEndpoints:
     """State and rules of ModelService/EndpointService; mixed into ``VertexFake``.
 
-    Knobs: ``deploy_delay_gets = N`` keeps each new deployModel LRO running (``done: false``, the model
+    Knobs: ``lose_answer("POST /v1/.../models:upload")`` carries out a request and answers 503 anyway
+    (a retried change); ``deploy_delay_gets = N`` keeps each new deployModel LRO running (``done: false``, the model
     not yet on the endpoint) for the next N GETs of anything; ``fail_next_deploy = "message"`` makes the
     next deploy LRO end with that error (the model never appears). ``predict_error_rate[deployed id or display name] = 0.5`` makes that share of the ``:predict``
     calls it serves fail with 500, ``predict_latency_ms[...]`` sets its latency (20 ms by default);
@@ -136,10 +137,31 @@ class ModelsAndEndpoints:
         self.deploy_delay_gets = 0
         self.fail_next_deploy: str | None = None
         self._pending: dict[str, dict[str, Any]] = {}
+        self._lost: list[str] = []
         self._ids = itertools.count(1000)
         self._rng = random.Random(7)
         if not hasattr(self, "_lock"):
             self._lock = threading.RLock()
+
+    def lose_answer(self, fragment: str, times: int = 1) -> None:
+        """Carry out the next ``times`` requests whose ``"METHOD path"`` contains ``fragment``, then answer 503.
+
+        The caller retries a change that already happened: what idempotent clients must survive.
+        """
+        with self._lock:
+            self._lost += [fragment] * times
+
+    def take_lost(self, method: str, path: str) -> bool:
+        """Whether this request's answer is to be lost (consumes one matching ``lose_answer``)."""
+        from urllib.parse import unquote
+
+        line = f"{method} {unquote(path)}"
+        with self._lock:
+            for i, fragment in enumerate(self._lost):
+                if fragment in line:
+                    del self._lost[i]
+                    return True
+        return False
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _new_id(self) -> str:

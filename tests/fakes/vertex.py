@@ -356,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not m:
                 answer = fake.route(self.command, path, query, self._body())
                 if answer is not None:
+                    if fake.take_lost(self.command, path):  # the change is made, but the caller never hears so
+                        raise ApiError(503, "The service is currently unavailable (injected after the change).")
                     self._send(200, answer)
                     return
             if m and self.command == "GET" and not m[2]:

@@ -332,6 +332,21 @@ def test_throttling_and_unavailability_are_retried(adapter: VertexAdapter, fake:
     assert len(ep.resource["deployedModels"]) == 1  # a retried deploy never deploys twice
 
 
+def test_changes_whose_answer_was_lost_are_not_repeated(adapter: VertexAdapter, fake: VertexFake) -> None:
+    for fragment in ("models:upload", "POST /v1/projects/test-proj/locations/us-central1/endpoints", ":deployModel",
+                     ":undeployModel"):
+        fake.lose_answer(fragment)
+    adapter.register_model("churn", "gs://models/churn/3", image=IMAGE)
+    (model,) = fake.models.values()
+    assert sorted(model.versions) == ["1", "2", "3"]  # one version 3, not two
+    adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
+    result = adapter.deploy(deployment(3, {"blue_green": {"bake": 0.1}}), poll=POLL)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
+    assert not fake._lost  # every lost answer was met
+    (ep,) = fake.endpoints.values()  # one endpoint
+    assert [d["displayName"] for d in ep.resource["deployedModels"]] == ["churn-v3"]
+
+
 def test_api_rule_violations_are_cloudml_errors_with_next_steps(adapter: VertexAdapter, fake: VertexFake) -> None:
     adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
     eps = adapter.endpoints
