@@ -394,3 +394,36 @@ def _stop_when(condition: Any) -> threading.Event:
 
     threading.Thread(target=watch, daemon=True).start()
     return stop
+
+
+# -- the CLI on Vertex (settings from the environment, as a user would set them) ----------------------------
+def test_the_cli_drives_vertex_models_and_endpoints(adapter: VertexAdapter, fake: VertexFake, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cloudml.cli.main import app
+
+    monkeypatch.setenv("CLOUDML_CONFIG", str(tmp_path / "none.yaml"))
+    (tmp_path / "none.yaml").write_text("backend: vertex\n")
+    for key, value in {"PROJECT": PROJECT, "LOCATION": LOCATION, "API_ENDPOINT": fake.url,
+                       "STATE_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(f"CLOUDML_VERTEX_{key}", value)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models", "list", "churn", "--backend", "vertex"])
+    assert listed.exit_code == 0, listed.output
+    assert "approved" in listed.output and "auc=0.86" in listed.output
+    assert runner.invoke(app, ["models", "approve", "churn", "2", "--backend", "vertex"]).exit_code == 0
+    spec = tmp_path / "deploy.yaml"
+    spec.write_text("apiVersion: cloudml/v1\nkind: Deployment\nendpoint: churn\n"
+                    "model: {group: churn, version: latest-approved}\nstrategy: {all_at_once: {bake: 0}}\n")
+    deployed = runner.invoke(app, ["deploy", str(spec), "--backend", "vertex"])
+    assert deployed.exit_code == 0, deployed.output
+    assert "succeeded" in deployed.output and live_split(fake) == {"churn-v2": 100}
+    shown = runner.invoke(app, ["endpoints", "show", "churn", "--backend", "vertex"])
+    assert shown.exit_code == 0 and "churn-v2" in shown.output and "100%" in shown.output, shown.output
+    listed = runner.invoke(app, ["endpoints", "list", "--backend", "vertex"])
+    assert listed.exit_code == 0 and "churn-v2" in listed.output, listed.output
+    answer = runner.invoke(app, ["invoke", "churn", "--data", "[[1, 2]]", "--backend", "vertex"])
+    assert answer.exit_code == 0 and "churn-v2" in answer.output, answer.output
+    back = runner.invoke(app, ["rollback", "churn", "--backend", "vertex"])
+    assert back.exit_code != 0 and "nothing to roll back" in back.output, back.output
