@@ -38,8 +38,8 @@ __all__ = ["LATENCIES", "RESPONSE_COUNT", "VertexMetrics", "bucket_bounds", "his
 RESPONSE_COUNT = "aiplatform.googleapis.com/prediction/online/response_count"
 LATENCIES = "aiplatform.googleapis.com/prediction/online/prediction_latencies"
 RESOURCE = "aiplatform.googleapis.com/Endpoint"
-_HINT = ("grant the caller roles/monitoring.viewer on the project; Vertex AI writes prediction metrics about "
-         "a minute after the requests")
+_HINT = ("reading Cloud Monitoring failed: grant the caller roles/monitoring.viewer on the project; the rollout "
+         "stays in progress, so `cloudml rollout resume ENDPOINT` continues it once Monitoring answers")
 
 
 def series_filter(metric: str, endpoint_id: str, deployed_model_id: str) -> str:
@@ -173,8 +173,8 @@ class VertexMetrics:
         try:
             series = self._call(f"read {metric.rsplit('/', 1)[-1]} of deployed model {deployed_id}",
                                 lambda: list(client.list_time_series(request=request)))
-        except BackendError as e:
-            e.hint = _HINT if e.hint is None or "aiplatform.user" in e.hint else e.hint
+        except BackendError as e:  # the Vertex client's hints speak of pipeline runs: say what matters here
+            e.hint = _HINT
             raise
         return list(series), start, end, period
 

@@ -241,6 +241,14 @@ def test_latency_datapoints_come_from_the_histogram(adapter: VertexAdapter, mon:
     mon.inject(times=1)  # UNAVAILABLE: the client's retry rides it out
     retried = VertexMetrics(PROJECT, client=mon.client(), clock=lambda: now, call=adapter.client().call)
     assert retried.datapoints("7", "8", rate) == [0.0, 0.25, 0.0]
+    import grpc
+
+    from cloudml.errors import PermissionDeniedError
+
+    mon.inject(grpc.StatusCode.PERMISSION_DENIED, message="Permission monitoring.timeSeries.list denied")
+    with pytest.raises(PermissionDeniedError) as denied:
+        retried.datapoints("7", "8", rate)
+    assert "roles/monitoring.viewer" in (denied.value.hint or "")
 
 
 # -- resume, throttling, API rules ---------------------------------------------------------------------------
