@@ -435,3 +435,24 @@ def test_the_cli_drives_vertex_models_and_endpoints(adapter: VertexAdapter, fake
     assert answer.exit_code == 0 and "churn-v2" in answer.output, answer.output
     back = runner.invoke(app, ["rollback", "churn", "--backend", "vertex"])
     assert back.exit_code != 0 and "nothing to roll back" in back.output, back.output
+
+
+@pytest.mark.parametrize(("action", "outcome", "live"), [("promote", RolloutOutcome.SUCCEEDED, "churn-v2"),
+                                                          ("rollback", RolloutOutcome.ROLLED_BACK, "churn-v1")])
+def test_promote_or_rollback_from_another_process_reaches_the_running_controller(
+        adapter: VertexAdapter, fake: VertexFake, mon: MonitoringFake, tmp_path: Path, action: str,
+        outcome: RolloutOutcome, live: str) -> None:
+    adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
+    box: dict[str, Any] = {}
+    driver = threading.Thread(target=lambda: box.update(result=adapter.deploy(
+        deployment(2, {"canary": {"percent": 10, "bake": 60}}), poll=POLL)), daemon=True)
+    driver.start()
+    deadline = time.time() + 20
+    while time.time() < deadline and "churn-v2" not in live_split(fake):
+        time.sleep(0.01)
+    other = make_adapter(fake, mon, tmp_path)  # the running controller holds the endpoint lock
+    result = other.promote("churn") if action == "promote" else other.rollback("churn")
+    driver.join(20)
+    assert result.outcome is outcome and box["result"].outcome is outcome
+    assert live_split(fake) == {live: 100}
+    assert any(h["event"] in ("manual promotion", "rolled back") for h in result.history)
