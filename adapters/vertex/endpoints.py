@@ -287,8 +287,9 @@ class VertexEndpoints:
             if any(str(d.display_name) == name for d in ep.gca_resource.deployed_models):
                 return None  # a retried call whose first attempt landed
             current = {str(k): int(v) for k, v in ep.gca_resource.traffic_split.items()}
-            # no traffic for the new model: "0" names it in a split that keeps the current shares
-            split = {**current, "0": 0} if current else {}
+            # no traffic for the new model: "0" names it in a split that keeps the current shares. On an endpoint
+            # without traffic (a first deployment, which goes live anyway) it gets 100, as the SDK itself insists
+            split = {**current, "0": 0} if current else {"0": 100}
             op = ep.api_client.deploy_model(endpoint=ep_name, deployed_model=deployed_model, traffic_split=split)
             return str(op.operation.name)
 
