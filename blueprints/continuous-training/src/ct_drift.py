@@ -102,6 +102,7 @@ def read_current(current_uri: str, capture: Path | None, features: list[str], wi
         ([1, 3], 'table')
     """
     import pandas as pd
+
     from cloudml.drift import load_capture
 
     if current_uri:
@@ -129,6 +130,38 @@ def read_current(current_uri: str, capture: Path | None, features: list[str], wi
                                           "by_deployment": dict(counts)}
 
 
+def _some(names: list[str], limit: int = 3) -> str:
+    """The first names and how many more (one error line has room for a few).
+
+    Example:
+        >>> _some(["a", "b", "c", "d", "e"])
+        'a, b, c … (+2 more)'
+    """
+    return ", ".join(names[:limit]) + (f" … (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _readable(error: Any, features: list[str], columns: list[str], version: int) -> tuple[str, str]:
+    """cloudml.drift's DataError as one short problem and fix (a long list of lacking features is shortened).
+
+    Example:
+        >>> from cloudml.errors import DataError
+        >>> e = DataError("drift", "the current data lacks the training feature(s) a, b, c, d (it has: x)")
+        >>> problem, fix = _readable(e, ["a", "b", "c", "d"], ["x"], 1)
+        >>> print(problem)
+        the current data lacks 4 of the model's 4 training features (it has: x)
+        >>> print(fix)
+        capture requests with the features v1 was trained on (a, b, c … (+1 more)), or point -p current_uri at such data
+    """
+    message = str(error.message).removeprefix(f"{error.stage}: ")
+    lacking = [f for f in features if f not in columns]
+    if "lacks the training feature" in message and columns and lacking:
+        return (f"the current data lacks {len(lacking)} of the model's {len(features)} training features "
+                f"(it has: {_some(columns, 4)})",
+                f"capture requests with the features v{version} was trained on ({_some(lacking)}), "
+                "or point -p current_uri at such data")
+    return message, error.hint or "check the current data (-p current_uri) against the model's training data"
+
+
 def _write(report: Path, doc: dict[str, Any], markdown: str) -> None:
     (report / "drift.json").write_text(json.dumps(doc, indent=2, default=str))
     (report / "drift.md").write_text(markdown)
@@ -149,9 +182,10 @@ def check_drift(metrics: Path, report: Path, group: str, endpoint: str, current_
         (0.0, 'no_model', '# Drift check: retrain (no approved model yet: train the first one)')
     """
     import pandas as pd
+    from tabular_eval import find_baseline
+
     from cloudml.drift import drift_report
     from cloudml.errors import DataError
-    from tabular_eval import find_baseline
 
     version, message = find_baseline(group, report)
     context: dict[str, Any] = {"group": group, "endpoint": endpoint, "registry": message,
@@ -194,9 +228,8 @@ def check_drift(metrics: Path, report: Path, group: str, endpoint: str, current_
             drift = drift_report(reference, current, features=features, prediction=prediction,
                                  psi_threshold=psi_threshold)
         except DataError as e:
-            problem = e.message.removeprefix(f"{e.stage}: ")
-            raise StageError(STAGE, problem, f"{e.hint or 'check the data'}; the model v{version.version} was "
-                             f"trained on: {', '.join(features[:4])}{' …' if len(features) > 4 else ''}") from e
+            raise StageError(STAGE, *_readable(e, features, columns if "columns" in locals() else [],
+                                               version.version)) from e
     result = {**drift.metrics(), "has_model": 1.0, "rows_current": float(drift.current_rows),
               "verdict": "drift" if drift.drifted else "no_drift"}
     retrain, why = decide(result, max_drift_share, psi_threshold)
