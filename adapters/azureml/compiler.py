@@ -2,7 +2,10 @@
 
 Mapping (docs/adapters/azureml.md has the full table):
 
-* parameters -> pipeline ``inputs`` (literals), bound into nodes as ``${{parent.inputs.p}}``;
+* parameters -> pipeline ``inputs`` (literals), bound into nodes as ``${{parent.inputs.p}}``; a parameter
+  used as a whole input (``{{params.uri}}``) is a ``uri_folder``/``uri_file`` input whose ``path`` is its
+  default (run-time values replace the path; ``s3://``/``gs://``/local defaults are refused);
+* ``schedule:`` -> checked here (cron and time zone), applied as a job schedule (schedule.py);
 * each task step -> a ``command`` node with an inline command component: ``{{inputs.x}}`` ->
   ``${{inputs.x}}``, ``{{outputs.y}}`` -> ``${{outputs.y}}``, ``{{params.p}}`` -> ``${{inputs.p}}``;
 * artifact passing -> ``${{parent.jobs.<node>.outputs.<name>}}``; outputs are ``uri_folder``
@@ -44,7 +47,8 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["METRICS_FILE", "PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "compile_job", "node_name"]
+__all__ = ["METRICS_FILE", "PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "check_uri", "compile_job",
+           "node_name", "uri_parameters"]
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 FAIL_IMAGE = "python:3.11-slim"
@@ -131,6 +135,48 @@ class _Ctx:
         self.steps = {s.name: s for s in p.steps}
         self.options: dict[str, Any] = p.backend_options.get("azureml", {})
         self.p_order = StepGraph.from_pipeline(p).topological_order()
+        self.uri_params = uri_parameters(p)
+
+
+def check_uri(param: str, uri: str, step: str | None) -> None:
+    """A URI a parameter brings as an input must be one Azure ML jobs can read (``_SCHEMES``).
+
+    Example:
+        >>> check_uri("data", "s3://bucket/churn.csv", "prep")
+        Traceback (most recent call last):
+        cloudml.errors.UnsupportedFeatureError: azureml cannot express 'input.parameter' in step 'prep': parameter data holds 's3://bucket/churn.csv'; Azure ML jobs read azureml:// datastore URIs or blob storage URLs (https://, wasbs://, abfss://), not s3://
+    """
+    scheme = ExternalRef(uri).scheme
+    if scheme not in _SCHEMES or find_placeholders(uri):
+        what = "a local path" if scheme == "file" else f"{scheme}://"
+        raise UnsupportedFeatureError("azureml", step, "input.parameter", f"parameter {param} holds '{uri}'; Azure ML "
+                                      "jobs read azureml:// datastore URIs or blob storage URLs (https://, wasbs://, "
+                                      f"abfss://), not {what}", hint=f"give {param} an azureml://datastores/<datastore>"
+                                      "/paths/<path> value (copy the data there first), as its default and at run time")
+
+
+def uri_parameters(p: Pipeline) -> dict[str, str]:
+    """Parameters used as a whole input (``{{params.x}}``) -> the Azure ML input type of their default
+    (``uri_folder`` when it ends with ``/``, else ``uri_file``); their defaults are checked with :func:`check_uri`.
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.param("data", str, "azureml://datastores/d/paths/x/")
+        >>> _ = b.add_step("a", command="ls {{inputs.d}}", image="i", inputs={"d": "{{params.data}}"})
+        >>> uri_parameters(b.build())
+        {'data': 'uri_folder'}
+    """
+    found: dict[str, str] = {}
+    for s in p.steps:
+        if not isinstance(s, TaskStep):
+            continue
+        for spec in s.inputs.values():
+            if isinstance(spec.ref, ParamSourceRef) and spec.ref.param not in found:
+                default = p.parameters[spec.ref.param].default
+                if default is not None:
+                    check_uri(spec.ref.param, str(default), s.name)
+                found[spec.ref.param] = "uri_folder" if str(default or "").endswith("/") else "uri_file"
+    return found
 
 
 def _inputs(ctx: _Ctx, s: TaskStep) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -148,14 +194,19 @@ def _inputs(ctx: _Ctx, s: TaskStep) -> tuple[dict[str, Any], dict[str, Any]]:
             kind = "uri_folder" if ref.uri.endswith("/") else "uri_file"
             node[name] = {"type": kind, "path": ref.uri}
             comp[name] = {"type": kind}
-        elif isinstance(ref, ParamSourceRef):
-            raise _unsupported(s.name, "input.parameter", "a parameter holding an input URI is not built yet on Azure ML")
+        elif isinstance(ref, ParamSourceRef):  # a pipeline input of an asset type: run-time values override it
+            node[name] = f"${{{{parent.inputs.{ref.param}}}}}"
+            comp[name] = {"type": ctx.uri_params[ref.param]}
         else:
             raise _unsupported(s.name, "input.external", f"input '{name}' is {ref}; Azure ML jobs read azureml:// "
                                "datastore URIs or blob storage URLs")
     texts = ([s.command] if isinstance(s.command, str) else list(s.command or [])) + s.args
     texts += [v for v in s.params.values() if isinstance(v, str)]  # a python step's params
     for p in dict.fromkeys(ph.name for t in texts for ph in find_placeholders(t) if ph.namespace == "params"):
+        if p in ctx.uri_params:
+            raise _unsupported(s.name, "input.parameter", f"parameter {p} holds an input URI (a {ctx.uri_params[p]} "
+                               "pipeline input on Azure ML) and is also used as text here; Azure ML binds it as "
+                               "one or the other")
         same = [n for n in node if n.lower() == p.lower()]
         if same:
             raise CompileError(f"step '{s.name}': parameter {p} and an input share the name {same[0]} "
@@ -431,6 +482,11 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
                            "carries a value for every input", hint="give each a default in the spec (a run can "
                            "still override it)")
     if p.parameters:
-        job["inputs"] = {n: v.default for n, v in p.parameters.items()}
+        job["inputs"] = {n: {"type": ctx.uri_params[n], "path": v.default} if n in ctx.uri_params else v.default
+                         for n, v in p.parameters.items()}
+    if p.schedule is not None:  # refused here, at compile time, when Azure ML cannot say it (schedule.py)
+        from cloudml.adapters.azureml.schedule import azure_cron, azure_time_zone
+
+        azure_cron(p.schedule.cron), azure_time_zone(p.schedule.timezone)
     return job
 

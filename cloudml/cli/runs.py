@@ -239,7 +239,8 @@ def schedule_apply(
     file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
 ) -> None:
-    """Publish the pipeline and create or update the cloud's own schedule for it (SageMaker: EventBridge).
+    """Publish the pipeline and create or update the cloud's own schedule for it (SageMaker: EventBridge;
+    Azure ML: a job schedule).
 
     Example:
         >>> from typer.testing import CliRunner
@@ -256,6 +257,7 @@ def schedule_apply(
             err.print(f"[bold red]error:[/] applying schedules is not built for {adapter.name}")
             err.print(f"[green]next:[/] {hint}")
             raise typer.Exit(1)
+        adapter.base_dir = file.resolve().parent  # code folders are relative to the pipeline file, as for run
         arn = adapter.apply_schedule(spec)
     except CloudMLError as e:
         raise _fail(e) from None

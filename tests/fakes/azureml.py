@@ -32,7 +32,8 @@ Rules enforced (each answered the way ARM answers, so the SDK raises its real ex
 
 The model registry, managed online endpoints (deployments, traffic and mirror rules, long-running
 operations), scoring and Azure Monitor metrics are served by ``fake.online``
-(tests/fakes/_azureml_online.py, documented there and in tests/fakes/README.md).
+(tests/fakes/_azureml_online.py, documented there and in tests/fakes/README.md); job schedules by
+``fake.schedules`` (tests/fakes/_azureml_schedules.py, documented there).
 
 GETs are safe to repeat (the SDK is chatty): tests never assert exact request counts. The server binds
 127.0.0.1 only; a CONNECT or an absolute-URL request (a proxied outbound attempt, see the proxy tripwire
@@ -65,6 +66,7 @@ from typing import Any
 
 from tests.fakes._azureml_code import CodeFake
 from tests.fakes._azureml_online import OnlineFake
+from tests.fakes._azureml_schedules import ScheduleFake
 
 __all__ = ["AzureMLFake", "FakeCredential", "azure_test_env", "azureml_fake", "ml_client"]
 
@@ -122,6 +124,7 @@ class AzureMLFake:
         self._fail: tuple[str, str] | None = None
         self.code = CodeFake(self)  # code versions and their blob uploads: tests/fakes/_azureml_code.py
         self.online = OnlineFake(self)  # registry, online endpoints, scoring, metrics: tests/fakes/_azureml_online.py
+        self.schedules = ScheduleFake(self)  # job schedules: tests/fakes/_azureml_schedules.py
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -251,6 +254,9 @@ class AzureMLFake:
             out = {"id": f"{self.ws}/{parts[0]}/{parts[1]}/versions/{parts[3]}", "name": parts[3],
                    "systemData": _system_data(), **{k: v for k, v in store[key].items() if k != "id"}}
             return (201 if method == "PUT" else 200), out, {}
+        scheduled = self.schedules.arm(method, parts, raw)
+        if scheduled is not None:
+            return scheduled
         code = self.code.arm(method, parts, raw)
         if code is not None:
             return code

@@ -186,11 +186,55 @@ def test_foreign_inputs_are_refused_by_name(uri: str) -> None:
     assert "input 'raw'" in str(e) and "azureml://" in str(e) and "azureml cannot express" in str(e)
 
 
-def test_parameter_held_uris_are_refused_by_name() -> None:
+DATASTORE = "azureml://datastores/workspaceblobstore/paths/raw/"
+
+
+def uri_pipeline(default: str, command: str = "cat {{inputs.raw}}") -> Pipeline:
+    return build([{"name": "read-raw", "command": command, "inputs": {"raw": "{{params.uri}}"}},
+                  {"name": "also", "command": "ls {{inputs.d}}", "inputs": {"d": "{{params.uri}}"}}],
+                 parameters={"uri": {"type": "string", "default": default}, "n": {"type": "int", "default": 2}})
+
+
+@pytest.mark.parametrize(("default", "kind"), [(DATASTORE, "uri_folder"),
+                                               ("azureml://datastores/ws/paths/x.csv", "uri_file"),
+                                               ("https://acct.blob.core.windows.net/c/raw.csv", "uri_file"),
+                                               ("abfss://fs@acct.dfs.core.windows.net/raw/", "uri_folder")])
+def test_a_parameter_held_uri_is_an_asset_pipeline_input_bound_into_nodes(default: str, kind: str) -> None:
+    job = compile_job(uri_pipeline(default), None)
+    assert job["inputs"] == {"uri": {"type": kind, "path": default}, "n": 2}
+    for name, inp in (("read_raw", "raw"), ("also", "d")):
+        assert job["jobs"][name]["inputs"] == {inp: "${{parent.inputs.uri}}"}
+        assert job["jobs"][name]["component"]["inputs"] == {inp: {"type": kind}}
+    assert job["jobs"]["read_raw"]["component"]["command"] == "cat ${{inputs.raw}}"
+
+
+@pytest.mark.parametrize(("default", "what"), [("s3://bucket/raw.csv", "s3://"), ("gs://bucket/raw/", "gs://"),
+                                               ("./data.csv", "a local path"),
+                                               ("file:///data/raw.csv", "a local path")])
+def test_a_parameter_holding_a_uri_azure_cannot_read_is_refused_naming_it(default: str, what: str) -> None:
     with pytest.raises(UnsupportedFeatureError) as info:
-        job_of([{"name": "a", "command": "cat {{inputs.raw}}", "inputs": {"raw": "{{params.uri}}"}}],
-               parameters={"uri": {"type": "string", "default": "azureml://datastores/ws/paths/x.csv"}})
-    assert (info.value.adapter, info.value.step, info.value.feature) == ("azureml", "a", "input.parameter")
+        compile_job(uri_pipeline(default), None)
+    e = info.value
+    assert (e.adapter, e.step, e.feature) == ("azureml", "read-raw", "input.parameter")
+    assert f"parameter uri holds '{default}'" in str(e) and f"not {what}" in str(e)
+    assert "azureml://datastores/" in str(e.hint)
+
+
+def test_a_uri_parameter_also_used_as_text_is_refused() -> None:
+    with pytest.raises(UnsupportedFeatureError, match="parameter uri holds an input URI .* also used as text"):
+        compile_job(uri_pipeline(DATASTORE, command="cat {{inputs.raw}} --from {{params.uri}}"), None)
+
+
+def test_run_time_values_replace_the_path_and_are_checked() -> None:
+    from cloudml.adapters.azureml.schedule import uri_input
+
+    current = {"type": "uri_folder", "path": DATASTORE}
+    assert uri_input("uri", current, "azureml://datastores/w/paths/new/") == {
+        "type": "uri_folder", "path": "azureml://datastores/w/paths/new/"}
+    with pytest.raises(UnsupportedFeatureError, match="parameter uri holds 'gs://b/new/'"):
+        uri_input("uri", current, "gs://b/new/")
+    with pytest.raises(CompileError, match="is a file but the pipeline reads a folder"):
+        uri_input("uri", current, "azureml://datastores/w/paths/new.csv")
 
 
 def test_metrics_outputs_name_the_json_file_in_commands_and_args() -> None:
@@ -425,11 +469,9 @@ def test_settings_reach_the_compiler_through_the_adapter() -> None:
 
 GAPS = {  # feature -> the step the refusal names
     "step.secrets": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
-    "condition.or": "gate", "schedule": None, "input.parameter": "work",
-    "step.tuning": "work",
+    "condition.or": "gate", "step.tuning": "work",
 }
-COMPILER_REFUSES = ("step.secrets", "schedule", "step.tuning", "step.cache_expiry", "step.depends_on", "condition",
-                    "input.parameter")
+COMPILER_REFUSES = ("step.secrets", "step.tuning", "step.cache_expiry", "step.depends_on", "condition")
 
 
 def test_declared_pipeline_gaps() -> None:
@@ -484,9 +526,11 @@ def test_supported_feature_cases_compile() -> None:
         if feature.startswith("deploy.") or not caps.supports(feature):
             continue
         spec = external_case("azureml") if feature == "input.external" else FEATURE_CASES[feature]()
+        if feature == "input.parameter":  # the shared case's default is gs://, which Azure ML cannot read
+            spec = uri_pipeline(DATASTORE)
         assert isinstance(spec, Pipeline)
         compiled.append(AzureMLAdapter(AzureMLSettings()).compile(spec).document["type"])
-    assert compiled == ["pipeline"] * 16
+    assert compiled == ["pipeline"] * 18
 
 
 # -- python steps, framework environments, emulated retries -------------------------------------------

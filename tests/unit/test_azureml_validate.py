@@ -52,6 +52,12 @@ def build(steps: list[dict[str, Any]], **top: Any) -> Pipeline:
     return p
 
 
+def _uri_parameter() -> Pipeline:
+    """input.parameter with a default Azure ML reads (the shared feature case uses gs://)."""
+    return build([{"name": "work", "command": "python work.py {{inputs.raw}}", "inputs": {"raw": "{{params.uri}}"}}],
+                 parameters={"uri": {"type": "string", "default": "azureml://datastores/ws/paths/raw/"}})
+
+
 def sdk_load(text: str, folder: Path, codes: list[str] | None = None) -> PipelineJob:
     """azure.ai.ml.load_job on the YAML text, from a file in ``folder`` next to the code folders it names.
 
@@ -89,6 +95,8 @@ def _feature_cases() -> dict[str, Case]:
         if feature.startswith("deploy.") or not caps.supports(feature):
             continue
         factory = (lambda: external_case("azureml")) if feature == "input.external" else FEATURE_CASES[feature]
+        if feature == "input.parameter":  # the shared case's default is gs://, which Azure ML cannot read
+            factory = _uri_parameter
         out[f"feature:{feature}"] = (factory, CLUSTER)
         out[f"feature:{feature}:no-compute"] = (factory, AzureMLSettings())
     return out
@@ -133,6 +141,13 @@ CASES: dict[str, Case] = {
     "datastore-file-and-folder": (lambda: build([{"name": "a", "command": "cat {{inputs.f}} {{inputs.d}}",
                                                   "inputs": {"f": "azureml://datastores/ws/paths/x.csv",
                                                              "d": "azureml://datastores/ws/paths/raw/"}}]), CLUSTER),
+    "parameter-uris": (lambda: build([{"name": "a", "command": "cat {{inputs.f}} {{inputs.d}} {{params.n}}",
+                                       "inputs": {"f": "{{params.file}}", "d": "{{params.folder}}"}},
+                                      {"name": "b", "command": "ls {{inputs.d}}", "inputs": {"d": "{{params.folder}}"}}],
+                                     parameters={"file": {"type": "string", "default": "azureml://datastores/ws/paths/x.csv"},
+                                                 "folder": {"type": "string",
+                                                            "default": "azureml://datastores/ws/paths/raw/"},
+                                                 "n": {"type": "int", "default": 3}}), CLUSTER),
     "timeouts": (lambda: build([{"name": "a", "command": "echo", "timeout": "1.5s"},
                                 {"name": "b", "command": "echo", "timeout": "2h"}]), CLUSTER),
     "descriptions-and-code": (lambda: build([{"name": "a", "command": "python a.py", "code": "./src",
@@ -427,3 +442,17 @@ def test_validate_job_checks_if_else_nodes_and_registered_outputs(change: Callab
     document = gated_job()
     change(document)
     assert any(problem in p for p in validate_job(document)), problem
+
+
+# -- a parameter holding an input URI (input.parameter) ----------------------------------------------------
+
+
+def test_a_parameter_held_uri_reaches_rest_as_an_asset_input_with_its_default(tmp_path: Path) -> None:
+    compiled = AzureMLAdapter(CLUSTER).compile(_uri_parameter())
+    job = sdk_load(compiled.dumps(), tmp_path)
+    assert job.inputs["uri"]._data.type == "uri_folder"
+    assert job.inputs["uri"]._data.path == "azureml://datastores/ws/paths/raw/"
+    assert job.jobs["work"].inputs["raw"]._data == "${{parent.inputs.uri}}"
+    assert job.jobs["work"].component.inputs["raw"].type == "uri_folder"
+    rest = job._to_rest_object().properties.inputs["uri"]
+    assert (rest.job_input_type, rest.uri) == ("uri_folder", "azureml://datastores/ws/paths/raw/")
