@@ -208,7 +208,7 @@ def test_an_alarm_on_fake_metrics_rolls_the_canary_back(adapter: VertexAdapter, 
     clients = threading.Thread(target=_traffic, args=(fake, stop), daemon=True)
     clients.start()
     try:
-        d = deployment(2, {"canary": {"percent": 50, "bake": 4}},
+        d = deployment(2, {"canary": {"percent": 50, "bake": 15}},  # ends at the alarm
                        alarms=[{"name": "errors", "metric": "error_rate", "threshold": 0.2, "period": 1}])
         result = adapter.deploy(d, poll=POLL)
     finally:
