@@ -255,7 +255,8 @@ class VertexAdapter(Adapter):
         if getattr(self, "_metrics", None) is None:
             from cloudml.adapters.vertex.monitoring import VertexMetrics
 
-            self._metrics = VertexMetrics(self.settings.project, call=self.client().call)
+            client = self.client()
+            self._metrics = VertexMetrics(self.settings.project, call=client.call, credentials=client.credentials)
         return self._metrics
 
     @property

@@ -125,9 +125,10 @@ class VertexMetrics:
     """
 
     def __init__(self, project: str | None, client: Any = None, *, call: Callable[[str, Callable[[], Any]], Any] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, credentials: Any = None) -> None:
         self.project = project
         self._client = client
+        self.credentials = credentials
         self._call = call or (lambda action, fn: fn())
         self.clock = clock
 
@@ -145,7 +146,7 @@ class VertexMetrics:
         if self._client is None:
             from google.cloud import monitoring_v3
 
-            self._client = monitoring_v3.MetricServiceClient()
+            self._client = monitoring_v3.MetricServiceClient(credentials=self.credentials)
         return self._client
 
     def window(self, alarm: Any) -> tuple[int, int]:
