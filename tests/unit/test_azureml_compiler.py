@@ -221,7 +221,7 @@ def test_a_parameter_holding_a_uri_azure_cannot_read_is_refused_naming_it(defaul
 
 
 def test_a_uri_parameter_also_used_as_text_is_refused() -> None:
-    with pytest.raises(UnsupportedFeatureError, match="parameter uri holds an input URI .* also used as text"):
+    with pytest.raises(UnsupportedFeatureError, match=r"parameter uri holds an input URI .* also used as text"):
         compile_job(uri_pipeline(DATASTORE, command="cat {{inputs.raw}} --from {{params.uri}}"), None)
 
 

@@ -36,6 +36,9 @@ from tests.fakes.azureml import (
     cloud_kwargs,
 )
 
+# azure-ai-ml 1.35 pins marshmallow<4 and uses APIs marshmallow 3.26 warns about, thousands of times a run
+pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")
+
 DATA = "azureml://datastores/workspaceblobstore/paths/churn/"
 
 
@@ -180,7 +183,7 @@ def test_bad_schedule_parameters_are_refused_before_any_call() -> None:
 
 
 def test_a_file_uri_where_the_pipeline_reads_a_folder_is_refused() -> None:
-    with pytest.raises(CompileError, match="parameter data: .* is a file but the pipeline reads a folder"):
+    with pytest.raises(CompileError, match=r"parameter data: .* is a file but the pipeline reads a folder"):
         AzureMLAdapter().compile_schedule(pipeline(parameters={"data": "azureml://datastores/w/paths/f.csv"}))
 
 
@@ -291,3 +294,17 @@ def test_cli_refuses_a_schedule_azure_ml_cannot_express_without_a_traceback(tmp_
     result = CliRunner().invoke(app, ["compile", str(f), "--target", "azureml"])
     assert result.exit_code != 0
     assert "restricts the day of the month" in result.output and "Traceback" not in result.output
+
+
+# -- input.parameter at run time: the run's value replaces the path ------------------------------------------
+
+def test_a_run_replaces_a_uri_parameter_path_and_refuses_one_azure_cannot_read(fake: AzureMLFake) -> None:
+    adapter = _adapter(fake)
+    run = adapter.run(pipeline("uri-run"), {"data": "azureml://datastores/workspaceblobstore/paths/new/"})
+    stored = fake.job(run.id).body["properties"]["inputs"]
+    assert stored["data"] == {"jobInputType": "uri_folder", "uri": "azureml://datastores/workspaceblobstore/paths/new/"}
+    assert stored["n"] == {"jobInputType": "literal", "value": "3"}
+    before = len(fake.requests)
+    with pytest.raises(UnsupportedFeatureError, match="parameter data holds 'gs://b/new/'"):
+        adapter.run(pipeline("uri-run"), {"data": "gs://b/new/"})
+    assert not any(m == "PUT" and "/jobs/" in p for m, p, _ in fake.requests[before:])
