@@ -144,7 +144,7 @@ def check_uri(param: str, uri: str, step: str | None) -> None:
     Example:
         >>> check_uri("data", "s3://bucket/churn.csv", "prep")
         Traceback (most recent call last):
-        cloudml.errors.UnsupportedFeatureError: azureml cannot express 'input.parameter' in step 'prep': parameter data holds 's3://bucket/churn.csv'; Azure ML jobs read azureml:// datastore URIs or blob storage URLs (https://, wasbs://, abfss://), not s3://
+        cloudml.errors.UnsupportedFeatureError: azureml cannot express 'input.parameter' on step 'prep': parameter data holds 's3://bucket/churn.csv'; Azure ML jobs read azureml:// datastore URIs or blob storage URLs (https://, wasbs://, abfss://), not s3://
     """
     scheme = ExternalRef(uri).scheme
     if scheme not in _SCHEMES or find_placeholders(uri):
