@@ -209,10 +209,26 @@ def _deployment(**fields: Any) -> Deployment:
 NATIVE_SCHEME = {"local": "file", "sagemaker": "s3", "vertex": "gs", "azureml": "azureml"}
 
 
+def _native_uri(scheme: str, path: str) -> str:
+    if scheme == "file":
+        return f"file:///data/{path}"
+    if scheme == "azureml":
+        return f"azureml://datastores/ws/paths/{path}"
+    return f"{scheme}://bucket/{path}"
+
+
 def external_case(scheme: str) -> Pipeline:
     """A step reading an external URI in the given scheme (each cloud reads its own storage)."""
-    uri = "file:///data/raw.csv" if scheme == "file" else f"{scheme}://bucket/raw.csv"
-    return _pipeline(_task(command="python work.py {{inputs.raw}}", inputs={"raw": uri}))
+    return _pipeline(_task(command="python work.py {{inputs.raw}}", inputs={"raw": _native_uri(scheme, "raw.csv")}))
+
+
+def parameter_input_case(scheme: str) -> Pipeline:
+    """A step reading the URI a parameter holds, defaulting to the cloud's own storage."""
+    return _pipeline(_task(command="python work.py {{inputs.raw}}", inputs={"raw": "{{params.uri}}"}),
+                     params={"uri": {"type": "string", "default": _native_uri(scheme, "x/")}})
+
+
+ADAPTER_AWARE = {"input.external": external_case, "input.parameter": parameter_input_case}
 
 
 STRATEGIES: dict[str, dict[str, Any]] = {

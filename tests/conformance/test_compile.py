@@ -10,22 +10,23 @@ from cloudml.errors import UnsupportedFeatureError
 from cloudml.registry import adapter_class
 from cloudml.spec.pipeline import Pipeline
 from tests.conformance.cases import (
+    ADAPTER_AWARE,
     FEATURE_CASES,
     NATIVE_SCHEME,
     STRATEGIES,
-    external_case,
     reference_pipeline,
 )
 
 NOT_BUILT: list[pytest.MarkDecorator] = []
 REFERENCE_GAPS = [
-    # register steps compile on both (and its gate on Azure ML with enable_preview_conditions); what still
-    # stops the reference: its data comes through a parameter (input.parameter), and sklearn==1.2 has no
-    # Vertex prebuilt training image nor Azure ML curated environment (a CompileError once that is built)
+    # register steps compile on both; what still stops the reference: its data comes through a parameter
+    # (input.parameter, not built on Vertex; on Azure ML its s3:// default is unreadable there), its gate is
+    # a condition (Azure ML: preview, opt-in only), and sklearn==1.2 has no Vertex prebuilt training image
+    # nor Azure ML curated environment
     pytest.mark.gap("vertex", "notimpl", UnsupportedFeatureError,
                     "a parameter holding an input URI (input.parameter) is not built yet on Vertex"),
-    pytest.mark.gap("azureml", "notimpl", UnsupportedFeatureError,
-                    "a parameter holding an input URI (input.parameter) is not built yet on Azure ML"),
+    pytest.mark.gap("azureml", "notyet", UnsupportedFeatureError,
+                    "conditions are Azure ML private preview (opt-in only), and the s3:// input is unreadable there"),
 ]
 
 
@@ -78,7 +79,8 @@ def test_shadow_strategy_compiles(adapter_name: str) -> None:
 def test_feature_compiles_or_is_refused_by_name(adapter_name: str, feature: str) -> None:
     """Data-driven: a supported feature compiles; a declared gap raises naming adapter and feature."""
     caps = adapter_class(adapter_name).capabilities
-    spec = external_case(NATIVE_SCHEME[adapter_name]) if feature == "input.external" else FEATURE_CASES[feature]()
+    aware = ADAPTER_AWARE.get(feature)
+    spec = aware(NATIVE_SCHEME[adapter_name]) if aware else FEATURE_CASES[feature]()
     uses = pipeline_features(spec) if isinstance(spec, Pipeline) else deployment_features(spec)
     gaps = [u for u in uses if not caps.supports(u.feature)]
     if not gaps:
