@@ -15,11 +15,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudml.adapter import Adapter, Capabilities, Compiled
+from cloudml.adapter import Adapter, Capabilities, Compiled, FeatureUse
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.pipeline import Pipeline
 
@@ -74,11 +75,23 @@ class AzureMLAdapter(Adapter):
     def compile(self, pipeline: Pipeline) -> Compiled:
         """The Azure ML pipeline job (CLI v2 schema) as YAML."""
         from cloudml.adapter import pipeline_features
-        from cloudml.adapters.azureml.compiler import PREVIEW_FEATURES, compile_job
+        from cloudml.adapters.azureml.compiler import compile_job
+
+        self.check_supported(pipeline_features(pipeline))
+        return Compiled("azureml", pipeline.name, compile_job(pipeline, self.settings), "yaml")
+
+    def check_supported(self, uses: Iterable[FeatureUse]) -> None:
+        """The capability check, with conditions allowed when ``enable_preview_conditions`` opts in.
+
+        Example:
+            >>> from cloudml.adapter import FeatureUse
+            >>> from cloudml.config import AzureMLSettings
+            >>> AzureMLAdapter(AzureMLSettings(enable_preview_conditions=True)).check_supported([FeatureUse("condition")])
+        """
+        from cloudml.adapters.azureml.compiler import PREVIEW_FEATURES
 
         preview = self.settings.enable_preview_conditions  # conditions compile only when opted in
-        self.check_supported(u for u in pipeline_features(pipeline) if not (preview and u.feature in PREVIEW_FEATURES))
-        return Compiled("azureml", pipeline.name, compile_job(pipeline, self.settings), "yaml")
+        super().check_supported(u for u in uses if not (preview and u.feature in PREVIEW_FEATURES))
 
     def validate_compiled(self, compiled: Compiled) -> list[str]:
         """Reference checks azure-ai-ml misses, then ``load_job`` when the SDK is installed."""

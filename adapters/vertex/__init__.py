@@ -40,6 +40,8 @@ class Options(BaseModel):
     enable_caching: bool | None = Field(None, description="override every task's caching when the run is submitted")
     failure_policy: Literal["fast", "slow"] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    runtime_image: str | None = Field(None, description="image with cloudml[gcp] installed that register tasks "
+                                      "run in (default: the pipeline's defaults.image)")
 
 
 class VertexAdapter(Adapter):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudml.adapters.vertex.bundles import NO_CODE, RUNTIME_FILE, bundle_uri, code_digest
-from cloudml.adapters.vertex.images import framework_image
+from cloudml.adapters.vertex.images import framework_image, prediction_image
 from cloudml.dag import StepGraph
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
@@ -589,17 +589,18 @@ def _register_task(ctx: _Ctx, s: RegisterModelStep, scope: _Scope, deps: list[st
     if r.description:
         raise _unsupported(s.name, "register_model", "a description cannot be set: the version description holds "
                            "cloudml's metadata (metrics, tags, run)")
-    if not r.image:
+    if not r.image and not r.framework:
         raise CompileError(f"step '{s.name}': registering on Vertex AI needs the serving image",
-                           hint="set register_model.image, e.g. a prebuilt one such as "
-                                "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-3:latest")
-    runtime_image = ctx.p.defaults.image
+                           hint="set register_model.framework (a prebuilt serving image, e.g. sklearn==1.5) or "
+                                "register_model.image")
+    serving = r.image or prediction_image(str(r.framework), s.name)
+    runtime_image = (ctx.p.backend_options.get("vertex") or {}).get("runtime_image") or ctx.p.defaults.image
     if not runtime_image:
-        raise CompileError(f"step '{s.name}': a Vertex register step runs cloudml's runtime in the pipeline's "
-                           "defaults.image, which is not set", hint="set defaults.image to an image with "
-                           "cloudml[gcp] installed")
+        raise CompileError(f"step '{s.name}': a Vertex register step runs cloudml's runtime, and the pipeline names "
+                           "no image with cloudml[gcp] installed", hint="set backend_options.vertex.runtime_image "
+                           "(or defaults.image); see docs/adapters/vertex.md for a two-line Dockerfile")
     argv = ["python3", "-m", "cloudml.runtime", "--register-model", "vertex", "--group", r.group,
-            "--model-uri", "{{$.inputs.artifacts['model'].uri}}", "--image", r.image, "--approval", r.approval]
+            "--model-uri", "{{$.inputs.artifacts['model'].uri}}", "--image", serving, "--approval", r.approval]
     if r.metrics:
         argv += ["--metrics", "{{$.inputs.artifacts['metrics'].path}}"]
     if r.tags:

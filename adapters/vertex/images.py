@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from cloudml.errors import CompileError
 
-__all__ = ["REGISTRY", "TRAINING_IMAGES", "framework_image"]
+__all__ = ["PREDICTION_IMAGES", "REGISTRY", "TRAINING_IMAGES", "framework_image", "prediction_image"]
 
 REGISTRY = "us-docker.pkg.dev/vertex-ai/training"
 # framework -> version -> (CPU image, GPU image or None); names as Google's page lists them
@@ -81,3 +81,38 @@ def framework_image(framework: str, step: str, *, gpu: bool = False) -> str:
                            hint=f"pick a version with one ({', '.join(v for v, i in versions.items() if i[1])}) "
                            "or set image:")
     return f"{REGISTRY}/{gpu_image if gpu else cpu}:latest"
+
+
+PREDICTION_REGISTRY = "us-docker.pkg.dev/vertex-ai/prediction"
+# framework -> versions with a prebuilt *prediction* (serving) container, CPU builds; names as Google lists
+# them (aiplatform's constants.prediction, which a test compares this table with). TensorFlow 2 serving
+# images are called tf2-cpu.
+PREDICTION_IMAGES: dict[str, tuple[str, list[str]]] = {
+    "sklearn": ("sklearn-cpu", ["1.6", "1.5", "1.4", "1.3", "1.2", "1.0", "0.24", "0.23", "0.22", "0.20"]),
+    "xgboost": ("xgboost-cpu", ["2.1", "2.0", "1.7", "1.6", "1.5", "1.4", "1.3", "1.2", "1.1", "0.90", "0.82"]),
+    "tensorflow": ("tf2-cpu", ["2.15", "2.14", "2.13", "2.12", "2.11", "2.10", "2.9", "2.8", "2.7", "2.6", "2.5",
+                               "2.4", "2.3", "2.2", "2.1"]),
+    "pytorch": ("pytorch-cpu", ["2.4", "2.3", "2.2", "2.1", "2.0", "1.13", "1.12", "1.11"]),
+}
+
+
+def prediction_image(framework: str, step: str) -> str:
+    """The prebuilt serving image for a registered model's ``framework`` (newest when unpinned).
+
+    Example:
+        >>> prediction_image("sklearn", "register")
+        'us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-6:latest'
+        >>> prediction_image("xgboost==1.7.6", "register")
+        'us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest'
+    """
+    name, _, version = framework.partition("==")
+    if name not in PREDICTION_IMAGES:
+        raise CompileError(f"step '{step}': Vertex AI has no prebuilt {name} prediction image (cloudml knows "
+                           f"{', '.join(PREDICTION_IMAGES)})", hint="set register_model.image to your serving container")
+    prefix, versions = PREDICTION_IMAGES[name]
+    key = ".".join(version.split(".")[:2]) if version else versions[0]
+    if key not in versions:
+        raise CompileError(f"step '{step}': Vertex AI has no prebuilt {name} {version} prediction image; "
+                           f"available: {', '.join(versions)}",
+                           hint=f"pin framework: {name}==<one of those>, or set register_model.image")
+    return f"{PREDICTION_REGISTRY}/{prefix}.{key.replace('.', '-')}:latest"

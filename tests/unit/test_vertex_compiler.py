@@ -1250,10 +1250,37 @@ def test_what_a_register_task_cannot_do_is_refused(change: dict[str, Any], error
         compile_(build([REG_TRAIN, step]))
 
 
-def test_a_register_task_needs_defaults_image_for_the_runtime() -> None:
+def test_a_register_framework_picks_the_prebuilt_serving_image() -> None:
+    step = reg(image=None, framework="sklearn==1.5")
+    step["register_model"] = {k: v for k, v in step["register_model"].items() if v is not None}
+    ir = compile_(build([REG_TRAIN, step]))
+    args = argv(ir, "register")
+    assert args[args.index("--image") + 1] == "us-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-5:latest"
+    step["register_model"]["framework"] = "sklearn==1.1"
+    with pytest.raises(CompileError, match=r"no prebuilt sklearn 1\.1 prediction image; available: 1\.6"):
+        compile_(build([REG_TRAIN, step]))
+
+
+def test_the_prediction_image_table_matches_the_sdk() -> None:
+    """Every entry is what aiplatform's own helper names for that framework and version."""
+    helpers = pytest.importorskip("google.cloud.aiplatform.helpers")
+    from cloudml.adapters.vertex.images import PREDICTION_IMAGES, prediction_image
+
+    sdk_name = {"sklearn": "sklearn", "xgboost": "xgboost", "tensorflow": "tensorflow", "pytorch": "pytorch"}
+    for framework, (_, versions) in PREDICTION_IMAGES.items():
+        for version in versions:
+            ours = prediction_image(f"{framework}=={version}", "s")
+            assert ours == helpers.get_prebuilt_prediction_container_uri(sdk_name[framework], version, "us-central1")
+
+
+def test_a_register_task_needs_an_image_with_cloudml_for_the_runtime() -> None:
     p = build([{**REG_TRAIN, "image": "python:3.11-slim"}, reg()], defaults={})
-    with pytest.raises(CompileError, match=r"defaults\.image"):
+    with pytest.raises(CompileError, match=r"no image with cloudml\[gcp\]") as e:
         compile_(p)
+    assert e.value.hint and "backend_options.vertex.runtime_image" in e.value.hint
+    p = build([{**REG_TRAIN, "image": "python:3.11-slim"}, reg()], defaults={},
+              backend_options={"vertex": {"runtime_image": "europe-docker.pkg.dev/p/ml/cloudml-gcp:1"}})
+    assert container(compile_(p), "register")["image"] == "europe-docker.pkg.dev/p/ml/cloudml-gcp:1"
 
 
 def test_the_validator_refuses_unknown_run_time_placeholders() -> None:
