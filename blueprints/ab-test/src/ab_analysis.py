@@ -202,8 +202,8 @@ def analyze(metrics: Path, report: Path, endpoint: str, labels_uri: str, key: st
     markdown = header + result.to_markdown().replace("# A/B test on", "## The test: A/B test on", 1)
     (report / "ab_test.md").write_text(markdown)
     (report / "ab_test.json").write_text(json.dumps({
-        "endpoint": endpoint, "a": a, "b": b, "decision": decision, "labelled_rows": len(rows),
-        "window": {"start": start, "end": None if end == float("inf") else end}, **result.to_dict()},
+        **result.to_dict(), "endpoint": endpoint, "variant_a": a, "variant_b": b, "decision": decision,
+        "labelled_rows": len(rows), "window": {"start": start, "end": None if end == float("inf") else end}},
         indent=2, default=str))
     print(markdown, end="")
     return {"winner": result.winner or "none", "a_wins": float(result.winner == "A"),

@@ -56,7 +56,7 @@ def ingest(data: Path, input_uri: str, max_rows: int = 0) -> None:
     """The flagship's ingest, with relative paths starting at this blueprint's folder.
 
     Example:
-        >>> import contextlib, io, tempfile
+        >>> import contextlib, io, json, tempfile
         >>> d = Path(tempfile.mkdtemp())
         >>> with contextlib.redirect_stdout(io.StringIO()):
         ...     ingest(d, "sklearn://breast_cancer", 50)
