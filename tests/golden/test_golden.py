@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,25 @@ from tests.conformance.cases import (
     tuning_pipeline,
 )
 from tests.conformance.conftest import CLOUD_SETTINGS
+from tests.conftest import REPO
 
 HERE = Path(__file__).parent
 CASES = {"reference": reference_pipeline, "gcs-reference": gcs_reference_pipeline,
          "azure-reference": azure_reference_pipeline, "tuning": tuning_pipeline}
 TARGETS = {"reference": ["local", "sagemaker"], "gcs-reference": ["local", "vertex"],
            "azure-reference": ["local", "azureml"], "tuning": ["local", "sagemaker"]}
+
+
+def _blueprint(name: str) -> Callable[[], Path]:
+    """A shipped blueprint's pipeline file, compiled from its folder (so its code folder is found)."""
+    return lambda: REPO / "blueprints" / name / "pipeline.yaml"
+
+
+# The shipped blueprints on every cloud they compile for (the others refuse them by name: see each README).
+BLUEPRINTS = {"tabular-classification": ["sagemaker"], "hyperparameter-tuning": ["sagemaker"],
+              "multi-model-ensemble": ["sagemaker"]}
+CASES.update({f"blueprint-{name}": _blueprint(name) for name in BLUEPRINTS})
+TARGETS.update({f"blueprint-{name}": targets for name, targets in BLUEPRINTS.items()})
 PAIRS = [(case, target) for case, targets in TARGETS.items() for target in targets]
 
 
