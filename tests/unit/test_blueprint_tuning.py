@@ -12,6 +12,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -69,6 +70,11 @@ def trials(handle: Any) -> dict[str, Any]:
     return dict(json.loads(handle.step("tune")["result"]))
 
 
+def span(trials_folder: Path, trial: int) -> tuple[float, float]:
+    record = json.loads((trials_folder / f"{trial:03d}" / "outputs" / "model" / "trial.json").read_text())
+    return float(record["started"]), float(record["finished"])
+
+
 def most_at_once(intervals: list[tuple[float, float]]) -> int:
     events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
     running = peak = 0
@@ -96,9 +102,8 @@ def test_parallel_trials_the_best_is_evaluated_gated_and_registered(cloudml_loca
     assert digest_path(Path(version.uri))[0] == best["outputs"]["model"]
     # trials ran side by side, never more than parallel_trials (4) at once
     folder = h.output_path("tune", "model").parents[1] / "trials"
-    spans = [tuple(json.loads((folder / f"{t['trial']:03d}" / "outputs" / "model" / "trial.json").read_text())
-                   .values()) for t in record["trials"]]
-    assert 2 <= most_at_once(spans) <= 4, spans  # type: ignore[arg-type]
+    spans = [span(folder, t["trial"]) for t in record["trials"]]
+    assert 2 <= most_at_once(spans) <= 4, spans
     # the step's metrics are the best trial's validation scores plus the tuning summary
     assert h.metrics["tune"]["tuning.trials"] == 8 and h.metrics["tune"]["tuning.failed_trials"] == 0
     assert h.metrics["tune"]["score"] == best["objective"]
@@ -106,6 +111,20 @@ def test_parallel_trials_the_best_is_evaluated_gated_and_registered(cloudml_loca
     assert test_scores["rows_test"] == 143 and test_scores["score"] > 0.9
     assert test_scores["baseline"]["status"] == "none"
     assert "trial   0 succeeded objective=" in h.logs("tune")
+
+
+def test_as_cloudml_run_runs_it_trials_are_parallel_processes(cloudml_local: LocalHarness) -> None:
+    """A real process per step and per trial, as `cloudml run` does (the shared tabular code imported in each)."""
+    small = spec(("max_trials: 8", "max_trials: 4"), ("parallel_trials: 4", "parallel_trials: 2"))
+    h = cloudml_local.run(small, {**FAST, "max_rows": 200}, check=False, spec_dir=str(BLUEPRINT))
+    assert h.status == "succeeded", h.error
+    record = trials(h)
+    folder = h.output_path("tune", "model").parents[1] / "trials"
+    pids = {json.loads((folder / f"{t['trial']:03d}" / "outputs" / "model" / "trial.json").read_text())["pid"]
+            for t in record["trials"]}
+    assert len(pids) == 4 and os.getpid() not in pids  # every trial its own process
+    assert most_at_once([span(folder, t["trial"]) for t in record["trials"]]) <= 2  # parallel_trials bounds them
+    assert h.step("register")["result"] == f"{GROUP}:v1"
 
 
 @pytest.mark.parametrize(("edits", "count"), [
@@ -168,7 +187,7 @@ def test_compiles_to_a_sagemaker_tuning_step_its_validator_accepts(monkeypatch: 
     monkeypatch.setenv("CLOUDML_SAGEMAKER_REGION", "eu-west-1")
     monkeypatch.setenv("CLOUDML_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/ml")
     monkeypatch.setenv("CLOUDML_SAGEMAKER_BUCKET", "my-ml")
-    assert cloudml.validate(PIPELINE, target="sagemaker").name == GROUP  # compiles + botocore shape checks
+    assert getattr(cloudml.validate(PIPELINE, target="sagemaker"), "name", None) == GROUP  # compiles + botocore shape checks
     steps = {s["Name"]: s for s in cloudml.compile(PIPELINE, "sagemaker").document["Steps"]}
     tune = steps["tune"]
     assert tune["Type"] == "Tuning"
@@ -213,4 +232,4 @@ def test_the_readme_shows_the_current_graph_and_how_to_run_it(tmp_path: Path) ->
     assert "cloudml run blueprints/hyperparameter-tuning/pipeline.yaml" in readme
     assert "cloudml init --blueprint hyperparameter-tuning" in readme
     shutil.copytree(BLUEPRINT, tmp_path / "copy", ignore=shutil.ignore_patterns("__pycache__"))
-    assert cloudml.validate(tmp_path / "copy" / "pipeline.yaml").name == GROUP
+    assert getattr(cloudml.validate(tmp_path / "copy" / "pipeline.yaml"), "name", None) == GROUP

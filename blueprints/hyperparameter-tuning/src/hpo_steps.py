@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pickle
 import sys
 import time
@@ -203,7 +204,7 @@ def fit_trial(fit: Path, valid: Path, transformer: Path, model: Path, estimator:
     serves raw rows). Returns the validation scores (the runtime writes them to the step's metrics
     output): every score and ``score`` (the one ``metric`` names; the tuning objective is
     ``metrics.score``). cloudml records the trial's hyperparameters as the step's params;
-    ``model/trial.json`` records when the trial ran.
+    ``model/trial.json`` records when and in which process the trial ran.
 
     Example:
         >>> import contextlib, io, tempfile
@@ -229,7 +230,7 @@ def fit_trial(fit: Path, valid: Path, transformer: Path, model: Path, estimator:
     roles = json.loads((valid / "columns.json").read_text())
     x, y = frame[roles["numeric"] + roles["categorical"]], frame[roles["label"]]
     scores: dict[str, float] = tabular_eval.classification_metrics(y, clf.predict_proba(x), list(clf.classes_))
-    (model / "trial.json").write_text(json.dumps({"started": started, "finished": time.time()}))
+    (model / "trial.json").write_text(json.dumps({"started": started, "finished": time.time(), "pid": os.getpid()}))
     print(f"trial: {estimator} n_estimators={n_estimators} max_depth={max_depth} learning_rate={learning_rate:.4g} "
           f"reg_c={reg_c:.4g} -> validation {metric} {scores[metric]:.4f}")
     return {**scores, "score": scores[metric], "metric": metric, "rows_valid": len(frame), "estimator": estimator}
