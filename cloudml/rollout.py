@@ -58,7 +58,7 @@ class TrafficBackend(Protocol):
         """Start a deployment of ``model`` (it takes no traffic yet)."""
 
     def is_ready(self, endpoint: str, name: str) -> bool:
-        """True once the deployment answers its readiness check."""
+        """True once the deployment answers its readiness check (DeploymentError: it never will)."""
 
     def set_traffic(self, endpoint: str, weights: dict[str, int], mirror: dict[str, int]) -> None:
         """Set integer percentages (summing to 100) and mirrored shares."""
@@ -275,6 +275,9 @@ class RolloutController:
                 ready = self._wait_ready(state)
                 if ready is None:
                     return self._result(state)  # stopped: paused, resume later
+                if isinstance(ready, str):
+                    return self._rollback(state, f"deployment {state['green']} failed: {ready}", None, None,
+                                          failed=True)
                 if not ready:
                     return self._rollback(state, f"{state['green']} did not become ready in {self.ready_timeout:g}s",
                                           None, None, failed=True)
@@ -338,12 +341,16 @@ class RolloutController:
         state["weights"], state["mirror"] = weights, mirror
         self._save(state)
 
-    def _wait_ready(self, state: dict[str, Any]) -> bool | None:
-        """True when green is ready, False on timeout, None when the controller was stopped."""
+    def _wait_ready(self, state: dict[str, Any]) -> bool | str | None:
+        """True when green is ready, False on timeout, the reason when the backend says it never will be
+        (``is_ready`` raising DeploymentError), None when the controller was stopped."""
         end = self.clock() + self.ready_timeout
         while self.clock() < end:
-            if self.backend.is_ready(state["endpoint"], state["green"]):
-                return True
+            try:
+                if self.backend.is_ready(state["endpoint"], state["green"]):
+                    return True
+            except DeploymentError as e:
+                return str(e)
             if self.stop.wait(self.poll):
                 return None
         return False

@@ -334,8 +334,8 @@ class VertexEndpoints:
     def is_ready(self, endpoint: str, name: str) -> bool:
         """True once ``name`` is a deployed model of the endpoint (its DeployModel operation has finished).
 
-        A deploy operation that failed is recorded (``endpoint_status`` shows its error) and stays not ready,
-        so the controller rolls back after its ready timeout.
+        A deploy operation that failed is recorded (``endpoint_status`` shows its error) and raises
+        DeploymentError with it, so the controller ends the rollout at once instead of at its ready timeout.
 
         Example: ``eps.is_ready("churn", "churn-v2")`` -> ``True``.
         """
@@ -356,6 +356,9 @@ class VertexEndpoints:
             if error:
                 entry["error"] = error
                 self._save(endpoint, data)
+        if entry and entry.get("error"):
+            raise DeploymentError(f"Vertex AI could not deploy {name}: {entry['error']}",
+                                  hint=f"cloudml endpoints show {endpoint} --backend vertex")
         return False
 
     def _operation_error(self, endpoint: str, operation: str) -> str | None:

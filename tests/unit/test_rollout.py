@@ -993,3 +993,20 @@ def test_existing_alarms_are_read_from_the_backend() -> None:
     result = ctl.deploy(spec(3, "canary", alarms=existing), model_name="v3")
     assert result.outcome is RolloutOutcome.ROLLED_BACK and result.alarm == "p99"
     assert backend.traffic[EP] == {"v2": 100}
+
+
+class NeverReady(FakeTrafficBackend):
+    def is_ready(self, endpoint: str, name: str) -> bool:
+        if name == "v2":
+            raise DeploymentError("image pull failed: manifest unknown")
+        return super().is_ready(endpoint, name)
+
+
+def test_a_deployment_the_backend_knows_has_failed_ends_at_once_not_at_the_ready_timeout() -> None:
+    backend = NeverReady()
+    ctl = _with_live_v1(backend)
+    start = ctl.clock()
+    result = ctl.deploy(spec(2, "canary", alarms=[], rollback={}), model_name="v2")
+    assert result.outcome is RolloutOutcome.FAILED
+    assert result.reason == "deployment v2 failed: image pull failed: manifest unknown"
+    assert ctl.clock() - start < 5 and backend.traffic[EP] == {"v1": 100}

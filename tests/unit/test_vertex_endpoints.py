@@ -306,8 +306,11 @@ def test_a_deploy_that_fails_is_rolled_back_as_failed(adapter: VertexAdapter, fa
     adapter.deploy(deployment(1, "all_at_once"), poll=POLL)
     fake.fail_next_deploy = "Model server never became ready. Please check the container logs."
     fake.deploy_delay_gets = 2
-    result = adapter.deploy(deployment(2, "blue_green"), poll=POLL, ready_timeout=1.0)
-    assert result.outcome is RolloutOutcome.FAILED and "did not become ready" in result.reason
+    started = time.monotonic()
+    result = adapter.deploy(deployment(2, "blue_green"), poll=POLL, ready_timeout=600.0)
+    assert result.outcome is RolloutOutcome.FAILED  # at once, with Vertex's reason, not after the ready timeout
+    assert "could not deploy churn-v2: Model server never became ready" in result.reason
+    assert time.monotonic() - started < 60
     assert live_split(fake) == {"churn-v1": 100}
     saved = json.loads((adapter.state_root() / "endpoints" / "churn" / "vertex.json").read_text())
     assert "never became ready" in saved["deployed"]["churn-v2"]["error"]  # kept for `endpoints show`
