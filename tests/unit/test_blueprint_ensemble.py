@@ -199,6 +199,23 @@ def test_compiles_for_sagemaker_and_passes_its_validator(monkeypatch: pytest.Mon
     assert len(steps["gate"]["Arguments"]["Conditions"]) == 3
 
 
+def _golden_blueprints() -> list[tuple[str, str]]:
+    from tests.golden.test_golden import BLUEPRINTS
+
+    return [(file, target) for file, targets in BLUEPRINTS.values() for target in targets]
+
+
+@pytest.mark.parametrize(("file", "target"), _golden_blueprints())
+def test_every_blueprint_golden_case_passes_its_adapters_validator(file: str, target: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The golden files of the shipped blueprints (tests/golden/blueprint-*) hold output the cloud accepts."""
+    from tests.conformance.conftest import CLOUD_SETTINGS
+
+    for key, value in CLOUD_SETTINGS.items():
+        monkeypatch.setenv(key, value)
+    assert cloudml.validate(REPO / "blueprints" / file, target=target).kind == "Pipeline"
+
+
 @pytest.mark.parametrize(("target", "says"), [
     ("vertex", "step 'register'"),  # its register step needs images the neutral spec does not name
     ("azureml", "if_else nodes are private preview"),
