@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["evaluate", "features", "fit_trial", "holdout", "ingest", "shared_code", "split", "unpacked", "validate"]
+__all__ = ["evaluate", "features", "fit_trial", "holdout", "ingest", "shared_code", "split", "validate"]
 
 HERE = Path(__file__).resolve().parent
 BLUEPRINT = HERE.parent  # where pipeline.yaml is: relative paths start here
@@ -81,35 +81,6 @@ def _here(path: str, base: Path) -> str:
     if not path or "://" in path or Path(path).is_absolute():
         return path
     return str((base / path).absolute())
-
-
-def unpacked(folder: Path) -> Path:
-    """A model folder as a folder: SageMaker hands a training job's model over as ``model.tar.gz``.
-
-    The archive is extracted into a new temporary folder (inputs are never written to); a folder
-    without one is returned as it is.
-
-    Example:
-        >>> import tarfile, tempfile
-        >>> d = Path(tempfile.mkdtemp()); _ = (d / "model.pkl").write_bytes(b"x")
-        >>> with tarfile.open(d / "model.tar.gz", "w:gz") as tar:
-        ...     tar.add(d / "model.pkl", arcname="model.pkl")
-        >>> (d / "model.pkl").unlink(); (unpacked(d) / "model.pkl").read_bytes(), unpacked(d.parent) == d.parent
-        (b'x', True)
-    """
-    import tarfile
-    import tempfile
-
-    archive = Path(folder) / "model.tar.gz"
-    if not archive.is_file() or (Path(folder) / "model.pkl").exists():
-        return Path(folder)
-    target = Path(tempfile.mkdtemp(prefix="cloudml-model-"))
-    safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12
-    with tarfile.open(archive) as tar:
-        if not safe and any(m.name.startswith("/") or ".." in Path(m.name).parts for m in tar.getmembers()):
-            raise StageError("evaluate", f"{archive} holds paths outside its folder", "re-create the model")
-        tar.extractall(target, **safe)
-    return target
 
 
 def ingest(data: Path, input_uri: str, max_rows: int = 0) -> None:
@@ -253,6 +224,6 @@ def evaluate(model: Path, test: Path, metrics: Path, report: Path, metric: str, 
         >>> out["score"] > 0.9, out["rows_test"]
         (True, 143)
     """
-    result: dict[str, Any] = tabular_steps.evaluate(unpacked(model), test, metrics, report, metric, max_regression,
+    result: dict[str, Any] = tabular_steps.evaluate(model, test, metrics, report, metric, max_regression,
                                                     group, plots)
     return result

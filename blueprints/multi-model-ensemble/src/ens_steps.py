@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["combine", "evaluate", "features", "holdout", "ingest", "shared_code", "split", "train", "unpacked", "validate"]
+__all__ = ["combine", "evaluate", "features", "holdout", "ingest", "shared_code", "split", "train", "validate"]
 
 HERE = Path(__file__).resolve().parent
 BLUEPRINT = HERE.parent  # where pipeline.yaml is: relative paths start here
@@ -89,35 +89,6 @@ def _here(path: str, base: Path) -> str:
     if not path or "://" in path or Path(path).is_absolute():
         return path
     return str((base / path).absolute())
-
-
-def unpacked(folder: Path) -> Path:
-    """A model folder as a folder: SageMaker hands a training job's model over as ``model.tar.gz``.
-
-    The archive is extracted into a new temporary folder (inputs are never written to); a folder
-    without one is returned as it is.
-
-    Example:
-        >>> import tarfile, tempfile
-        >>> d = Path(tempfile.mkdtemp()); _ = (d / "model.pkl").write_bytes(b"x")
-        >>> with tarfile.open(d / "model.tar.gz", "w:gz") as tar:
-        ...     tar.add(d / "model.pkl", arcname="model.pkl")
-        >>> (d / "model.pkl").unlink(); (unpacked(d) / "model.pkl").read_bytes(), unpacked(d.parent) == d.parent
-        (b'x', True)
-    """
-    import tarfile
-    import tempfile
-
-    archive = Path(folder) / "model.tar.gz"
-    if not archive.is_file() or (Path(folder) / "model.pkl").exists():
-        return Path(folder)
-    target = Path(tempfile.mkdtemp(prefix="cloudml-model-"))
-    safe: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python >= 3.10.12
-    with tarfile.open(archive) as tar:
-        if not safe and any(m.name.startswith("/") or ".." in Path(m.name).parts for m in tar.getmembers()):
-            raise StageError("evaluate", f"{archive} holds paths outside its folder", "re-create the model")
-        tar.extractall(target, **safe)
-    return target
 
 
 # -- the shared stages -----------------------------------------------------------------------------
@@ -231,7 +202,7 @@ def _members(given: dict[str, Any], stage: str) -> dict[str, Any]:
                          "give the step two or more member inputs (NAME: STEP.outputs.model)")
     loaded: dict[str, Any] = {}
     for name, folder in sorted(given.items()):
-        path = unpacked(Path(folder)) / "model.pkl"
+        path = Path(folder) / "model.pkl"
         if not path.is_file():
             raise StageError(stage, f"member input '{name}' has no model.pkl ({path})",
                              f"every other model input of {stage} must be a member's model output")
@@ -307,7 +278,7 @@ def combine(blend: Path, model: Path, method: str, metric: str, final_c: float =
         pickle.dump(ensemble, fh)
     member_info = {}
     for name in loaded:
-        info_file = unpacked(Path(members[name])) / "model.json"
+        info_file = Path(members[name]) / "model.json"
         member_info[name] = json.loads(info_file.read_text()) if info_file.is_file() else {}
     (model / "model.json").write_text(json.dumps({
         "ensemble": method, "members": list(loaded), "final_c": final_c if method == "stacking" else None,
@@ -345,7 +316,7 @@ def evaluate(model: Path, test: Path, metrics: Path, report: Path, metric: str, 
         >>> out["members"]["floor"] == max(out["members"]["rf"], out["members"]["lr"]) - 0.01
         True
     """
-    result: dict[str, Any] = tabular_steps.evaluate(unpacked(model), test, metrics, report, metric, max_regression,
+    result: dict[str, Any] = tabular_steps.evaluate(model, test, metrics, report, metric, max_regression,
                                                     group, plots)
     x, y, _ = _rows(test)
     scores = {name: _scores(m, x, y)[metric] for name, m in _members(members, "evaluate").items()}
