@@ -82,6 +82,8 @@ class VertexSettings(_Settings):
     pipeline_root: str | None = Field(None, pattern=r"^gs://.+")
     service_account: str | None = None
     api_endpoint: str | None = Field(None, description="override the API endpoint (tests)")
+    monitoring_endpoint: str | None = Field(None, description="Cloud Monitoring gRPC host:port (tests, private "
+                                            "endpoints); a 127.0.0.1 address is reached without TLS")
     state_dir: str = Field(".cloudml", description="folder keeping the rollout controller's state for this cloud's endpoints")
 
 

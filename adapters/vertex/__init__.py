@@ -258,7 +258,8 @@ class VertexAdapter(Adapter):
             from cloudml.adapters.vertex.monitoring import VertexMetrics
 
             client = self.client()
-            self._metrics = VertexMetrics(self.settings.project, call=client.call, credentials=client.credentials)
+            self._metrics = VertexMetrics(self.settings.project, call=client.call, credentials=client.credentials,
+                                          endpoint=self.settings.monitoring_endpoint)
         return self._metrics
 
     @property

@@ -125,10 +125,11 @@ class VertexMetrics:
     """
 
     def __init__(self, project: str | None, client: Any = None, *, call: Callable[[str, Callable[[], Any]], Any] | None = None,
-                 clock: Callable[[], float] = time.time, credentials: Any = None) -> None:
+                 clock: Callable[[], float] = time.time, credentials: Any = None, endpoint: str | None = None) -> None:
         self.project = project
         self._client = client
         self.credentials = credentials
+        self.endpoint = endpoint
         self._call = call or (lambda action, fn: fn())
         self.clock = clock
 
@@ -146,7 +147,17 @@ class VertexMetrics:
         if self._client is None:
             from google.cloud import monitoring_v3
 
-            self._client = monitoring_v3.MetricServiceClient(credentials=self.credentials)
+            if self.endpoint and self.endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost"):
+                import grpc  # a fake or a tunnel on this machine: plain gRPC (the default would expect TLS)
+                from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+                transport = MetricServiceGrpcTransport(channel=grpc.insecure_channel(self.endpoint))
+                self._client = monitoring_v3.MetricServiceClient(transport=transport)
+            elif self.endpoint:
+                self._client = monitoring_v3.MetricServiceClient(credentials=self.credentials,
+                                                                 client_options={"api_endpoint": self.endpoint})
+            else:
+                self._client = monitoring_v3.MetricServiceClient(credentials=self.credentials)
         return self._client
 
     def window(self, alarm: Any) -> tuple[int, int]:

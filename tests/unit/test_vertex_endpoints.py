@@ -65,9 +65,9 @@ def _offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_adapter(fake: VertexFake, mon: MonitoringFake, state: Path) -> VertexAdapter:
     from google.auth.credentials import AnonymousCredentials
 
-    a = VertexAdapter(VertexSettings(project=PROJECT, location=LOCATION, api_endpoint=fake.url, state_dir=str(state)))
+    a = VertexAdapter(VertexSettings(project=PROJECT, location=LOCATION, api_endpoint=fake.url, state_dir=str(state),
+                                     monitoring_endpoint=f"127.0.0.1:{mon.port}"))  # the settings' own path
     a._client = VertexClient(a.settings, credentials=AnonymousCredentials(), retry_delay=0.01)
-    a._metrics = VertexMetrics(PROJECT, client=mon.client(), call=a._client.call)
     return a
 
 
