@@ -219,7 +219,8 @@ def _act(action: str, endpoint: str) -> dict[str, Any]:
         adapter = _adapter()
         result = adapter.promote(endpoint) if action == "promote" else adapter.rollback(endpoint)
     except CloudMLError as e:
-        raise StageError(action, f"cannot {action} {endpoint}: {e}",
+        verb = "roll back" if action == "rollback" else action
+        raise StageError(action, f"cannot {verb} {endpoint}: {e}",
                          f"see `cloudml rollout history {endpoint}`: the A/B test may have ended already") from e
     print(f"{action}: {endpoint} {result.outcome.value} ({result.reason})")
     return {"done": 1.0, "outcome": result.outcome.value}
@@ -228,9 +229,15 @@ def _act(action: str, endpoint: str) -> dict[str, Any]:
 def promote(endpoint: str, outcome: Path) -> dict[str, Any]:
     """B won: move all traffic to B now and retire A (what ``cloudml rollout promote ENDPOINT`` does).
 
-    Example:
-        >>> callable(promote)  # acts on a live endpoint: see the blueprint's tests
-        True
+    Example (no A/B test runs on this endpoint, so the step says what to check):
+        >>> import tempfile
+        >>> from cloudml.runtime import set_step_env
+        >>> set_step_env({"CLOUDML_BACKEND": "local", "CLOUDML_ROOT": tempfile.mkdtemp()})
+        >>> promote("nowhere", Path("m.json"))
+        Traceback (most recent call last):
+        ...
+        tabular_steps.StageError: [promote] cannot promote nowhere: ... — fix: see `cloudml rollout history nowhere`: ...
+        >>> set_step_env(None)
     """
     return _act("promote", endpoint)
 
@@ -238,8 +245,14 @@ def promote(endpoint: str, outcome: Path) -> dict[str, Any]:
 def rollback(endpoint: str, outcome: Path) -> dict[str, Any]:
     """A won: send all traffic back to A now and remove B (what ``cloudml rollback ENDPOINT`` does).
 
-    Example:
-        >>> callable(rollback)  # acts on a live endpoint: see the blueprint's tests
-        True
+    Example (no A/B test runs on this endpoint, so the step says what to check):
+        >>> import tempfile
+        >>> from cloudml.runtime import set_step_env
+        >>> set_step_env({"CLOUDML_BACKEND": "local", "CLOUDML_ROOT": tempfile.mkdtemp()})
+        >>> rollback("nowhere", Path("m.json"))
+        Traceback (most recent call last):
+        ...
+        tabular_steps.StageError: [rollback] cannot roll back nowhere: ... — fix: see `cloudml rollout history nowhere`: ...
+        >>> set_step_env(None)
     """
     return _act("rollback", endpoint)

@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: send the rows, print the answers per deployment.
 
     Example:
-        >>> main(["--help"])  # doctest: +SKIP
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        ...     main(["--help"])
+        >>> "--skip SKIP" in out.getvalue()
+        True
     """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--endpoint", default="ab-test")
