@@ -251,6 +251,9 @@ def test_compiles_for_sagemaker_with_its_schedule(monkeypatch: pytest.MonkeyPatc
         assert cloudml.validate(BLUEPRINT / "deployment.yaml", target="sagemaker").kind == "Deployment"
     except UnsupportedFeatureError as e:
         assert e.adapter == "sagemaker" and e.feature == "deploy.capture", e
+    without_capture = cloudml.loads((BLUEPRINT / "deployment.yaml").read_text().replace(
+        "capture: {enabled: true, percent: 100}", ""))
+    assert cloudml.compile(without_capture, "sagemaker").document  # the canary with alarms itself compiles
 
 
 @pytest.mark.parametrize(("target", "file"), [("vertex", "pipeline.yaml"), ("azureml", "pipeline.yaml"),
