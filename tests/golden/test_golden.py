@@ -33,9 +33,9 @@ def _blueprint(file: str) -> Callable[[], Path]:
 
 # The shipped blueprints' pipelines on every cloud they compile for (the others refuse them by name; quickstart
 # pins a scikit-learn no cloud image has). tests/unit/test_blueprint_ensemble.py runs each adapter's validator on them.
-BLUEPRINTS = {"tabular-classification": ("tabular-classification/pipeline.yaml", ["sagemaker"]),
+BLUEPRINTS = {"tabular-classification": ("tabular-classification/pipeline.yaml", ["sagemaker", "vertex"]),
               "hyperparameter-tuning": ("hyperparameter-tuning/pipeline.yaml", ["sagemaker"]),
-              "multi-model-ensemble": ("multi-model-ensemble/pipeline.yaml", ["sagemaker"]),
+              "multi-model-ensemble": ("multi-model-ensemble/pipeline.yaml", ["sagemaker", "vertex"]),
               "continuous-training": ("continuous-training/pipeline.yaml", ["sagemaker"]),
               "ab-test": ("ab-test/pipeline.yaml", ["sagemaker"]),
               "ab-test-analysis": ("ab-test/analysis.yaml", ["sagemaker"])}
@@ -51,6 +51,10 @@ def normalise(target: str, document: Any) -> Any:
         import re
 
         text = re.sub(r"/code/[0-9a-f]{64}/", "/code/<sha256>/", text)
+    if target == "vertex":  # a code bundle is named by its content (the step's code folder + cloudml's runtime)
+        import re
+
+        text = re.sub(r"/cloudml/code/[0-9a-f]{64}\.tar\.gz", "/cloudml/code/<sha256>.tar.gz", text)
     return json.loads(text)
 
 

@@ -25,9 +25,8 @@ import pytest
 from typer.testing import CliRunner
 
 import cloudml
-from cloudml.adapter import FEATURES
 from cloudml.cli.main import app
-from cloudml.errors import CompileError, UnsupportedFeatureError
+from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.deployment import Deployment
 from cloudml.testing import LocalHarness
 from tests.conftest import REPO
@@ -216,18 +215,22 @@ def test_every_blueprint_golden_case_passes_its_adapters_validator(file: str, ta
     assert cloudml.validate(REPO / "blueprints" / file, target=target).kind == "Pipeline"
 
 
-@pytest.mark.parametrize(("target", "says"), [
-    ("vertex", "step 'register'"),  # its register step needs images the neutral spec does not name
-    ("azureml", "if_else nodes are private preview"),
-])
-def test_the_other_clouds_say_what_is_missing(target: str, says: str) -> None:
-    """Neither compiles today; each says which construct and why, never a silent drop."""
-    with pytest.raises((UnsupportedFeatureError, CompileError)) as info:
-        cloudml.compile(PIPELINE, target)
+def test_compiles_for_vertex_with_the_runtime_image_for_registration() -> None:
+    assert getattr(cloudml.validate(PIPELINE, target="vertex"), "name", None) == GROUP  # + the IR's own checks
+    document = cloudml.compile(PIPELINE, "vertex").document
+    images = {name: e["container"]["image"] for name, e in document["deploymentSpec"]["executors"].items()}
+    assert images["exec-combine"].endswith("/sklearn-cpu.1-6:latest")  # FrozenEstimator needs scikit-learn >= 1.6
+    assert images["exec-register"] == "us-docker.pkg.dev/my-project/ml/cloudml-gcp:latest"  # backend_options.vertex
+    assert {"random_forest", "gradient_boosting", "logistic_regression", "combine"} <= set(document["root"]["dag"]["tasks"])
+
+
+def test_azureml_says_what_is_missing() -> None:
+    """The gate needs Azure ML's private-preview if_else nodes: refused by name, never dropped."""
+    with pytest.raises(UnsupportedFeatureError) as info:
+        cloudml.compile(PIPELINE, "azureml")
     e = info.value
-    assert says in str(e), e
-    if isinstance(e, UnsupportedFeatureError):
-        assert e.adapter == target and e.feature in FEATURES and e.step is not None
+    assert (e.adapter, e.feature, e.step) == ("azureml", "condition", "gate"), e
+    assert "if_else nodes are private preview" in str(e)
 
 
 # -- the blueprint's own docs ------------------------------------------------------------------------
