@@ -16,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -614,6 +615,14 @@ def test_capture_writes_json_lines(local: Any, tmp_path: Path) -> None:
     assert [r["response"]["predictions"] for r in records] == [[1], [2], [3]]
     assert {r["deployment"] for r in records} == {"toy-v1"}
     assert all(isinstance(r["at"], float) for r in records)
+    assert all(0 < r["latency_ms"] < 10_000 for r in records) and "request_id" not in records[0]
+    request = urllib.request.Request(f"{local.endpoints.gateway_url()}/endpoints/cap/predict",
+                                     data=b'{"instances": [[5, 1]]}', method="POST",
+                                     headers={"content-type": "application/json", "x-request-id": "req-42"})
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert json.loads(resp.read())["predictions"] == [6]
+    last = json.loads(files[0].read_text().splitlines()[-1])
+    assert last["request_id"] == "req-42" and last["request"] == {"instances": [[5, 1]]}
 
 
 def test_no_capture_without_the_spec(local: Any, tmp_path: Path) -> None:

@@ -205,8 +205,10 @@ class Gateway:
         m.record(time.perf_counter() - start, error=status >= 500)
         return status, content
 
-    def capture(self, endpoint: str, name: str, body: bytes, content: bytes) -> None:
-        """Append one request/response pair to the endpoint's capture log (JSON lines)."""
+    def capture(self, endpoint: str, name: str, body: bytes, content: bytes, *, latency: float | None = None,
+                request_id: str | None = None) -> None:
+        """Append one request/response pair to the endpoint's capture log (JSON lines): when, which
+        deployment answered, how long the answer took (``latency_ms``) and the caller's ``X-Request-Id``."""
         folder = self.root / "endpoints" / endpoint / "capture"
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -214,6 +216,10 @@ class Gateway:
                       "response": json.loads(content)}
         except ValueError:
             return
+        if latency is not None:
+            record["latency_ms"] = round(latency * 1000, 3)
+        if request_id:
+            record["request_id"] = request_id
         with open(folder / f"{time.strftime('%Y%m%d', time.gmtime())}.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
@@ -280,6 +286,7 @@ def build_app(gw: Gateway) -> Any:
         name = pin or gw.pick(route)
         if name is None:
             return await send_json(send, 503, _err(f"endpoint {endpoint!r} has no deployment taking traffic"))
+        started = time.perf_counter()
         try:
             status, content = await gw.forward(endpoint, name, route["urls"][name], body)
         except WorkerUnreachable:
@@ -293,7 +300,9 @@ def build_app(gw: Gateway) -> Any:
                 return await send_json(send, 503, _err(f"every deployment of {endpoint!r} is unreachable"))
         capture = route.get("capture")
         if capture and status < 400 and random.uniform(0, 100) < float(capture.get("percent", 100)):
-            gw.capture(endpoint, name, body, content)
+            request_id = headers.get(b"x-request-id")
+            gw.capture(endpoint, name, body, content, latency=time.perf_counter() - started,
+                       request_id=request_id.decode(errors="replace") if request_id else None)
         for shadow, share in route.get("mirror", {}).items():
             if share and shadow in route["urls"] and random.uniform(0, 100) < share:
                 asyncio.get_running_loop().create_task(gw.mirror(endpoint, shadow, route["urls"][shadow], body, content))
