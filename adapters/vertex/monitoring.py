@@ -148,8 +148,11 @@ class VertexMetrics:
             from google.cloud import monitoring_v3
 
             if self.endpoint and self.endpoint.split(":", 1)[0] in ("127.0.0.1", "localhost"):
-                import grpc  # a fake or a tunnel on this machine: plain gRPC (the default would expect TLS)
-                from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+                # a fake or a tunnel on this machine: plain gRPC (the default would expect TLS)
+                import grpc  # type: ignore[import-untyped]
+                from google.cloud.monitoring_v3.services.metric_service.transports import (
+                    MetricServiceGrpcTransport,
+                )
 
                 transport = MetricServiceGrpcTransport(channel=grpc.insecure_channel(self.endpoint))
                 self._client = monitoring_v3.MetricServiceClient(transport=transport)
