@@ -65,8 +65,6 @@ class VertexAdapter(Adapter):
             "step.cache_expiry": ("notyet", "KFP caching has no expiry"),
             "step.tuning": ("notimpl", "a Vertex hyperparameter tuning job is not a plain KFP container task: it "
                             "needs google-cloud-pipeline-components' HyperparameterTuningJobRunOp, not built yet"),
-            "input.parameter": ("notimpl", "a parameter holding an input URI is not built yet"),
-            "schedule": ("notimpl", "Vertex pipeline schedules are not built yet"),
             "deploy.shadow": ("notyet", "Vertex endpoints have no mirrored traffic"),
             "deploy.existing_alarm": ("notyet", "Cloud Monitoring's API lists alert policies but not whether they "
                                       "are firing (no incident API); use a neutral alarm"),
@@ -128,19 +126,7 @@ class VertexAdapter(Adapter):
             <spec>: parameters.nope: unknown parameter 'nope'
                 fix: declared parameters: none
         """
-        from pathlib import Path
-
-        from cloudml.adapter import pipeline_features
-        from cloudml.adapters.vertex.compiler import compile_ir
-
-        values = pipeline.resolve_parameters(parameters)
-        self.check_supported(pipeline_features(pipeline))
-        base_dir = Path(options["spec_dir"]) if options.get("spec_dir") else self.base_dir  # code folders start here
-        ir = compile_ir(pipeline, self.settings, base_dir)
-        self.client().upload_code(ir, pipeline, base_dir)  # content-addressed bundles; present ones are skipped
-        declared = ir.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-        values = {k: v for k, v in values.items() if k in declared}
-        opts = Options.model_validate(pipeline.backend_options.get("vertex", {}))
+        ir, values, opts = self._prepare(pipeline, parameters, options.get("spec_dir"))
         # use_cache=False turns caching off for every task; True (the CLI default) keeps each step's own setting
         caching = False if options.get("use_cache") is False else opts.enable_caching
         policy = opts.failure_policy or ("fast" if options.get("fail_fast") else None)
@@ -149,6 +135,53 @@ class VertexAdapter(Adapter):
         if options.get("wait"):
             handle.wait(options.get("timeout"), options.get("poll", 10.0))
         return handle
+
+    def _prepare(self, pipeline: Pipeline, parameters: dict[str, Any] | None,
+                 spec_dir: str | None = None) -> tuple[dict[str, Any], dict[str, Any], Options]:
+        """Check values (parameter inputs must be gs:// URIs), compile, upload code bundles: what a run or a
+        schedule sends, before any Vertex request."""
+        from cloudml.adapter import pipeline_features
+        from cloudml.adapters.vertex.compiler import check_input_uris, compile_ir
+
+        values = pipeline.resolve_parameters(parameters)
+        check_input_uris(pipeline, values)
+        self.check_supported(pipeline_features(pipeline))
+        opts = Options.model_validate(pipeline.backend_options.get("vertex", {}))
+        base_dir = Path(spec_dir) if spec_dir else self.base_dir  # code folders start here
+        ir = compile_ir(pipeline, self.settings, base_dir)
+        self.client().upload_code(ir, pipeline, base_dir)  # content-addressed bundles; present ones are skipped
+        declared = ir.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+        return ir, {k: v for k, v in values.items() if k in declared}, opts
+
+    def apply_schedule(self, pipeline: Pipeline) -> str:
+        """Create or update the pipeline's Vertex AI schedule; returns the schedule's resource name.
+
+        The schedule's run is the compiled IR (code bundles uploaded first, as for :meth:`run`) with
+        ``schedule.parameters`` as parameter values; cron is ``TZ=<zone> m h d M w``; at most one run at a
+        time, as with ``cloudml schedule run`` (a fire time during a run is skipped). The schedule is
+        found by its display name ``cloudml-<pipeline>``, so applying again updates it in place;
+        ``enabled: false`` pauses it. See ``schedule.py``.
+
+        Example:
+            >>> import cloudml
+            >>> b = cloudml.PipelineBuilder("p", schedule={"cron": "0 3 1 * MON"})
+            >>> _ = b.add_step("a", command="echo hi", image="alpine")
+            >>> VertexAdapter().apply_schedule(b.build())
+            Traceback (most recent call last):
+            ...
+            cloudml.errors.UnsupportedFeatureError: vertex cannot express 'schedule': cron '0 3 1 * MON' restricts both the day of the month and the day of the week; Vertex AI does not document whether a day must then match either or both
+        """
+        from cloudml.adapters.vertex.schedule import apply, vertex_cron
+        from cloudml.errors import ConfigError
+
+        s = pipeline.schedule
+        if s is None:
+            raise ConfigError(f"pipeline '{pipeline.name}' has no schedule",
+                              hint="add `schedule: {cron: \"0 3 * * *\"}` to the pipeline")
+        cron = vertex_cron(s.cron, s.timezone)  # refused before any call
+        ir, values, opts = self._prepare(pipeline, dict(s.parameters))
+        return apply(self.client(), ir, values, cron=cron, enabled=s.enabled, enable_caching=opts.enable_caching,
+                     labels=opts.labels or None, failure_policy=opts.failure_policy)
 
     def get_run(self, run_id: str) -> Any:
         """A handle on a pipeline job (by id or full resource name).

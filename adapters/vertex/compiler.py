@@ -6,6 +6,10 @@ Mapping (docs/adapters/vertex.md has the full table):
 * task steps -> one component + executor each; ``{{inputs.x}}`` -> ``{{$.inputs.artifacts['x'].path}}``,
   ``{{outputs.y}}`` -> ``{{$.outputs.artifacts['y'].path}}``, ``{{params.p}}`` ->
   ``{{$.inputs.parameters['p']}}``; ``gs://`` inputs -> their Cloud Storage FUSE path ``/gcs/...``;
+* an input that is a whole ``{{params.p}}`` (a string parameter holding a ``gs://`` URI) -> the
+  parameter reaches the task as ``{{$.inputs.parameters['p']}}`` and :data:`GCS_MAPPER` (run first,
+  inside the container) turns the value into its ``/gcs/...`` path in the command, refusing anything
+  that is not ``gs://`` with a message naming the parameter; a non-``gs://`` default is refused here;
 * retries -> ``retryPolicy``; cache -> ``cachingOptions``; timeouts -> the container's command runs
   under ``timeout`` (the IR has no per-task timeout);
 * conditions -> sub-DAG tasks with ``triggerPolicy.condition`` (CEL) on the metric, which the
@@ -46,7 +50,8 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders, split_command
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["LAUNCHER", "ROOT_PLACEHOLDER", "SCHEMA_VERSION", "WRAPPER", "compile_ir", "metric_key"]
+__all__ = ["GCS_MAPPER", "LAUNCHER", "ROOT_PLACEHOLDER", "SCHEMA_VERSION", "WRAPPER", "check_input_uris", "compile_ir",
+           "input_token", "metric_key"]
 
 SCHEMA_VERSION = "2.1.0"
 _PTYPE = {"string": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN"}
@@ -85,6 +90,31 @@ WRAPPER = (
     " os.makedirs(os.path.dirname(x[j+2]) or '.',exist_ok=True)\n"
     " open(x[j+2],'w').write(v if isinstance(v,str) else json.dumps(v))\n"
 )
+# Maps parameter inputs to their Cloud Storage FUSE paths, then runs the command:
+# ``python3 -c GCS_MAPPER <n> (<parameter> <token> <value>)*n <command...>``. Each ``token`` in the command
+# is replaced by ``/gcs/<bucket>/<path>`` of the ``value`` (a ``gs://`` URI the run's parameter holds);
+# any other value stops the step (exit 2) with a message naming the parameter.
+GCS_MAPPER = (
+    "import os,sys\n"
+    "a=sys.argv[1:]\nn=int(a[0])\nm=a[1:1+3*n]\nc=a[1+3*n:]\n"
+    "for j in range(0,len(m),3):\n"
+    " q,t,u=m[j:j+3]\n"
+    " if not u.startswith('gs://') or len(u)<6:\n"
+    "  print('cloudml: parameter %s must hold a gs:// URI (Vertex reads Cloud Storage at /gcs/), got %r' % (q,u),"
+    "file=sys.stderr)\n  sys.exit(2)\n"
+    " c=[x.replace(t,'/gcs/'+u[5:]) for x in c]\n"
+    "os.execvp(c[0],c)\n"
+)
+
+
+def input_token(name: str) -> str:
+    """The stand-in GCS_MAPPER replaces with the FUSE path of a parameter input, in the command.
+
+    Example:
+        >>> input_token("raw")
+        '__cloudml_input_raw__'
+    """
+    return f"__cloudml_input_{name}__"
 
 
 def metric_key(output: str, path: tuple[str | int, ...]) -> str:
@@ -182,10 +212,54 @@ def _text(text: str, s: TaskStep | None, paths: dict[str, str]) -> str:
 
 
 def _params_used(s: TaskStep) -> list[str]:
+    """Parameters a task reads: in its command, args and params, and as whole inputs (``{{params.p}}``)."""
     texts = ([s.command] if isinstance(s.command, str) else list(s.command or [])) + s.args
     texts += [v for v in s.params.values() if isinstance(v, str)]
     names = [ph.name for t in texts for ph in find_placeholders(t) if ph.namespace == "params"]
+    names += [spec.ref.param for spec in s.inputs.values() if isinstance(spec.ref, ParamSourceRef)]
     return list(dict.fromkeys(names))
+
+
+def _param_inputs(s: TaskStep) -> dict[str, str]:
+    """The step's inputs that are a whole parameter: input name -> parameter name."""
+    return {n: spec.ref.param for n, spec in s.inputs.items() if isinstance(spec.ref, ParamSourceRef)}
+
+
+def _gs_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.startswith("gs://") or len(value) <= len("gs://"):
+        return f"holds {value!r}; Vertex jobs read gs:// URIs (mounted at /gcs/)"
+    return None
+
+
+def check_input_uris(p: Pipeline, values: dict[str, Any]) -> None:
+    """Refuse run (or schedule) values of parameters used as inputs that are not ``gs://`` URIs.
+
+    Raises SpecError naming each parameter, before any request.
+
+    Example:
+        >>> import cloudml
+        >>> b = cloudml.PipelineBuilder("p"); _ = b.param("uri", str, "gs://b/x")
+        >>> _ = b.add_step("a", command="cat {{inputs.raw}}", image="alpine", inputs={"raw": "{{params.uri}}"})
+        >>> check_input_uris(b.build(), {"uri": "s3://b/x"})
+        Traceback (most recent call last):
+        ...
+        cloudml.errors.SpecError: 1 problem in parameters of pipeline 'p':
+        <spec>: parameters.uri: parameter 'uri' (input 'raw' of step 'a') holds 's3://b/x'; Vertex jobs read gs:// URIs (mounted at /gcs/)
+            expected: gs://bucket/path
+    """
+    from cloudml.errors import Issue, SpecError
+
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    for s in p.task_steps():
+        for name, param in _param_inputs(p.effective(s)).items():
+            problem = _gs_problem(values.get(param))
+            if problem and param not in seen:
+                seen.add(param)
+                issues.append(Issue(f"parameter '{param}' (input '{name}' of step '{s.name}') {problem}",
+                                    path=f"parameters.{param}", expected="gs://bucket/path", code="bad_uri"))
+    if issues:
+        raise SpecError(issues, source=f"parameters of pipeline '{p.name}'")
 
 
 def _input_paths(s: TaskStep) -> dict[str, str]:
@@ -197,7 +271,7 @@ def _input_paths(s: TaskStep) -> dict[str, str]:
         elif isinstance(ref, ExternalRef) and ref.scheme == "gs" and not find_placeholders(ref.uri):
             paths[name] = "/gcs/" + ref.uri[len("gs://"):]
         elif isinstance(ref, ParamSourceRef):
-            raise _unsupported(s.name, "input.parameter", "a parameter holding an input URI is not built yet on Vertex")
+            paths[name] = input_token(name)  # GCS_MAPPER puts the value's /gcs/ path here at run time
         else:
             raise _unsupported(s.name, "input.external", f"input '{name}' is {ref}; Vertex jobs read gs:// URIs "
                                "(mounted at /gcs/)")
@@ -280,6 +354,16 @@ def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     else:
         cmd = split_command(s.command)
         argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
+    mapped = _param_inputs(s)
+    for name, param in mapped.items():
+        default = ctx.p.parameters[param].default
+        if default is not None and _gs_problem(default):
+            raise _unsupported(s.name, "input.parameter", f"input '{name}' reads parameter '{param}', whose default "
+                               f"{_gs_problem(default)}")
+    if mapped:
+        triples = [x for name, param in mapped.items()
+                   for x in (param, input_token(name), f"{{{{$.inputs.parameters['{param}']}}}}")]
+        argv = ["python3", "-c", GCS_MAPPER, str(len(mapped)), *triples, *argv]
     extract = ctx.metrics_used.get(s.name, {})
     if extract or s.timeout is not None:
         argv = _wrap(s, argv, extract)
@@ -654,6 +738,10 @@ def compile_ir(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[s
     from cloudml.dag import BranchConflict, branch_owners
 
     _refuse_gaps(p)
+    if p.schedule is not None:  # refused here, at compile time, when a Vertex schedule cannot say it (schedule.py)
+        from cloudml.adapters.vertex.schedule import vertex_cron
+
+        vertex_cron(p.schedule.cron, p.schedule.timezone)
     ctx = _Ctx(p, settings, Path(base_dir))
     try:
         owner = branch_owners(p)

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes._gcs import serve_object
 from tests.fakes._vertex_endpoints import ApiError, ModelsAndEndpoints
+from tests.fakes._vertex_schedules import ScheduleRoutes
 
 __all__ = ["FakeJob", "VertexFake", "vertex_fake"]
 
@@ -149,6 +150,7 @@ class VertexFake(ModelsAndEndpoints):
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         ModelsAndEndpoints.__init__(self)
+        self.schedules = ScheduleRoutes(self.check_job, ApiError)  # tests/fakes/_vertex_schedules.py
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -217,6 +219,22 @@ class VertexFake(ModelsAndEndpoints):
                 datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
         if not _JOB_ID.match(job_id):
             raise ApiError(400, f"pipelineJobId '{job_id}' must match {_JOB_ID.pattern}")
+        spec = self.check_job(project, location, body)
+        name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id}"
+        with self._lock:
+            if name in self.jobs:
+                raise ApiError(409, f"PipelineJob {name} already exists")
+            job = FakeJob(name, body, _dag_tasks(spec, spec.get("root", {}).get("dag", {})))
+            if self._fail_next:
+                job.fail_task, job.fail_message = self._fail_next
+                self._fail_next = None
+            self.jobs[name] = job
+            return job.resource()
+
+    def check_job(self, project: str, location: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The rules a PipelineJob body must meet (a create, or a schedule's run request); returns its spec."""
+        from cloudml.adapters.vertex.validate import validate_ir
+
         spec = body.get("pipelineSpec")
         if not isinstance(spec, dict) or not spec:
             raise ApiError(400, "pipeline_job.pipeline_spec is required")
@@ -236,16 +254,25 @@ class VertexFake(ModelsAndEndpoints):
         for name, d in declared.items():
             if name not in values and "defaultValue" not in d and not d.get("isOptional"):
                 raise ApiError(400, f"The pipeline parameter {name} is required but no value was given.")
-        name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id}"
+        return spec
+
+    def fire_schedule(self, name: str) -> FakeJob | None:
+        """What Vertex does at a fire time: create a job from the schedule's request, unless the schedule is
+        not ACTIVE or already has ``maxConcurrentActiveRunCount`` unfinished runs (then the time is skipped,
+        as without ``allowQueueing``). Returns the new job, or None when skipped."""
         with self._lock:
-            if name in self.jobs:
-                raise ApiError(409, f"PipelineJob {name} already exists")
-            job = FakeJob(name, body, _dag_tasks(spec, spec.get("root", {}).get("dag", {})))
-            if self._fail_next:
-                job.fail_task, job.fail_message = self._fail_next
-                self._fail_next = None
-            self.jobs[name] = job
-            return job.resource()
+            s = self.schedules._find(name)
+            mine = [j for j in self.jobs.values() if j.body.get("scheduleName") == name and j.state not in TERMINAL]
+            limit = int(s.get("maxConcurrentActiveRunCount") or 0)
+            if s["state"] != "ACTIVE" or (limit and len(mine) >= limit):
+                return None
+            request = s["createPipelineJobRequest"]
+            project, location = request["parent"].split("/")[1], request["parent"].split("/")[3]
+            body = {**request["pipelineJob"], "scheduleName": name}
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S%f")
+            job = self.create(project, location, {"pipelineJobId": [f"{s['displayName'][:90]}-{stamp}".lower()]}, body)
+            s["startedRunCount"] = str(int(s.get("startedRunCount", "0")) + 1)
+            return self.jobs[job["name"]]
 
     def get(self, name: str) -> dict[str, Any]:
         """GET a job; each GET advances it one state (unless ``paused``)."""
@@ -351,6 +378,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if m and self.command == "GET":
                 self._send(200, fake.list(m[1], m[2]))
+                return
+            if "/schedules" in path:  # ScheduleService (tests/fakes/_vertex_schedules.py); the body is read once
+                answer = fake.schedules.route(self.command, path, query, self._body())
+                if answer is None:
+                    raise ApiError(404, f"the fake does not serve {self.command} {path}")
+                self._send(200, answer)
                 return
             m = _JOB.match(path)
             if not m:
