@@ -58,7 +58,6 @@ class SageMakerAdapter(Adapter):
     capabilities = Capabilities(
         "sagemaker",
         {
-            "deploy.capture": ("notimpl", "DataCaptureConfig is not built yet"),
             "deploy.autoscale": ("notimpl", "Application Auto Scaling policies are not built yet"),
         },
     )
@@ -77,15 +76,17 @@ class SageMakerAdapter(Adapter):
 
     def compile_deployment(self, deployment: Deployment) -> Compiled:
         """Endpoint variant, DeploymentConfig (guardrails) and CloudWatch alarm requests."""
+        from cloudml.adapters.sagemaker.capture import settings_root
         from cloudml.adapters.sagemaker.deploy import compile_deployment_plan
         from cloudml.adapters.sagemaker.resources import deploy_instance_type
         from cloudml.adapters.sagemaker.variants import controller_plan
 
         self.check_supported(deployment_features(deployment))
         instance_type = deploy_instance_type(deployment.instances)
+        root = settings_root(self.settings)
         if self.uses_controller(deployment):
-            return Compiled("sagemaker", deployment.endpoint, controller_plan(deployment, instance_type), "json")
-        plan = compile_deployment_plan(deployment, instance_type)
+            return Compiled("sagemaker", deployment.endpoint, controller_plan(deployment, instance_type, root), "json")
+        plan = compile_deployment_plan(deployment, instance_type, root)
         return Compiled("sagemaker", deployment.endpoint, plan, "json")
 
     @staticmethod

@@ -49,10 +49,12 @@ API_CALLS: tuple[tuple[str, str], ...] = (
     # rollouts driven by cloudml's controller over production and shadow variants (variants.py)
     ("sagemaker", "describe_endpoint_config"), ("sagemaker", "update_endpoint_weights_and_capacities"),
     ("sagemaker", "delete_endpoint"), ("cloudwatch", "get_metric_data"),
+    # reading captured requests back for drift (capture.py)
+    ("s3", "list_objects_v2"), ("s3", "get_object"),
 )
 _IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
                "scheduler": "scheduler"}
-_IAM_ACTION = {("s3", "upload_file"): ("PutObject", "AbortMultipartUpload")}
+_IAM_ACTION = {("s3", "upload_file"): ("PutObject", "AbortMultipartUpload"), ("s3", "list_objects_v2"): ("ListBucket",)}
 
 
 def iam_policy(calls: tuple[tuple[str, str], ...] = API_CALLS) -> dict[str, Any]:
@@ -91,6 +93,7 @@ ERROR_CODES: dict[str, type[BackendError]] = {
     "InvalidRequest": BackendValidationError, "InvalidWriteOffset": BackendValidationError,
     "TooManyParts": BackendValidationError, "EncryptionTypeMismatch": BackendValidationError,
     "NoSuchUpload": NotFoundError, "ModelError": ServiceUnavailableError,
+    "InvalidObjectState": ConflictError,  # GetObject of an archived (Glacier) capture file: restore it first
     "InternalFailure": ServiceUnavailableError, "InternalServerError": ServiceUnavailableError,
     "ServiceUnavailable": ServiceUnavailableError, "InternalError": ServiceUnavailableError,
     "500": ServiceUnavailableError, "503": ServiceUnavailableError,
@@ -443,7 +446,11 @@ class SageMakerClient:
             # guardrails keep variant names: a variant from cloudml's controller (churn-v2) keeps its name
             variant["VariantName"] = live[0]
             alarms = [_renamed_variant(r, live[0]) for r in alarms]
-        self.call("sagemaker", "create_endpoint_config", EndpointConfigName=name, ProductionVariants=[variant])
+        from cloudml.adapters.sagemaker.capture import complete_capture
+
+        capture = complete_capture(plan.get("DataCaptureConfig"), endpoint, self.settings)
+        self.call("sagemaker", "create_endpoint_config", EndpointConfigName=name, ProductionVariants=[variant],
+                  **({"DataCaptureConfig": capture} if capture else {}))
         for request in alarms:
             self.call("cloudwatch", "put_metric_alarm", **request)
         history: list[dict[str, Any]] = [{"at": _now(), "event": "requested", "config": name}]

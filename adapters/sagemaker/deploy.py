@@ -152,16 +152,24 @@ def alarm_request(endpoint: str, alarm: Alarm, variant: str = VARIANT) -> dict[s
     return req
 
 
-def compile_deployment_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
+def compile_deployment_plan(d: Deployment, instance_type: str, capture_root: str | None = None) -> dict[str, Any]:
     """Everything the client will send, with the model resolved at deploy time.
+
+    ``capture_root`` (``s3://<bucket>/<prefix>``) is where ``capture`` writes without a ``destination``;
+    the plan then carries ``DataCaptureConfig`` (see :mod:`cloudml.adapters.sagemaker.capture`).
 
     Example:
         >>> d = Deployment(endpoint="ep", model={"group": "g"}, strategy="all_at_once")
         >>> sorted(compile_deployment_plan(d, "ml.m5.large"))[:3]
         ['DeploymentConfig', 'EndpointName', 'ExistingAlarms']
+        >>> d = Deployment(endpoint="ep", model={"group": "g"}, capture={"percent": 5})
+        >>> compile_deployment_plan(d, "ml.m5.large", "s3://b/ml")["DataCaptureConfig"]["DestinationS3Uri"]
+        's3://b/ml/capture/ep'
     """
+    from cloudml.adapters.sagemaker.capture import data_capture_config
+
     names = [alarm_name(d.endpoint, a) for a in d.alarms]
-    return {
+    plan = {
         "EndpointName": d.endpoint,
         "ModelPackage": d.model.model_dump(),
         "ProductionVariant": {"VariantName": VARIANT, "InstanceType": instance_type,
@@ -170,3 +178,7 @@ def compile_deployment_plan(d: Deployment, instance_type: str) -> dict[str, Any]
         "PutMetricAlarm": [alarm_request(d.endpoint, a) for a in d.alarms if not a.existing],
         "ExistingAlarms": [a.existing["sagemaker"] for a in d.alarms if a.existing.get("sagemaker")],
     }
+    capture = data_capture_config(d, capture_root)
+    if capture is not None:
+        plan["DataCaptureConfig"] = capture
+    return plan

@@ -12,7 +12,9 @@ every strategy when ``backend_options.sagemaker.native_guardrails`` is false. :c
   production traffic needs a new EndpointConfig (SageMaker cannot move a variant between the two lists);
 * ``alarm_datapoints`` -> CloudWatch GetMetricData on ``AWS/SageMaker`` with the ``EndpointName`` and
   ``VariantName`` dimensions, complete periods only;
-* ``delete_deployment`` -> a fresh EndpointConfig without the variant, then UpdateEndpoint.
+* ``delete_deployment`` -> a fresh EndpointConfig without the variant, then UpdateEndpoint;
+* ``capture`` -> the deployment's ``DataCaptureConfig`` on the configs its rollout creates, carried over
+  from the current config by later traffic changes and removals.
 
 Every call that changes the endpoint first waits until it is ``InService`` (SageMaker refuses changes to
 an updating endpoint) and then waits for its own change to finish, so a resumed controller always sees a
@@ -79,7 +81,7 @@ def _period(seconds: float) -> int:
     return cloudwatch_period(seconds)
 
 
-def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
+def controller_plan(d: Deployment, instance_type: str, capture_root: str | None = None) -> dict[str, Any]:
     """What ``compile`` shows for a controller-driven deployment: the neutral plan and the variant requests.
 
     Neutral alarms are read per variant with GetMetricData; alarms named under ``existing`` are read
@@ -92,11 +94,13 @@ def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
         >>> p["Variant"]["InstanceType"], p["Traffic"]["Operation"]
         ('ml.m5.large', 'UpdateEndpointWeightsAndCapacities')
     """
+    from cloudml.adapters.sagemaker.capture import data_capture_config
+
     cfg = d.strategy.config
     traffic: dict[str, Any] = {"Operation": "UpdateEndpointWeightsAndCapacities", "Weights": "integer percentages"}
     if isinstance(cfg, Shadow):
         traffic["ShadowWeight"] = float(max(1, round(cfg.percent)))
-    return {
+    plan = {
         "EndpointName": d.endpoint,
         "Mode": "controller",
         "ModelPackage": d.model.model_dump(),
@@ -108,6 +112,10 @@ def controller_plan(d: Deployment, instance_type: str) -> dict[str, Any]:
         "ExistingAlarms": [a.existing["sagemaker"] for a in d.alarms if a.existing.get("sagemaker")],
         "Rollout": plan_rollout(d),
     }
+    capture = data_capture_config(d, capture_root)
+    if capture is not None:
+        plan["DataCaptureConfig"] = capture  # on every endpoint config the controller creates
+    return plan
 
 
 def metric_queries(endpoint: str, variant: str, alarm: Alarm) -> list[dict[str, Any]]:
@@ -176,6 +184,7 @@ class _Layout:
     production: list[dict[str, Any]]
     shadow: list[dict[str, Any]]
     weights: dict[str, float]
+    capture: dict[str, Any] | None = None  # the config's DataCaptureConfig, carried to the next config
 
     def names(self, which: list[dict[str, Any]]) -> list[str]:
         return [str(v["VariantName"]) for v in which]
@@ -254,7 +263,8 @@ class VariantTraffic:
             return out
 
         return _Layout(str(desc["EndpointConfigName"]), shapes(config.get("ProductionVariants", [])),
-                       shapes(config.get("ShadowProductionVariants", [])), weights)
+                       shapes(config.get("ShadowProductionVariants", [])), weights,
+                       dict(config["DataCaptureConfig"]) if config.get("DataCaptureConfig") else None)
 
     # -- TrafficBackend -----------------------------------------------------------------------------------
     def create_deployment(self, endpoint: str, name: str, deployment: Deployment, model: dict[str, Any]) -> None:
@@ -277,8 +287,9 @@ class VariantTraffic:
                          PrimaryContainer={"ModelPackageName": model["package_arn"]})
         variant = {"VariantName": name, "ModelName": model_name, "InstanceType": model["instance_type"],
                    "InitialInstanceCount": deployment.instances.count}
+        capture = self._capture(deployment)
         if layout is None:
-            config = self._create_config(endpoint, [{**variant, "InitialVariantWeight": 1.0}], [])
+            config = self._create_config(endpoint, [{**variant, "InitialVariantWeight": 1.0}], [], capture)
             self.client.call("sagemaker", "create_endpoint", EndpointName=endpoint, EndpointConfigName=config)
             self._applied(endpoint, config)
             return
@@ -291,9 +302,17 @@ class VariantTraffic:
                     f"{layout.names(layout.shadow)}", hint="finish or roll back the split first")
             total = sum(layout.weights.get(n, 0.0) for n in layout.names(layout.production)) or 1.0
             shadow = [{**variant, "InitialVariantWeight": total * max(1, round(cfg.percent)) / 100}]
-            self._reconfigure(endpoint, layout.production, shadow)
+            self._reconfigure(endpoint, layout.production, shadow, capture)
         else:
-            self._reconfigure(endpoint, [*layout.production, {**variant, "InitialVariantWeight": 0.0}], layout.shadow)
+            self._reconfigure(endpoint, [*layout.production, {**variant, "InitialVariantWeight": 0.0}], layout.shadow,
+                              capture)
+
+    def _capture(self, deployment: Deployment) -> dict[str, Any] | None:
+        """The deployment's DataCaptureConfig (None: no capture), its destination resolved from the settings."""
+        from cloudml.adapters.sagemaker.capture import complete_capture, data_capture_config, settings_root
+
+        settings = getattr(self.client, "settings", None)
+        return complete_capture(data_capture_config(deployment, settings_root(settings)), deployment.endpoint, settings)
 
     def is_ready(self, endpoint: str, name: str) -> bool:
         """True when the deployed config has variant ``name`` with running instances.
@@ -340,7 +359,7 @@ class VariantTraffic:
             new_prod = [{**v, "InitialVariantWeight": float(weights.get(v["VariantName"], 0))}
                         for v in layout.production + moved]
             new_shadow = [{**v, "InitialVariantWeight": total * mirror.get(v["VariantName"], 0) / 100} for v in keep]
-            self._reconfigure(endpoint, new_prod, new_shadow)
+            self._reconfigure(endpoint, new_prod, new_shadow, layout.capture)
             return
         desired = {n: float(weights.get(n, 0)) for n in production}
         desired.update({n: total * mirror.get(n, 0) / 100 for n in shadow})
@@ -408,18 +427,21 @@ class VariantTraffic:
             raise DeploymentError(f"variant {name} still takes traffic on {endpoint}; shift it away first")
         if not production:
             raise DeploymentError(f"variant {name} is the last production variant of {endpoint}")
-        self._reconfigure(endpoint, production, [v for v in layout.shadow if v["VariantName"] != name])
+        self._reconfigure(endpoint, production, [v for v in layout.shadow if v["VariantName"] != name], layout.capture)
 
     # -- changing the config ------------------------------------------------------------------------------
-    def _create_config(self, endpoint: str, production: list[dict[str, Any]], shadow: list[dict[str, Any]]) -> str:
+    def _create_config(self, endpoint: str, production: list[dict[str, Any]], shadow: list[dict[str, Any]],
+                       capture: dict[str, Any] | None = None) -> str:
         name = _unique(endpoint)
         self.client.call("sagemaker", "create_endpoint_config", EndpointConfigName=name, ProductionVariants=production,
-                         **({"ShadowProductionVariants": shadow} if shadow else {}))
+                         **({"ShadowProductionVariants": shadow} if shadow else {}),
+                         **({"DataCaptureConfig": capture} if capture else {}))
         return name
 
-    def _reconfigure(self, endpoint: str, production: list[dict[str, Any]], shadow: list[dict[str, Any]]) -> None:
-        """UpdateEndpoint to a fresh config, and wait until SageMaker has applied it."""
-        config = self._create_config(endpoint, production, shadow)
+    def _reconfigure(self, endpoint: str, production: list[dict[str, Any]], shadow: list[dict[str, Any]],
+                     capture: dict[str, Any] | None = None) -> None:
+        """UpdateEndpoint to a fresh config (with ``capture`` as its DataCaptureConfig), and wait until applied."""
+        config = self._create_config(endpoint, production, shadow, capture)
         self.client.call("sagemaker", "update_endpoint", EndpointName=endpoint, EndpointConfigName=config)
         self._applied(endpoint, config)
 

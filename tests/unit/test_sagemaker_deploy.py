@@ -321,7 +321,6 @@ def test_an_instance_type_override_wins_over_the_neutral_size() -> None:
 
 
 @pytest.mark.parametrize(("fields", "feature"), [
-    ({"capture": {"percent": 50}}, "deploy.capture"),
     ({"instances": {"count": 2, "autoscale": {"min": 1, "max": 4}}}, "deploy.autoscale"),
 ])
 def test_the_adapter_refuses_its_declared_deployment_gaps(fields: dict[str, Any], feature: str) -> None:
