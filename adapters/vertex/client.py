@@ -181,7 +181,7 @@ class VertexRun:
         >>> run.wait(timeout=1, poll=0.01), run.error
         ('failed', "step 'train' failed: exit 2")
         >>> run.steps
-        [{'name': 'train', 'status': 'failed', 'error': 'exit 2', 'task_id': '7'}]
+        [{'name': 'train', 'status': 'failed', 'error': 'exit 2', 'task_id': '7', 'job': None}]
     """
 
     client: VertexClient
@@ -224,27 +224,49 @@ class VertexRun:
     def step(self, name: str) -> dict[str, Any]:
         """The entry of one task (KeyError when the job has no such task).
 
-        Example:
-            >>> run = VertexRun(None, "projects/p/locations/l/pipelineJobs/j")  # type: ignore[arg-type]
-            >>> run.id, "pipeline_job_id=\\"j\\"" in run.logs("train")
-            ('projects/p/locations/l/pipelineJobs/j', True)
+        Example (a stand-in client instead of Vertex):
+            >>> from types import SimpleNamespace as NS
+            >>> job = NS(state=NS(name="PIPELINE_STATE_RUNNING"), job_detail=NS(task_details=[]))
+            >>> VertexRun(NS(get_job=lambda name: NS(gca_resource=job)), "projects/p/locations/l/pipelineJobs/j").step("x")
+            Traceback (most recent call last):
+            ...
+            KeyError: 'x'
         """
         for row in self.steps:
             if row["name"] == name:
                 return row
         raise KeyError(name)
 
-    def logs(self, step: str) -> str:
-        """Where a task's logs are (Cloud Logging); the client does not fetch them yet.
+    def logs(self, step: str, attempt: int | None = None, stream: str = "stdout") -> str:
+        """Where a task's logs are: a Cloud Logging filter and a Logs Explorer link. Logs are not fetched.
 
-        Example:
-            >>> VertexRun(None, "projects/p/locations/l/pipelineJobs/j").logs("train")  # type: ignore[arg-type]
-            'Cloud Logging: project p, resource.type="aiplatform.googleapis.com/PipelineJob" resource.labels.pipeline_job_id="j" (task train)'
+        A task that ran a container has a Vertex custom job (the task details' ``main_job``); its logs
+        are ``resource.type="ml_job"`` with that job's id, stdout and stderr together (``attempt`` and
+        ``stream`` cannot narrow them). Before the task has a job (pending, skipped, cached), the filter
+        is the pipeline job's own log. Reading the entries would need google-cloud-logging and the
+        ``logging.viewer`` role, which this client does not assume.
+
+        Example (a stand-in client instead of Vertex):
+            >>> from types import SimpleNamespace as NS
+            >>> detail = NS(container_detail=NS(main_job="projects/1/locations/l/customJobs/77"))
+            >>> task = NS(task_name="train", state=NS(name="RUNNING"), error=None, task_id=7, executor_detail=detail)
+            >>> job = NS(state=NS(name="PIPELINE_STATE_RUNNING"), job_detail=NS(task_details=[task]))
+            >>> run = VertexRun(NS(get_job=lambda name: NS(gca_resource=job)), "projects/p/locations/l/pipelineJobs/j")
+            >>> print(run.logs("train").splitlines()[0])
+            Cloud Logging (project p): resource.type="ml_job" resource.labels.job_id="77"
         """
         parts = self.name.split("/")
         project, job = (parts[1], parts[-1]) if len(parts) >= 6 else ("", self.name)
-        return (f"Cloud Logging: project {project}, resource.type=\"aiplatform.googleapis.com/PipelineJob\" "
-                f"resource.labels.pipeline_job_id=\"{job}\" (task {step})")
+        row = self.step(step)
+        if row.get("job"):
+            query = f'resource.type="ml_job" resource.labels.job_id="{str(row["job"]).rsplit("/", 1)[-1]}"'
+        else:
+            query = (f'resource.type="aiplatform.googleapis.com/PipelineJob" '
+                     f'resource.labels.pipeline_job_id="{job}"')
+        from urllib.parse import quote
+
+        url = f"https://console.cloud.google.com/logs/query;query={quote(query, safe='')}?project={project}"
+        return f"Cloud Logging (project {project}): {query}\n{url}\n"
 
     def wait(self, timeout: float | None = None, poll: float = 10.0) -> str:
         """Poll until the job ends or ``timeout`` seconds pass; returns the neutral status.
@@ -280,8 +302,16 @@ def _steps(resource: Any) -> list[dict[str, Any]]:
     for t in resource.job_detail.task_details:
         err = t.error.message if t.error and t.error.message else None
         out.append({"name": t.task_name, "status": STEP_STATES.get(_enum_name(t.state), "pending"),
-                    "error": err, "task_id": str(t.task_id)})
+                    "error": err, "task_id": str(t.task_id), "job": _main_job(t)})
     return out
+
+
+def _main_job(task: Any) -> str | None:
+    """The Vertex custom job a container task ran as (None before it has one, or for a DAG task)."""
+    detail = getattr(task, "executor_detail", None)
+    container = getattr(detail, "container_detail", None)
+    job = getattr(container, "main_job", None) or getattr(getattr(detail, "custom_job_detail", None), "job", None)
+    return str(job) if job else None
 
 
 class VertexClient:

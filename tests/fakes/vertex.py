@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,6 +90,10 @@ class FakeJob:
                                    "createTime": self.create_time}
             if state == "FAILED":
                 row["error"] = {"code": 9, "message": self.fail_message}
+            if state in ("RUNNING", "SUCCEEDED", "FAILED") and not task.startswith("condition-"):
+                # a container task runs as a custom job (sub-DAG condition tasks do not)
+                parent, number = self.name.split("/pipelineJobs/")[0], zlib.crc32(f"{self.name}/{task}".encode())
+                row["executorDetail"] = {"containerDetail": {"mainJob": f"{parent}/customJobs/{number}"}}
             out.append(row)
         return out
 

@@ -26,10 +26,12 @@ from cloudml.adapter import pipeline_features
 from cloudml.adapters.vertex import VertexAdapter
 from cloudml.adapters.vertex.compiler import (
     FAIL_IMAGE,
+    GCS_MAPPER,
     LAUNCHER,
     SCHEMA_VERSION,
     WRAPPER,
     compile_ir,
+    input_token,
     metric_key,
 )
 from cloudml.adapters.vertex.validate import validate_ir
@@ -224,7 +226,7 @@ def test_the_supported_feature_cases_are_the_expected_ones() -> None:
         "condition", "condition.or", "fail", "register_model", "step.cache", "step.code", "step.command",
         "step.depends_on",
         "step.env", "step.framework", "step.gpu", "step.image", "step.python", "step.resources", "step.retry",
-        "step.timeout", "step.training",
+        "step.timeout", "step.training", "schedule", "input.parameter",
         "input.external",  # its case reads s3://, which the compiler refuses by name (tested below)
     }
 
@@ -742,8 +744,7 @@ def test_timeout_wrapper_only_where_a_timeout_is_set() -> None:
 
 # -- capability gaps ----------------------------------------------------------------------------------
 
-GAPS = {"step.secrets": "work", "schedule": None, "input.parameter": "work",
-        "step.tuning": "work"}
+GAPS = {"step.secrets": "work", "step.tuning": "work"}
 
 
 @pytest.mark.parametrize("feature", sorted(GAPS))
@@ -762,8 +763,7 @@ def test_capability_gaps_are_refused_by_name(feature: str, tmp_path: Path) -> No
         assert f"'{GAPS[feature]}'" in str(err)
 
 
-@pytest.mark.parametrize(("feature", "step"), [("step.secrets", "work"), ("schedule", None),
-                                               ("input.parameter", "work")])
+@pytest.mark.parametrize(("feature", "step"), [("step.secrets", "work")])
 def test_the_compiler_itself_refuses_gaps_when_called_directly(feature: str, step: str) -> None:
     spec = FEATURE_CASES[feature]()
     assert isinstance(spec, Pipeline)
@@ -1325,3 +1325,125 @@ def test_the_compiled_register_task_registers_through_the_real_sdk(tmp_path: Pat
     assert (v2.uri, v2.approval, v2.metrics, v2.run_id) == ("gs://b/root/train/model", "approved",
                                                             {"auc": 0.91, "loss": 0.2}, run)
     assert v2.tags["team"] == "risk"
+
+
+# -- parameter inputs (input.parameter): a gs:// URI in a run's parameter, mapped to /gcs/ at run time ---
+
+PARAM_INPUT = [{"name": "w", "command": "echo --data={{inputs.raw}} n={{params.n}}", "inputs": {"raw": "{{params.uri}}"}}]
+PARAM_TOP: dict[str, Any] = {"parameters": {"uri": {"type": "string", "default": "gs://b/data/x.csv"},
+                                            "n": {"type": "int", "default": 2}}}
+
+
+def _materialise(a: list[str], values: dict[str, str]) -> list[str]:
+    """What the KFP launcher does before starting the container: resolve input-parameter placeholders."""
+    out = []
+    for x in a:
+        for k, v in values.items():
+            x = x.replace(f"{{{{$.inputs.parameters['{k}']}}}}", v)
+        out.append(x)
+    return [sys.executable if x == "python3" else x for x in out]
+
+
+def test_a_parameter_input_compiles_to_a_valid_ir_that_maps_the_uri_in_the_container() -> None:
+    ir = compile_(build(PARAM_INPUT, **PARAM_TOP), SETTINGS)
+    assert_valid(ir)
+    assert validate_ir(ir) == []
+    assert ir["components"]["comp-w"]["inputDefinitions"]["parameters"]["uri"] == {"parameterType": "STRING"}
+    assert tasks(ir)["w"]["inputs"]["parameters"]["uri"] == {"componentInputParameter": "uri"}
+    assert ir["root"]["inputDefinitions"]["parameters"]["uri"]["defaultValue"] == "gs://b/data/x.csv"
+    a = argv(ir, "w")
+    assert a[:3] == ["python3", "-c", GCS_MAPPER]
+    assert a[3:7] == ["1", "uri", input_token("raw"), "{{$.inputs.parameters['uri']}}"]
+    assert a[7:] == ["echo", f"--data={input_token('raw')}", "n={{$.inputs.parameters['n']}}"]
+
+
+def test_the_mapper_really_runs_a_gs_value_as_its_fuse_path_under_the_timeout_wrapper() -> None:
+    steps = [{**PARAM_INPUT[0], "timeout": "30s"}]
+    ir = compile_(build(steps, **PARAM_TOP), SETTINGS)
+    assert wrapped(ir, "w")  # WRAPPER (timeout) runs GCS_MAPPER, which runs the command
+    cmd = _materialise(argv(ir, "w"), {"uri": "gs://my-bucket/runs/7/data.csv", "n": "3"})
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "--data=/gcs/my-bucket/runs/7/data.csv n=3"
+    bad = subprocess.run(_materialise(argv(ir, "w"), {"uri": "s3://b/x", "n": "3"}), capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2
+    assert "parameter uri must hold a gs:// URI" in bad.stderr and "'s3://b/x'" in bad.stderr
+    assert bad.stdout == ""  # the step's command never ran
+
+
+def test_a_parameter_input_inside_a_condition_branch_is_plumbed_into_the_sub_dag() -> None:
+    steps = [{**EV}, {"name": "g", "condition": 'ev.outputs.m["auc"] > 0.5', "then": ["w"]}, PARAM_INPUT[0]]
+    ir = compile_(build(steps, **PARAM_TOP), SETTINGS)
+    assert_valid(ir)
+    branch = ir["components"]["comp-condition-g-then"]
+    assert "pipelinechannel--uri" in branch["inputDefinitions"]["parameters"]
+    assert branch["dag"]["tasks"]["w"]["inputs"]["parameters"]["uri"] == {"componentInputParameter": "pipelinechannel--uri"}
+
+
+def test_a_parameter_input_without_a_default_compiles_and_a_non_gs_default_is_refused_naming_it() -> None:
+    top = {"parameters": {"uri": {"type": "string"}, "n": {"type": "int", "default": 2}}}
+    assert_valid(compile_(build(PARAM_INPUT, **top), SETTINGS))
+    for default in ("s3://b/x", "/data/x", "gs://"):
+        top = {"parameters": {"uri": {"type": "string", "default": default}, "n": {"type": "int", "default": 2}}}
+        with pytest.raises(UnsupportedFeatureError) as info:
+            VertexAdapter(SETTINGS).compile(build(PARAM_INPUT, **top))
+        assert (info.value.adapter, info.value.step, info.value.feature) == ("vertex", "w", "input.parameter")
+        assert "parameter 'uri'" in str(info.value) and repr(default) in str(info.value)
+
+
+def test_run_values_of_parameter_inputs_must_be_gs_uris() -> None:
+    from cloudml.adapters.vertex.compiler import check_input_uris
+    from cloudml.errors import SpecError
+
+    p = build(PARAM_INPUT, **PARAM_TOP)
+    check_input_uris(p, {"uri": "gs://b/other/", "n": 1})
+    with pytest.raises(SpecError) as info:
+        check_input_uris(p, {"uri": "https://example.com/x", "n": 1})
+    assert "parameter 'uri' (input 'raw' of step 'w')" in str(info.value)
+
+
+def test_the_conformance_parameter_input_case_compiles_for_gs() -> None:
+    from tests.conformance.cases import parameter_input_case
+
+    assert_valid(VertexAdapter(SETTINGS).compile(parameter_input_case("gs")).document)
+
+
+# -- schedules: what a Vertex cron can say is compiled; the rest is refused by name -------------------
+
+@pytest.mark.parametrize(("cron", "zone", "expected"), [
+    ("0 3 * * *", "UTC", "TZ=UTC 0 3 * * *"),
+    ("30 2 * * MON-FRI", "Europe/Berlin", "TZ=Europe/Berlin 30 2 * * 1,2,3,4,5"),
+    ("*/15 8-10 * * *", "America/Chicago", "TZ=America/Chicago 0,15,30,45 8,9,10 * * *"),
+    ("0 0 1,15 JAN,JUL *", "Asia/Tokyo", "TZ=Asia/Tokyo 0 0 1,15 1,7 *"),
+    ("0 0 * * 0,7", "UTC", "TZ=UTC 0 0 * * 0"),
+    ("0 0 * * 0-6", "UTC", "TZ=UTC 0 0 * * *"),
+    ("0 3 1-31 * MON", "UTC", "TZ=UTC 0 3 * * *"),  # cron's either-rule with every day of the month: every day
+])
+def test_vertex_cron(cron: str, zone: str, expected: str) -> None:
+    from cloudml.adapters.vertex.schedule import vertex_cron
+
+    assert vertex_cron(cron, zone) == expected
+
+
+@pytest.mark.parametrize("cron", ["0 3 1 * MON", "0 3 */2 * MON-FRI", "0 3 13 * FRI"])
+def test_a_day_of_month_and_a_day_of_week_together_are_refused_at_compile_time(cron: str) -> None:
+    p = build([{"name": "w", "command": "w"}], schedule={"cron": cron})
+    with pytest.raises(UnsupportedFeatureError) as info:
+        VertexAdapter(SETTINGS).compile(p)
+    assert (info.value.adapter, info.value.step, info.value.feature) == ("vertex", None, "schedule")
+    assert cron in str(info.value) and "day of the week" in str(info.value)
+
+
+def test_vertex_cron_fires_when_the_spec_cron_does() -> None:
+    """The translation keeps the meaning: the same fire times under cloudml's own cron semantics."""
+    from datetime import datetime, timezone
+
+    from cloudml.adapters.vertex.schedule import vertex_cron
+    from cloudml.cron import next_fire_times
+
+    start = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+    for cron in ["5 4 * * SUN", "*/20 */6 * * *", "0 0 29 2 *", "0 12 1-7 * *", "15 10 * JUN-AUG 1-5",
+                 "0 3 1-31 * MON", "0 9 * * 0-7"]:
+        text = vertex_cron(cron, "Europe/Berlin").split(" ", 1)[1]
+        assert next_fire_times(text, start, 12, "Europe/Berlin") == next_fire_times(cron, start, 12, "Europe/Berlin"), cron
