@@ -72,8 +72,12 @@ def upcoming(pipeline: Any, count: int = 5, after: datetime | None = None) -> li
 def run_schedule(adapter: Any, pipeline: Any, *, spec_dir: str | None = None, max_runs: int | None = None,
                  until: datetime | None = None, on_event: Callable[[ScheduleEvent], None] | None = None,
                  now: Callable[[], datetime] | None = None, sleep: Callable[[float], None] = time.sleep,
+                 parameters: dict[str, Any] | None = None, run_now: bool = False,
                  **run_options: Any) -> list[str]:
     """Start a run at every fire time until ``max_runs`` runs started or ``until`` passed; returns run ids.
+
+    ``parameters`` override the schedule's own; ``run_now`` starts one run at once before the first
+    fire time (a smoke test of a schedule that fires at night).
 
     Example:
         >>> import cloudml, tempfile
@@ -96,7 +100,12 @@ def run_schedule(adapter: Any, pipeline: Any, *, spec_dir: str | None = None, ma
     emit = on_event or (lambda e: None)
     started: list[str] = []
     active: Any = None
+    values = {**s.parameters, **(parameters or {})}
     try:
+        if run_now and (max_runs is None or max_runs > 0):
+            active = adapter.run(pipeline, dict(values), spec_dir=spec_dir, **run_options)
+            started.append(active.id)
+            emit(ScheduleEvent("started", at=clock(), run_id=active.id))
         while max_runs is None or len(started) < max_runs:
             fire = next_fire_times(s.cron, clock(), 1, s.timezone)
             if not fire or (until is not None and fire[0] > until):
@@ -110,7 +119,7 @@ def run_schedule(adapter: Any, pipeline: Any, *, spec_dir: str | None = None, ma
                 continue
             if active is not None:
                 emit(ScheduleEvent("finished", run_id=active.id, status=active.status))
-            active = adapter.run(pipeline, dict(s.parameters), spec_dir=spec_dir, **run_options)
+            active = adapter.run(pipeline, dict(values), spec_dir=spec_dir, **run_options)
             started.append(active.id)
             emit(ScheduleEvent("started", at=fire[0], run_id=active.id))
     finally:

@@ -198,6 +198,8 @@ def schedule_next(
 def schedule_run(
     file: Annotated[Path, typer.Argument(help="pipeline file with a schedule:")],
     max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="stop after N runs")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE over the schedule's parameters")] = None,
+    now: Annotated[bool, typer.Option("--now", help="also start one run right away")] = False,
     root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
 ) -> None:
     """Run a pipeline on its schedule on this machine, in the foreground (Ctrl-C stops it).
@@ -227,7 +229,7 @@ def schedule_run(
     try:
         spec = _scheduled(file)
         run_schedule(_backend("local", root), spec, spec_dir=str(file.resolve().parent), max_runs=max_runs,
-                     on_event=show)
+                     on_event=show, parameters=_parse_params(param or []), run_now=now)
     except KeyboardInterrupt:
         out.print("stopped")
     except CloudMLError as e:

@@ -161,6 +161,20 @@ def test_runs_start_at_each_fire_time_with_the_schedule_parameters(tmp_path: Pat
     assert max(clock.slept) <= 60.0  # short naps, so a clock change is noticed
 
 
+def test_run_now_and_parameter_overrides(tmp_path: Path) -> None:
+    b = cloudml.PipelineBuilder("nightly", schedule={"cron": "0 3 * * *", "parameters": {"n": 7}})
+    b.param("n", int, 1)
+    b.add_step("a", command="echo {{params.n}}")
+    adapter = LocalAdapter(LocalSettings(root=str(tmp_path / "state")))
+    clock = FakeClock(datetime(2026, 11, 27, 12, 0, tzinfo=UTC))
+    events: list[ScheduleEvent] = []
+    ids = run_schedule(adapter, b.build(), max_runs=1, now=clock, sleep=clock.sleep, on_event=events.append,
+                       parameters={"n": 9}, run_now=True)
+    assert len(ids) == 1 and clock.slept == []  # at once, not at 03:00 tomorrow
+    assert adapter.get_run(ids[0]).logs("a").strip() == "9"
+    assert [e.kind for e in events] == ["started", "finished"]
+
+
 def test_a_fire_time_during_a_running_run_is_skipped_not_stacked(tmp_path: Path) -> None:
     adapter = LocalAdapter(LocalSettings(root=str(tmp_path / "state")))
     clock = FakeClock(datetime(2026, 11, 27, 3, 9, tzinfo=UTC))
@@ -208,9 +222,16 @@ def test_cli_runs_the_schedule_and_refuses_a_pipeline_without_one(tmp_path: Path
     assert result.exit_code == 1
     assert "has no schedule" in result.output and "cloudml run" in result.output
     g = tmp_path / "s.yaml"
-    g.write_text("kind: Pipeline\nname: s\nschedule: {cron: '* * * * *'}\nsteps: [{name: a, command: 'true'}]\n")
-    result = CliRunner().invoke(app, ["schedule", "run", str(g), "--max-runs", "1", "--root", str(tmp_path / "s")])
+    g.write_text("kind: Pipeline\nname: s\nschedule: {cron: '0 3 * * *'}\nparameters: {n: {type: int, default: 1}}\n"
+                 "steps: [{name: a, command: 'echo {{params.n}}'}]\n")
+    result = CliRunner().invoke(app, ["schedule", "run", str(g), "--max-runs", "1", "--now", "-p", "n=3",
+                                      "--root", str(tmp_path / "s")])  # --now: no waiting until 03:00
     assert result.exit_code == 0, result.output
-    assert "next run at" in result.output and "started" in result.output and "succeeded" in result.output
+    assert "started" in result.output and "succeeded" in result.output
+    run_id = LocalAdapter(LocalSettings(root=str(tmp_path / "s"))).list_runs()[0]["id"]
+    assert LocalAdapter(LocalSettings(root=str(tmp_path / "s"))).get_run(run_id).logs("a").strip() == "3"
+    result = CliRunner().invoke(app, ["schedule", "run", str(g), "--max-runs", "1", "--now", "-p", "x=1",
+                                      "--root", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "unknown parameter 'x'" in result.output
     result = CliRunner().invoke(app, ["schedule", "apply", str(g), "--backend", "local"])
     assert result.exit_code == 1 and "cloudml schedule run" in result.output
