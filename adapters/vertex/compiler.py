@@ -355,11 +355,6 @@ def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
         cmd = split_command(s.command)
         argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
     mapped = _param_inputs(s)
-    for name, param in mapped.items():
-        default = ctx.p.parameters[param].default
-        if default is not None and _gs_problem(default):
-            raise _unsupported(s.name, "input.parameter", f"input '{name}' reads parameter '{param}', whose default "
-                               f"{_gs_problem(default)}")
     if mapped:
         triples = [x for name, param in mapped.items()
                    for x in (param, input_token(name), f"{{{{$.inputs.parameters['{param}']}}}}")]
@@ -723,6 +718,16 @@ def _refuse_gaps(p: Pipeline) -> None:
                                           hint="`cloudml backends --features` shows what each backend supports")
 
 
+def _refuse_non_gs_defaults(p: Pipeline) -> None:
+    """A parameter read as an input must default to a gs:// URI (or have no default), before anything else."""
+    for s in p.task_steps():
+        for name, param in _param_inputs(p.effective(s)).items():
+            default = p.parameters[param].default
+            if default is not None and _gs_problem(default):
+                raise _unsupported(s.name, "input.parameter", f"input '{name}' reads parameter '{param}', whose "
+                                   f"default {_gs_problem(default)}")
+
+
 def compile_ir(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[str, Any]:
     """The PipelineSpec IR as a dict (JSON/YAML-serialisable).
 
@@ -742,6 +747,7 @@ def compile_ir(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[s
         from cloudml.adapters.vertex.schedule import vertex_cron
 
         vertex_cron(p.schedule.cron, p.schedule.timezone)
+    _refuse_non_gs_defaults(p)
     ctx = _Ctx(p, settings, Path(base_dir))
     try:
         owner = branch_owners(p)

@@ -215,9 +215,7 @@ class VertexFake(ModelsAndEndpoints):
 
     # -- the API --------------------------------------------------------------------------------------
     def create(self, project: str, location: str, query: dict[str, list[str]], body: dict[str, Any]) -> dict[str, Any]:
-        """POST .../pipelineJobs: the rules the notes list, then a PENDING job."""
-        from cloudml.adapters.vertex.validate import validate_ir
-
+        """POST .../pipelineJobs: the rules the notes list (``check_job``), then a PENDING job."""
         job_id = (query.get("pipelineJobId") or [""])[0]
         if not job_id:
             job_id = re.sub(r"[^-0-9a-z]", "-", str(body.get("displayName", "job")).lower()) + "-" + \

@@ -257,7 +257,7 @@ def test_not_found_and_wrong_state_through_the_client(fake: VertexFake) -> None:
 
 def test_a_bad_request_from_the_service_is_a_backend_validation_error(fake: VertexFake) -> None:
     fake.inject(400, times=1, message="schedule.cron is invalid")
-    with pytest.raises(BackendValidationError, match="schedule.cron is invalid"):
+    with pytest.raises(BackendValidationError, match=r"schedule\.cron is invalid"):
         adapter(fake).apply_schedule(pipeline())
 
 
