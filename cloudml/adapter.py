@@ -440,6 +440,24 @@ class Adapter(ABC):
         """Deployments, traffic shares and alarm states of an endpoint."""
         raise self._unsupported("endpoint_status")
 
+    def rollout_state(self, endpoint: str) -> dict[str, Any] | None:
+        """The rollout controller's saved state of the endpoint's latest rollout, or None when there was none.
+
+        It holds ``status``, ``blue``/``green``/``live``, ``weights``, ``phases`` and ``history`` (every
+        transition with its time): e.g. when an A/B split started and ended. Backends whose rollouts the
+        core controller drives (every built-in one) expose ``controller()``; others raise.
+
+        Example:
+            >>> import cloudml, tempfile
+            >>> cloudml.get_adapter("local", root=tempfile.mkdtemp()).rollout_state("churn") is None
+            True
+        """
+        controller = getattr(self, "controller", None)
+        if controller is None:
+            raise self._unsupported("rollout_state")
+        state = controller().store.load(endpoint)
+        return dict(state) if state is not None else None
+
     def invoke(self, endpoint: str, instances: list[Any], **options: Any) -> dict[str, Any]:
         """Send ``{"instances": [...]}`` to an endpoint."""
         raise self._unsupported("invoke")

@@ -93,7 +93,7 @@ def status_view(status: dict[str, Any]) -> Any:
 def _alarm_states(adapter: Any, spec: Any, endpoint: str) -> list[dict[str, Any]]:
     from cloudml.alarms import evaluate_alarm
 
-    state = adapter.controller().store.load(endpoint) or {}
+    state = adapter.rollout_state(endpoint) or {}
     green = state.get("green")
     out = []
     for alarm in spec.alarms:
@@ -188,7 +188,7 @@ def _live_status(adapter: Any, spec: Any) -> Any:
 
 def _history(adapter: Any, endpoint: str) -> list[dict[str, Any]]:
     try:
-        state = adapter.controller().store.load(endpoint) or {}
+        state = adapter.rollout_state(endpoint) or {}
     except (CloudMLError, OSError):
         return []
     return list(state.get("history", []))

@@ -163,7 +163,7 @@ def analyze(metrics: Path, report: Path, endpoint: str, labels_uri: str, key: st
             raise StageError("analyze", f"reading the capture of a {adapter.name} endpoint is not built yet",
                              "pass -p capture_uri=PATH to the endpoint's captured requests (JSON lines)")
         capture = Path(adapter.root) / "endpoints" / endpoint / "capture"
-        state = adapter.controller().store.load(endpoint) or {}
+        state = adapter.rollout_state(endpoint) or {}
     records = _records(capture)
     labels = _labels(labels_uri, key, label)
     start, end, a, b = split_window(state) if state.get("green") else (float("-inf"), float("inf"), None, None)
