@@ -112,8 +112,14 @@ def deploy(
     file: Annotated[Path, typer.Argument(help="deployment YAML")],
     backend: Annotated[str | None, typer.Option("--backend", "-b", help="default: configured backend")] = None,
     root: Annotated[str | None, typer.Option("--root", help="local backend state folder")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="drive the rollout from a background process and "
+                                                           "return (long bakes, A/B tests)")] = False,
 ) -> None:
     """Roll out a deployment with its strategy, watching alarms; exits 1 when it is rolled back or fails.
+
+    With ``--detach`` the controller runs in a background process (its output goes to a log file) and
+    the command returns once the rollout has started; ``cloudml rollout history|promote`` and
+    ``cloudml rollback`` talk to it.
 
     Example:
         >>> from typer.testing import CliRunner
@@ -132,6 +138,8 @@ def deploy(
         adapter = _backend(backend, root)
     except CloudMLError as e:
         raise _fail(e) from None
+    if detach:
+        return _detach(file, spec.endpoint, adapter, backend, root)
     box: dict[str, Any] = {}
 
     def work() -> None:
@@ -175,6 +183,42 @@ def deploy(
         err.print(f"[green]next:[/] cloudml rollout timeline {spec.endpoint} -o timeline.html   ·   "
                   f"cloudml rollout history {spec.endpoint}")
         raise typer.Exit(1)
+
+
+def _detach(file: Path, endpoint: str, adapter: Any, backend: str | None, root: str | None) -> None:
+    """Start ``cloudml deploy FILE`` in its own session, wait until its rollout has started, and return."""
+    import subprocess
+    import sys
+
+    settings = getattr(adapter, "settings", None)
+    logs = Path(root or getattr(settings, "root", None) or getattr(settings, "state_dir", None) or ".cloudml") / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"deploy-{endpoint}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    argv = [sys.executable, "-m", "cloudml.cli.main", "deploy", str(file.resolve())]
+    argv += ["--backend", backend] if backend else []
+    argv += ["--root", str(Path(root).resolve())] if root else []
+    before = (adapter.rollout_state(endpoint) or {}).get("started")
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        state = adapter.rollout_state(endpoint) or {}
+        if state.get("started") != before and state.get("started") is not None:
+            out.print(f"[green]rollout started[/] on {escape(endpoint)} in the background (pid {proc.pid}); "
+                      f"log: {escape(str(log))}")
+            err.print(f"[green]next:[/] cloudml rollout history {endpoint}   ·   cloudml rollout promote {endpoint}"
+                      f"   ·   cloudml rollback {endpoint}")
+            return
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            err.print(f"[bold red]error:[/] the background deploy stopped (exit {proc.returncode}): "
+                      f"{escape(' '.join(tail))}")
+            err.print(f"[green]next:[/] see {escape(str(log))}, or run without --detach")
+            raise typer.Exit(1)
+        time.sleep(0.2)
+    err.print(f"[yellow]the background deploy (pid {proc.pid}) has not started a rollout after 60 s[/]; "
+              f"log: {escape(str(log))}")
 
 
 def _live_status(adapter: Any, spec: Any) -> Any:

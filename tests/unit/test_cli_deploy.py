@@ -321,6 +321,34 @@ def test_rollout_promote_a_paused_rollout(env: Env) -> None:
     assert set(status["deployments"]) == {"toy-v2"}
 
 
+def test_deploy_detach_returns_and_the_background_rollout_is_promoted(env: Env) -> None:
+    env.deploy_v1()
+    f = deployment_yaml(env.base, "v2", 2, "Good", "{ab_test: {percent: 50, duration: 1h}}")
+    started = time.monotonic()
+    code, out, err = cli("deploy", str(f), "--root", str(env.root), "--detach")
+    assert code == 0, out + err
+    assert time.monotonic() - started < 60  # not the hour-long A/B test
+    assert "rollout started" in out and "in the background" in out and "cloudml rollout promote ep" in err
+    log = next((env.root / "logs").glob("deploy-ep-*.log"))
+    deadline = time.monotonic() + 30
+    while env.adapter.endpoint_status("ep")["traffic"]["weights"] != {"toy-v1": 50, "toy-v2": 50}:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    code, out, err = cli("rollout", "promote", "ep", "--root", str(env.root))  # the background process obeys
+    assert code == 0, out + err
+    assert env.adapter.endpoint_status("ep")["traffic"]["weights"] == {"toy-v2": 100}
+    deadline = time.monotonic() + 30
+    while "succeeded ep" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def test_deploy_detach_reports_a_background_failure(env: Env) -> None:
+    f = deployment_yaml(env.base, "v9", 9, "Good", "{all_at_once: {}}")  # no version 9 in the registry
+    code, _, err = cli("deploy", str(f), "--root", str(env.root), "--detach")
+    assert code == 1 and "background deploy stopped" in err and "model toy v9 does not exist" in err
+
+
 def test_endpoints_delete(env: Env) -> None:
     env.deploy_v1()
     assert serving_pids(env.root)
