@@ -322,14 +322,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
+        parts = urlsplit(self.path)
+        with self.owner._lock:  # logged before the answer leaves, so a caller never sees it before the log does
+            self.owner.requests.append((self.command, parts.path, code))
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        parts = urlsplit(self.path)
-        with self.owner._lock:
-            self.owner.requests.append((self.command, parts.path, code))
 
     def _body(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)

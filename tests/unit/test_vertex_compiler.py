@@ -1166,6 +1166,9 @@ def test_the_docs_page_lists_every_declared_gap() -> None:
     page = (REPO / "docs" / "adapters" / "vertex.md").read_text()
     for feature, (level, reason) in VertexAdapter.capabilities.gaps.items():
         assert f"| `{feature}` | {level} | {reason} |" in page, feature
+    table = page.split("## Known gaps", 1)[1].split("\n\n")[2]  # intro line, blank, then the table
+    listed = re.findall(r"^\| `([^`]+)` \|", table, flags=re.M)
+    assert sorted(listed) == sorted(VertexAdapter.capabilities.gaps), "the Known gaps table lists exactly the gaps"
     for word in ("project", "location", "pipeline_root", "service_account", "WRAPPER", "shadow",
                  "Kubeflow Pipelines", "--update-golden", "PipelineDeploymentConfig"):
         assert word in page, word
