@@ -10,7 +10,10 @@ auto-rollback). ``shadow``, ``ab_test``, and every strategy with ``backend_optio
 {native_guardrails: false}}``, are driven by cloudml's core rollout controller over production and shadow variants
 (:mod:`cloudml.adapters.sagemaker.variants`), with state in files under ``state_dir/sagemaker/<region>`` so
 ``resume_rollout``, ``promote`` and ``rollback`` work from another process. Both give the same
-:class:`~cloudml.adapter.RolloutResult`.
+:class:`~cloudml.adapter.RolloutResult`, and both apply ``capture`` (DataCaptureConfig,
+:mod:`~cloudml.adapters.sagemaker.capture`) and ``instances.autoscale`` (Application Auto Scaling of the
+live variant, :mod:`~cloudml.adapters.sagemaker.autoscale`). Step ``secrets`` are resolved inside the
+jobs by cloudml's runtime (only their references are in the definition).
 
 Example:
     >>> import cloudml
@@ -58,7 +61,6 @@ class SageMakerAdapter(Adapter):
     capabilities = Capabilities(
         "sagemaker",
         {
-            "deploy.autoscale": ("notimpl", "Application Auto Scaling policies are not built yet"),
         },
     )
 
@@ -269,7 +271,14 @@ class SageMakerAdapter(Adapter):
             with endpoint_lock(self._state_root(options), deployment.endpoint):
                 controller = self.controller(**options)
                 adopt(controller.backend, controller.store, deployment.endpoint)
-                return controller.deploy(deployment, model_name=variant_name(model.group, model.version), model=info)
+                name = variant_name(model.group, model.version)
+                result = controller.deploy(deployment, model_name=name, model=info)
+                live = (controller.store.load(deployment.endpoint) or {}).get("live")
+                if result.outcome.value == "succeeded" and plan.get("Autoscaling") and live == name:
+                    from cloudml.adapters.sagemaker import autoscale
+
+                    autoscale.apply(client, deployment.endpoint, name, plan["Autoscaling"])  # the new live variant
+                return result
         from cloudml.errors import DeploymentError
         from cloudml.rollout import FileStateStore
 

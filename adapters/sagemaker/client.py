@@ -51,9 +51,13 @@ API_CALLS: tuple[tuple[str, str], ...] = (
     ("sagemaker", "delete_endpoint"), ("cloudwatch", "get_metric_data"),
     # reading captured requests back for drift (capture.py)
     ("s3", "list_objects_v2"), ("s3", "get_object"),
+    # instances.autoscale (autoscale.py)
+    ("application-autoscaling", "register_scalable_target"), ("application-autoscaling", "put_scaling_policy"),
+    ("application-autoscaling", "describe_scalable_targets"), ("application-autoscaling", "describe_scaling_policies"),
+    ("application-autoscaling", "delete_scaling_policy"), ("application-autoscaling", "deregister_scalable_target"),
 )
 _IAM_PREFIX = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
-               "scheduler": "scheduler"}
+               "scheduler": "scheduler", "application-autoscaling": "application-autoscaling"}
 _IAM_ACTION = {("s3", "upload_file"): ("PutObject", "AbortMultipartUpload"), ("s3", "list_objects_v2"): ("ListBucket",)}
 
 
@@ -71,6 +75,11 @@ def iam_policy(calls: tuple[tuple[str, str], ...] = API_CALLS) -> dict[str, Any]
         {"Sid": "CloudmlPassExecutionRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*",
          "Condition": {"StringEquals": {"iam:PassedToService": ["sagemaker.amazonaws.com",
                                                                  "scheduler.amazonaws.com"]}}},
+        # the first RegisterScalableTarget creates Application Auto Scaling's role for SageMaker endpoints
+        {"Sid": "CloudmlAutoScalingServiceRole", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+         "Resource": "arn:aws:iam::*:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+         "Condition": {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}},
     ]}
 
 RUN_STATES = {"Executing": "running", "Stopping": "running", "Stopped": "cancelled", "Failed": "failed",
@@ -94,6 +103,9 @@ ERROR_CODES: dict[str, type[BackendError]] = {
     "TooManyParts": BackendValidationError, "EncryptionTypeMismatch": BackendValidationError,
     "NoSuchUpload": NotFoundError, "ModelError": ServiceUnavailableError,
     "InvalidObjectState": ConflictError,  # GetObject of an archived (Glacier) capture file: restore it first
+    "ConcurrentUpdateException": ConflictError, "LimitExceededException": ConflictError,  # Application Auto Scaling
+    "InternalServiceException": ServiceUnavailableError, "FailedResourceAccessException": PermissionDeniedError,
+    "InvalidNextTokenException": BackendValidationError,
     "InternalFailure": ServiceUnavailableError, "InternalServerError": ServiceUnavailableError,
     "ServiceUnavailable": ServiceUnavailableError, "InternalError": ServiceUnavailableError,
     "500": ServiceUnavailableError, "503": ServiceUnavailableError,
@@ -453,13 +465,26 @@ class SageMakerClient:
                   **({"DataCaptureConfig": capture} if capture else {}))
         for request in alarms:
             self.call("cloudwatch", "put_metric_alarm", **request)
+        from cloudml.adapters.sagemaker import autoscale
+
         history: list[dict[str, Any]] = [{"at": _now(), "event": "requested", "config": name}]
+        saved = None
         if current is None:
             self.call("sagemaker", "create_endpoint", EndpointName=endpoint, EndpointConfigName=name)
         else:
+            # SageMaker refuses to update a variant registered for scaling: take it off, put it back afterwards
+            saved = autoscale.remove(self, endpoint, variant["VariantName"])
             self.call("sagemaker", "update_endpoint", EndpointName=endpoint, EndpointConfigName=name,
                       DeploymentConfig=plan["DeploymentConfig"])
-        return self._outcome(endpoint, name, plan, history, poll, timeout)
+        result = self._outcome(endpoint, name, plan, history, poll, timeout)
+        if result.outcome is RolloutOutcome.SUCCEEDED and plan.get("Autoscaling"):
+            autoscale.apply(self, endpoint, variant["VariantName"], plan["Autoscaling"])
+            history.append({"at": _now(), "event": "autoscaling", "variant": variant["VariantName"],
+                            "min": plan["Autoscaling"]["ScalableTarget"]["MinCapacity"],
+                            "max": plan["Autoscaling"]["ScalableTarget"]["MaxCapacity"]})
+        elif result.outcome is not RolloutOutcome.SUCCEEDED and saved is not None:
+            autoscale.restore(self, endpoint, variant["VariantName"], saved)  # the old config serves: as it was
+        return result
 
     def _outcome(self, endpoint: str, requested: str, plan: dict[str, Any], history: list[dict[str, Any]],
                  poll: float, timeout: float) -> RolloutResult:

@@ -166,6 +166,7 @@ def compile_deployment_plan(d: Deployment, instance_type: str, capture_root: str
         >>> compile_deployment_plan(d, "ml.m5.large", "s3://b/ml")["DataCaptureConfig"]["DestinationS3Uri"]
         's3://b/ml/capture/ep'
     """
+    from cloudml.adapters.sagemaker.autoscale import autoscaling_plan
     from cloudml.adapters.sagemaker.capture import data_capture_config
 
     names = [alarm_name(d.endpoint, a) for a in d.alarms]
@@ -181,4 +182,7 @@ def compile_deployment_plan(d: Deployment, instance_type: str, capture_root: str
     capture = data_capture_config(d, capture_root)
     if capture is not None:
         plan["DataCaptureConfig"] = capture
+    scaling = autoscaling_plan(d, instance_type)
+    if scaling is not None:
+        plan["Autoscaling"] = scaling  # applied to the live variant once the rollout succeeds
     return plan

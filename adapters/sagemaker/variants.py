@@ -14,7 +14,9 @@ every strategy when ``backend_options.sagemaker.native_guardrails`` is false. :c
   ``VariantName`` dimensions, complete periods only;
 * ``delete_deployment`` -> a fresh EndpointConfig without the variant, then UpdateEndpoint;
 * ``capture`` -> the deployment's ``DataCaptureConfig`` on the configs its rollout creates, carried over
-  from the current config by later traffic changes and removals.
+  from the current config by later traffic changes and removals;
+* ``instances.autoscale`` -> a retired variant is deregistered from Application Auto Scaling before the
+  config without it; the adapter registers the new live variant once the rollout succeeds.
 
 Every call that changes the endpoint first waits until it is ``InService`` (SageMaker refuses changes to
 an updating endpoint) and then waits for its own change to finish, so a resumed controller always sees a
@@ -94,6 +96,7 @@ def controller_plan(d: Deployment, instance_type: str, capture_root: str | None 
         >>> p["Variant"]["InstanceType"], p["Traffic"]["Operation"]
         ('ml.m5.large', 'UpdateEndpointWeightsAndCapacities')
     """
+    from cloudml.adapters.sagemaker.autoscale import autoscaling_plan
     from cloudml.adapters.sagemaker.capture import data_capture_config
 
     cfg = d.strategy.config
@@ -115,6 +118,9 @@ def controller_plan(d: Deployment, instance_type: str, capture_root: str | None 
     capture = data_capture_config(d, capture_root)
     if capture is not None:
         plan["DataCaptureConfig"] = capture  # on every endpoint config the controller creates
+    scaling = autoscaling_plan(d, instance_type)
+    if scaling is not None:
+        plan["Autoscaling"] = scaling  # registered for the new variant once it is live
     return plan
 
 
@@ -427,6 +433,9 @@ class VariantTraffic:
             raise DeploymentError(f"variant {name} still takes traffic on {endpoint}; shift it away first")
         if not production:
             raise DeploymentError(f"variant {name} is the last production variant of {endpoint}")
+        from cloudml.adapters.sagemaker import autoscale
+
+        autoscale.remove(self.client, endpoint, name)  # a retired variant stops being a scalable target first
         self._reconfigure(endpoint, production, [v for v in layout.shadow if v["VariantName"] != name], layout.capture)
 
     # -- changing the config ------------------------------------------------------------------------------

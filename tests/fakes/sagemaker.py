@@ -158,6 +158,7 @@ class SageMakerFake:
         self.moto: MotoServer | None = None  # set by sagemaker_fake()
         self._sm: Any = self._moto_client("sagemaker")
         self._cw: Any = self._moto_client("cloudwatch")
+        self._aas: Any = None
         self._handlers: dict[str, Callable[[Request], Reply]] = {
             "UpdateEndpoint": self._update_endpoint, "DescribeEndpoint": self._describe_endpoint,
             "ListEndpoints": self._list_endpoints, "CreateEndpoint": self._create_endpoint,
@@ -353,6 +354,8 @@ class SageMakerFake:
             self._settle(state)
             if state.weights_pending is not None:
                 return validation_error(f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".')
+        if error := self._scaling_conflict(name, endpoint["EndpointConfigName"], new_variants):
+            return validation_error(error)
         dc = args.get("DeploymentConfig")
         if dc is None and args.get("RetainDeploymentConfig"):
             dc = state.last_deployment_config
@@ -373,6 +376,26 @@ class SageMakerFake:
                 state.last_deployment_config = dc
         self._spawn(lambda: self._run_deployment(dep), f"deploy-{name}")
         return json_reply(200, {"EndpointArn": endpoint["EndpointArn"]})
+
+    def _scaling_conflict(self, name: str, old_config: str, new_variants: list[dict[str, Any]]) -> str | None:
+        """SageMaker refuses an update that changes the instance type of a variant registered with Application
+        Auto Scaling (AWS docs, "Update endpoints that use auto scaling"); registrations are read from moto."""
+        old = {v["VariantName"]: v.get("InstanceType") for v in
+               self._sm.describe_endpoint_config(EndpointConfigName=old_config)["ProductionVariants"]}
+        changed = [v["VariantName"] for v in new_variants
+                   if v["VariantName"] in old and v.get("InstanceType") != old[v["VariantName"]]]
+        if not changed:
+            return None
+        with self._lock:  # built on first use: most tests never scale
+            if self._aas is None:
+                self._aas = self._moto_client("application-autoscaling")
+            scaling = self._aas
+        ids = [f"endpoint/{name}/variant/{v}" for v in changed]
+        found = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=ids)["ScalableTargets"]
+        if not found:
+            return None
+        return (f"The variant(s) {[t['ResourceId'].rsplit('/', 1)[-1] for t in found]} of endpoint {name} are "
+                "registered for automatic scaling; deregister them before changing their instance type.")
 
     def _missing_alarms(self, names: list[str]) -> str | None:
         if not names:

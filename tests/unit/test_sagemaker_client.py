@@ -692,7 +692,7 @@ def test_iam_policy_has_an_action_for_every_call() -> None:
     policy = iam_policy()
     actions = set(policy["Statement"][0]["Action"])
     prefix = {"sagemaker": "sagemaker", "sagemaker-runtime": "sagemaker", "cloudwatch": "cloudwatch", "s3": "s3",
-              "scheduler": "scheduler"}
+              "scheduler": "scheduler", "application-autoscaling": "application-autoscaling"}
     iam_names = {("s3", "upload_file"): "PutObject", ("s3", "list_objects_v2"): "ListBucket"}  # IAM != API name
     for service, method in API_CALLS:
         api = iam_names.get((service, method)) or _api_name(service, method)

@@ -320,14 +320,9 @@ def test_an_instance_type_override_wins_over_the_neutral_size() -> None:
         "ml.m5.large")
 
 
-@pytest.mark.parametrize(("fields", "feature"), [
-    ({"instances": {"count": 2, "autoscale": {"min": 1, "max": 4}}}, "deploy.autoscale"),
-])
-def test_the_adapter_refuses_its_declared_deployment_gaps(fields: dict[str, Any], feature: str) -> None:
-    with pytest.raises(UnsupportedFeatureError) as info:
-        SageMakerAdapter().compile_deployment(deployment(**fields))
-    assert (info.value.adapter, info.value.feature) == ("sagemaker", feature)
-    assert SageMakerAdapter.capabilities.level(feature) == "notimpl"
+def test_the_adapter_declares_no_deployment_gaps() -> None:
+    """capture and autoscale are built (test_sagemaker_capture.py, test_sagemaker_autoscale.py)."""
+    assert not [f for f in SageMakerAdapter.capabilities.gaps if f.startswith("deploy.")]
 
 
 def test_shadow_and_native_guardrails_false_go_to_the_controller() -> None:
