@@ -141,7 +141,8 @@ class VertexAdapter(Adapter):
         """Check values (parameter inputs must be gs:// URIs), compile, upload code bundles: what a run or a
         schedule sends, before any Vertex request."""
         from cloudml.adapter import pipeline_features
-        from cloudml.adapters.vertex.compiler import check_input_uris, compile_ir
+        from cloudml.adapters.vertex.compiler import compile_ir
+        from cloudml.adapters.vertex.inputs import check_input_uris
 
         values = pipeline.resolve_parameters(parameters)
         check_input_uris(pipeline, values)

@@ -43,6 +43,13 @@ from typing import Any
 
 from cloudml.adapters.vertex.bundles import NO_CODE, RUNTIME_FILE, bundle_uri, code_digest
 from cloudml.adapters.vertex.images import framework_image, prediction_image
+from cloudml.adapters.vertex.inputs import (
+    GCS_MAPPER,
+    check_input_uris,
+    input_token,
+    param_inputs,
+    refuse_non_gs_defaults,
+)
 from cloudml.dag import StepGraph
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
@@ -90,31 +97,6 @@ WRAPPER = (
     " os.makedirs(os.path.dirname(x[j+2]) or '.',exist_ok=True)\n"
     " open(x[j+2],'w').write(v if isinstance(v,str) else json.dumps(v))\n"
 )
-# Maps parameter inputs to their Cloud Storage FUSE paths, then runs the command:
-# ``python3 -c GCS_MAPPER <n> (<parameter> <token> <value>)*n <command...>``. Each ``token`` in the command
-# is replaced by ``/gcs/<bucket>/<path>`` of the ``value`` (a ``gs://`` URI the run's parameter holds);
-# any other value stops the step (exit 2) with a message naming the parameter.
-GCS_MAPPER = (
-    "import os,sys\n"
-    "a=sys.argv[1:]\nn=int(a[0])\nm=a[1:1+3*n]\nc=a[1+3*n:]\n"
-    "for j in range(0,len(m),3):\n"
-    " q,t,u=m[j:j+3]\n"
-    " if not u.startswith('gs://') or len(u)<6:\n"
-    "  print('cloudml: parameter %s must hold a gs:// URI (Vertex reads Cloud Storage at /gcs/), got %r' % (q,u),"
-    "file=sys.stderr)\n  sys.exit(2)\n"
-    " c=[x.replace(t,'/gcs/'+u[5:]) for x in c]\n"
-    "os.execvp(c[0],c)\n"
-)
-
-
-def input_token(name: str) -> str:
-    """The stand-in GCS_MAPPER replaces with the FUSE path of a parameter input, in the command.
-
-    Example:
-        >>> input_token("raw")
-        '__cloudml_input_raw__'
-    """
-    return f"__cloudml_input_{name}__"
 
 
 def metric_key(output: str, path: tuple[str | int, ...]) -> str:
@@ -220,48 +202,6 @@ def _params_used(s: TaskStep) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _param_inputs(s: TaskStep) -> dict[str, str]:
-    """The step's inputs that are a whole parameter: input name -> parameter name."""
-    return {n: spec.ref.param for n, spec in s.inputs.items() if isinstance(spec.ref, ParamSourceRef)}
-
-
-def _gs_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or not value.startswith("gs://") or len(value) <= len("gs://"):
-        return f"holds {value!r}; Vertex jobs read gs:// URIs (mounted at /gcs/)"
-    return None
-
-
-def check_input_uris(p: Pipeline, values: dict[str, Any]) -> None:
-    """Refuse run (or schedule) values of parameters used as inputs that are not ``gs://`` URIs.
-
-    Raises SpecError naming each parameter, before any request.
-
-    Example:
-        >>> import cloudml
-        >>> b = cloudml.PipelineBuilder("p"); _ = b.param("uri", str, "gs://b/x")
-        >>> _ = b.add_step("a", command="cat {{inputs.raw}}", image="alpine", inputs={"raw": "{{params.uri}}"})
-        >>> check_input_uris(b.build(), {"uri": "s3://b/x"})
-        Traceback (most recent call last):
-        ...
-        cloudml.errors.SpecError: 1 problem in parameters of pipeline 'p':
-        <spec>: parameters.uri: parameter 'uri' (input 'raw' of step 'a') holds 's3://b/x'; Vertex jobs read gs:// URIs (mounted at /gcs/)
-            expected: gs://bucket/path
-    """
-    from cloudml.errors import Issue, SpecError
-
-    issues: list[Issue] = []
-    seen: set[str] = set()
-    for s in p.task_steps():
-        for name, param in _param_inputs(p.effective(s)).items():
-            problem = _gs_problem(values.get(param))
-            if problem and param not in seen:
-                seen.add(param)
-                issues.append(Issue(f"parameter '{param}' (input '{name}' of step '{s.name}') {problem}",
-                                    path=f"parameters.{param}", expected="gs://bucket/path", code="bad_uri"))
-    if issues:
-        raise SpecError(issues, source=f"parameters of pipeline '{p.name}'")
-
-
 def _input_paths(s: TaskStep) -> dict[str, str]:
     paths: dict[str, str] = {}
     for name, spec in s.inputs.items():
@@ -354,7 +294,7 @@ def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     else:
         cmd = split_command(s.command)
         argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]
-    mapped = _param_inputs(s)
+    mapped = param_inputs(s)
     if mapped:
         triples = [x for name, param in mapped.items()
                    for x in (param, input_token(name), f"{{{{$.inputs.parameters['{param}']}}}}")]
@@ -718,16 +658,6 @@ def _refuse_gaps(p: Pipeline) -> None:
                                           hint="`cloudml backends --features` shows what each backend supports")
 
 
-def _refuse_non_gs_defaults(p: Pipeline) -> None:
-    """A parameter read as an input must default to a gs:// URI (or have no default), before anything else."""
-    for s in p.task_steps():
-        for name, param in _param_inputs(p.effective(s)).items():
-            default = p.parameters[param].default
-            if default is not None and _gs_problem(default):
-                raise _unsupported(s.name, "input.parameter", f"input '{name}' reads parameter '{param}', whose "
-                                   f"default {_gs_problem(default)}")
-
-
 def compile_ir(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[str, Any]:
     """The PipelineSpec IR as a dict (JSON/YAML-serialisable).
 
@@ -747,7 +677,7 @@ def compile_ir(p: Pipeline, settings: Any, base_dir: str | Path = ".") -> dict[s
         from cloudml.adapters.vertex.schedule import vertex_cron
 
         vertex_cron(p.schedule.cron, p.schedule.timezone)
-    _refuse_non_gs_defaults(p)
+    refuse_non_gs_defaults(p)  # before anything else, so the message names the parameter (inputs.py)
     ctx = _Ctx(p, settings, Path(base_dir))
     try:
         owner = branch_owners(p)

@@ -1396,7 +1396,7 @@ def test_a_parameter_input_without_a_default_compiles_and_a_non_gs_default_is_re
 
 
 def test_run_values_of_parameter_inputs_must_be_gs_uris() -> None:
-    from cloudml.adapters.vertex.compiler import check_input_uris
+    from cloudml.adapters.vertex.inputs import check_input_uris
     from cloudml.errors import SpecError
 
     p = build(PARAM_INPUT, **PARAM_TOP)
