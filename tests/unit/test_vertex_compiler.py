@@ -1450,3 +1450,24 @@ def test_vertex_cron_fires_when_the_spec_cron_does() -> None:
                  "0 3 1-31 * MON", "0 9 * * 0-7"]:
         text = vertex_cron(cron, "Europe/Berlin").split(" ", 1)[1]
         assert next_fire_times(text, start, 12, "Europe/Berlin") == next_fire_times(cron, start, 12, "Europe/Berlin"), cron
+
+
+def test_a_parameter_input_of_a_code_folder_step_really_runs_through_launcher_and_mapper(tmp_path: Path) -> None:
+    """LAUNCHER (unpacks the bundle, here a local file standing in for /gcs/...) -> GCS_MAPPER -> the command."""
+    from cloudml.adapters.vertex.bundles import build_bundle
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "show.py").write_text("import sys\nprint(' '.join(sys.argv[1:]))\n")
+    steps = [{"name": "w", "command": "python3 show.py {{inputs.raw}}", "code": "src", "inputs": {"raw": "{{params.uri}}"}}]
+    p = build(steps, parameters={"uri": {"type": "string", "default": "gs://b/d/"}})
+    ir = compile_ir(p, SETTINGS, tmp_path)
+    assert_valid(ir)
+    a = argv(ir, "w")
+    assert a[:3] == ["python3", "-c", LAUNCHER] and a[5:8] == ["python3", "-c", GCS_MAPPER]
+    bundle = tmp_path / "bundle.tar.gz"
+    bundle.write_bytes(build_bundle(tmp_path / "src"))
+    cmd = [str(bundle) if x.startswith("gs://") and x.endswith(".tar.gz") else x
+           for x in _materialise(a, {"uri": "gs://b/runs/2026-11-27/"})]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "/gcs/b/runs/2026-11-27/"
