@@ -219,8 +219,9 @@ class SageMakerRun:
                         "error": page.get("FailureReason"), "job": _job_arn(page.get("Metadata", {}))})
         return out
 
-    def logs(self, step: str) -> str:
-        """Where the step's logs are: the CloudWatch log group and stream prefix of its job."""
+    def logs(self, step: str, attempt: int | None = None, stream: str = "stdout") -> str:
+        """Where the step's logs are: the CloudWatch log group and stream prefix of its job (every attempt
+        and both streams of a job land there, so ``attempt`` and ``stream`` do not narrow it)."""
         groups = {"training-job": "TrainingJobs", "processing-job": "ProcessingJobs", "transform-job": "TransformJobs"}
         for s in self.steps:
             if s["name"] == step and s["job"]:
@@ -473,7 +474,13 @@ class SageMakerClient:
             self.call("sagemaker", "create_endpoint", EndpointName=endpoint, EndpointConfigName=name)
         else:
             # SageMaker refuses to update a variant registered for scaling: take it off, put it back afterwards
-            saved = autoscale.remove(self, endpoint, variant["VariantName"])
+            try:
+                saved = autoscale.remove(self, endpoint, variant["VariantName"])
+            except PermissionDeniedError:
+                if plan.get("Autoscaling"):
+                    raise
+                history.append({"at": _now(), "event": "autoscaling not checked (no application-autoscaling "
+                                "permissions)"})  # an older policy: updates without autoscale keep working
             self.call("sagemaker", "update_endpoint", EndpointName=endpoint, EndpointConfigName=name,
                       DeploymentConfig=plan["DeploymentConfig"])
         result = self._outcome(endpoint, name, plan, history, poll, timeout)

@@ -149,6 +149,14 @@ def model_uri(ctx: _Ctx, step: str) -> Any:
     A tuning step has no ``ModelArtifacts``; like the SageMaker SDK's ``TuningStep.get_top_model_s3_uri``
     the URI is built from ``TrainingJobSummaries[0].TrainingJobName`` (index 0 is the best job) under
     the job definition's ``S3OutputPath``.
+
+    Example:
+        >>> import cloudml
+        >>> from cloudml.config import SageMakerSettings
+        >>> b = cloudml.PipelineBuilder("p")
+        >>> _ = b.add_step("train", kind="training", command="fit", image="img", outputs={"model": "model"})
+        >>> model_uri(_Ctx(b.build(), SageMakerSettings(bucket="my-ml"), "."), "train")
+        {'Get': 'Steps.train.ModelArtifacts.S3ModelArtifacts'}
     """
     producer = ctx.steps[step]
     if isinstance(producer, TaskStep) and producer.tuning is not None:

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudml.alarms import AlarmState, AlarmStatus
-from cloudml.errors import BackendValidationError, DeploymentError, NotFoundError
+from cloudml.errors import BackendValidationError, DeploymentError, NotFoundError, PermissionDeniedError
 from cloudml.rollout_plan import plan_rollout
 from cloudml.spec.deployment import Alarm, Deployment, Shadow
 
@@ -435,7 +435,8 @@ class VariantTraffic:
             raise DeploymentError(f"variant {name} is the last production variant of {endpoint}")
         from cloudml.adapters.sagemaker import autoscale
 
-        autoscale.remove(self.client, endpoint, name)  # a retired variant stops being a scalable target first
+        with contextlib.suppress(PermissionDeniedError):  # without the permissions, SageMaker says if it matters
+            autoscale.remove(self.client, endpoint, name)  # a retired variant stops being a scalable target first
         self._reconfigure(endpoint, production, [v for v in layout.shadow if v["VariantName"] != name], layout.capture)
 
     # -- changing the config ------------------------------------------------------------------------------

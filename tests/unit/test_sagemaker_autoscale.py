@@ -26,7 +26,7 @@ from cloudml.adapters.sagemaker.autoscale import (
     instance_vcpus,
     resource_id,
 )
-from cloudml.errors import UnsupportedFeatureError
+from cloudml.errors import PermissionDeniedError, UnsupportedFeatureError
 from cloudml.spec.deployment import Deployment
 from cloudml.spec.validate import validate_data
 from tests.fakes.sagemaker import SageMakerFake, sagemaker_fake
@@ -131,9 +131,16 @@ def fake() -> Iterator[SageMakerFake]:
         yield server
 
 
+_ADAPTERS: dict[str, SageMakerAdapter] = {}
+
+
 def _adapter(fake: SageMakerFake) -> tuple[SageMakerAdapter, str]:
-    a = cloudml.get_adapter("sagemaker", region=REGION, endpoint_url=fake.url, bucket=BUCKET, role_arn=ROLE)
-    assert isinstance(a, SageMakerAdapter)
+    """The module's adapter on the fake (boto3 clients are built once) and a fresh model group."""
+    if fake.url not in _ADAPTERS:
+        adapter = cloudml.get_adapter("sagemaker", region=REGION, endpoint_url=fake.url, bucket=BUCKET, role_arn=ROLE)
+        assert isinstance(adapter, SageMakerAdapter)
+        _ADAPTERS[fake.url] = adapter
+    a = _ADAPTERS[fake.url]
     group = f"grp-{uuid.uuid4().hex[:8]}"
     for i in (1, 2, 3):
         a.register_model(group, f"s3://{BUCKET}/m{i}.tar.gz", image="img:1")
@@ -232,3 +239,21 @@ def test_the_controller_moves_scaling_to_the_new_variant(fake: SageMakerFake, tm
                         strategy={"shadow": {"percent": 10, "duration": "0.05s"}}, instances=_scale(max=9))
     assert a.deploy(shadow, **options).outcome is RolloutOutcome.SUCCEEDED
     assert _scaling(fake, endpoint, v2) == ((1, 5), [f"cloudml-{endpoint}-invocations"])
+
+
+def test_updates_without_autoscale_survive_a_policy_without_application_autoscaling(fake: SageMakerFake) -> None:
+    a, group = _adapter(fake)
+    endpoint = f"ep-{uuid.uuid4().hex[:8]}"
+    first = deployment(endpoint, model={"group": group, "version": 1}, strategy="all_at_once")
+    assert a.deploy(first, poll=0.02).outcome is RolloutOutcome.SUCCEEDED
+    fake.inject("DescribeScalableTargets", "AccessDeniedException", times=2)  # one per deploy below (not retried)
+    second = deployment(endpoint, model={"group": group, "version": 2}, strategy={"blue_green": {"bake": "0.1s"}})
+    result = a.deploy(second, poll=0.02)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result
+    assert any("autoscaling not checked" in e["event"] for e in result.history)
+    third = deployment(endpoint, model={"group": group, "version": 3}, strategy={"blue_green": {"bake": "0.1s"}},
+                       instances=_scale())
+    with pytest.raises(PermissionDeniedError):  # asked for autoscaling: the missing permission is an error
+        a.deploy(third, poll=0.02)
+    live = fake.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    assert live == result.history[0]["config"]  # stopped before UpdateEndpoint: v2 still serves

@@ -114,9 +114,16 @@ def fake() -> Iterator[SageMakerFake]:
         yield server
 
 
+_ADAPTERS: dict[str, SageMakerAdapter] = {}
+
+
 def _adapter(fake: SageMakerFake) -> tuple[SageMakerAdapter, str]:
-    a = cloudml.get_adapter("sagemaker", region=REGION, endpoint_url=fake.url, bucket=BUCKET, role_arn=ROLE)
-    assert isinstance(a, SageMakerAdapter)
+    """The module's adapter on the fake (boto3 clients are built once) and a fresh model group."""
+    if fake.url not in _ADAPTERS:
+        adapter = cloudml.get_adapter("sagemaker", region=REGION, endpoint_url=fake.url, bucket=BUCKET, role_arn=ROLE)
+        assert isinstance(adapter, SageMakerAdapter)
+        _ADAPTERS[fake.url] = adapter
+    a = _ADAPTERS[fake.url]
     group = f"grp-{uuid.uuid4().hex[:8]}"
     for i in (1, 2):
         a.register_model(group, f"s3://{BUCKET}/m{i}.tar.gz", image="img:1")
