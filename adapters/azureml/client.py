@@ -213,8 +213,11 @@ class AzureMLRun:
             return "; ".join(f"step '{s['name']}' failed: {s['error'] or 'no reason given'}" for s in failed)
         return self.client.run_error(self.name) or f"job {self.name} {native}"
 
-    def logs(self, step: str) -> str:
+    def logs(self, step: str, attempt: int | None = None, stream: str = "stdout") -> str:
         """Where a step's logs are (Azure ML keeps them with the child job, under ``user_logs/``).
+
+        ``attempt`` and ``stream`` are accepted for the CLI's sake: Azure ML keeps one log folder per
+        node, with stdout and stderr together.
 
         Example:
             >>> run.logs("train")  # doctest: +SKIP

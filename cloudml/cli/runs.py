@@ -303,20 +303,24 @@ def runs_show(run_id: str, backend: Annotated[str | None, typer.Option("--backen
               root: Annotated[str | None, typer.Option("--root")] = None) -> None:
     """Steps, parameters and metrics of a run."""
     h = _handle(run_id, backend, root)
-    meta = h.backend.meta
-    row = meta.get_run(run_id)
+    try:  # every backend's run handle has status and steps; parameters and metrics where it keeps them
+        parameters = dict(getattr(h, "parameters", None) or {})
+        metrics = dict(getattr(h, "metrics", None) or {})
+        steps, status = h.steps, h.status
+    except CloudMLError as e:
+        raise _fail(e) from None
     params_table = Table(title="parameters", title_justify="left", header_style="bold")
     params_table.add_column("name")
     params_table.add_column("value")
-    for k, v in row["parameters"].items():
-        params_table.add_row(k, escape(json.dumps(v)))
+    for k, v in parameters.items():
+        params_table.add_row(k, escape(json.dumps(v, default=str)))
     metrics_table = Table(title="metrics", title_justify="left", header_style="bold")
     for col in ("step", "metric", "value"):
         metrics_table.add_column(col)
-    for step, values in h.metrics.items():
+    for step, values in metrics.items():
         for k, v in values.items():
-            metrics_table.add_row(step, k, f"{v:.6g}")
-    out.print(Group(step_table(run_id, h.steps, h.status), params_table, metrics_table))
+            metrics_table.add_row(step, k, f"{v:.6g}" if isinstance(v, (int, float)) else escape(str(v)))
+    out.print(Group(step_table(run_id, steps, status), params_table, metrics_table))
     if h.error:
         err.print(f"[bold red]error:[/] {escape(h.error)}")
 
@@ -386,9 +390,12 @@ def runs_logs(run_id: str, step: str,
     """Print what a step wrote to stdout (or stderr)."""
     h = _handle(run_id, backend, root)
     try:
-        h.step(step)
-    except KeyError:
-        err.print(f"[bold red]error:[/] run {run_id} has no step '{escape(step)}'")
+        names = [s["name"] for s in h.steps]
+    except CloudMLError as e:
+        raise _fail(e) from None
+    if step not in names:
+        err.print(f"[bold red]error:[/] run {run_id} has no step '{escape(step)}'"
+                  + (f" (steps: {escape(', '.join(names))})" if names else ""))
         raise typer.Exit(2) from None
     try:
         text = h.logs(step, attempt, "stderr" if stderr else "stdout")

@@ -263,6 +263,25 @@ def test_cli_run_against_the_fake(fake: VertexFake, monkeypatch: pytest.MonkeyPa
     assert fake.job(name).parameter_values == {"n": 3.0}
 
 
+def test_cli_runs_show_and_logs_against_the_fake(fake: VertexFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cloudml runs show|logs --backend vertex`: the same verbs as on the local backend, no local-only calls."""
+    from typer.testing import CliRunner
+
+    from cloudml.cli.main import app
+
+    for key, value in {"PROJECT": PROJECT, "LOCATION": LOCATION, "PIPELINE_ROOT": ROOT, "API_ENDPOINT": fake.url}.items():
+        monkeypatch.setenv(f"CLOUDML_VERTEX_{key}", value)
+    run = adapter(fake).run(gcs_reference_pipeline(), {"n_estimators": "300"}, wait=True, poll=POLL, timeout=30)
+    result = CliRunner().invoke(app, ["runs", "show", job_id(run), "--backend", "vertex"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output and "publish" in result.output
+    result = CliRunner().invoke(app, ["runs", "logs", job_id(run), "publish", "--backend", "vertex"])
+    assert result.exit_code == 0, result.output
+    assert "logging" in result.output.lower()
+    result = CliRunner().invoke(app, ["runs", "logs", job_id(run), "nope", "--backend", "vertex"])
+    assert result.exit_code == 2 and "has no step 'nope'" in result.output and "publish" in result.output
+
+
 # -- code bundles ---------------------------------------------------------------------------------------
 
 def python_pipeline(base: Any) -> Any:
