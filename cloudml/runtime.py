@@ -654,7 +654,8 @@ def _secret_client(clients: dict[str, Any], service: str, region: str | None) ->
 
 
 def load_secrets(environ: Any = None, clients: dict[str, Any] | None = None) -> list[str]:
-    """Resolve ``CLOUDML_SECRETS`` (JSON ``{VAR: reference}``) into ``environ`` and remove it; returns the names.
+    """Resolve ``CLOUDML_SECRETS`` (JSON ``{VAR: reference}``, continued in ``CLOUDML_SECRETS_1``, ``_2``, ...
+    when long) into ``environ`` and remove them; returns the names.
 
     ``environ`` defaults to ``os.environ``: the step's own process (and the command it starts) sees the
     values, nothing else does, and nothing is printed. Raises :class:`SecretError`.
@@ -667,18 +668,22 @@ def load_secrets(environ: Any = None, clients: dict[str, Any] | None = None) -> 
     import json
 
     environ = os.environ if environ is None else environ
-    raw = environ.get(SECRETS_VAR)
-    if raw is None:
+    keys = sorted(k for k in environ if k == SECRETS_VAR or re.fullmatch(SECRETS_VAR + r"_\d+", k))
+    references: dict[str, str] = {}
+    for key in keys:
+        try:
+            chunk = json.loads(environ[key])
+            if not isinstance(chunk, dict) or not all(isinstance(v, str) for v in chunk.values()):
+                raise ValueError("not an object of strings")
+        except ValueError as e:
+            raise SecretError(f"{key} is not a JSON object of references: {e}") from None
+        references.update(chunk)
+    if not keys:
         return []
-    try:
-        references = json.loads(raw)
-        if not isinstance(references, dict) or not all(isinstance(v, str) for v in references.values()):
-            raise ValueError("not an object of strings")
-    except ValueError as e:
-        raise SecretError(f"{SECRETS_VAR} is not a JSON object of references: {e}") from None
     values = resolve_secrets(references, clients)
     environ.update(values)
-    del environ[SECRETS_VAR]
+    for key in keys:
+        del environ[key]
     return sorted(values)
 
 

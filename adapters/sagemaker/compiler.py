@@ -230,11 +230,15 @@ def _needs_runtime(s: TaskStep) -> bool:
     return bool(s.python or (s.retry and s.retry.attempts > 1) or s.secrets)
 
 
+SECRETS_CHUNK = 256  # a processing job's Environment values are at most 256 characters (training: 512)
+
+
 def secrets_env(s: TaskStep) -> dict[str, str]:
     """``{"CLOUDML_SECRETS": JSON}`` with the step's secret references (never values), or ``{}``.
 
     Only AWS schemes can be resolved inside a SageMaker job (with its execution role); any other is
-    refused by name.
+    refused by name. References that do not fit in one 256-character value continue in
+    ``CLOUDML_SECRETS_1``, ``CLOUDML_SECRETS_2``, ... (the runtime reads them all).
 
     Example:
         >>> step = TaskStep(name="a", command="x", secrets={"DB": "aws-ssm:///prod/db", "API": "aws-secretsmanager://k"})
@@ -252,7 +256,17 @@ def secrets_env(s: TaskStep) -> dict[str, str]:
             raise _unsupported(s.name, "step.secrets", f"secret {var} is a {scheme}:// reference; a SageMaker job "
                                "resolves only aws-secretsmanager:// and aws-ssm:// references, with its execution "
                                "role (store the value in AWS Secrets Manager or SSM Parameter Store)")
-    return {SECRETS_VAR: json.dumps(dict(s.secrets), sort_keys=True)} if s.secrets else {}
+    chunks: list[dict[str, str]] = []
+    for var, ref in sorted(s.secrets.items()):
+        if len(json.dumps({var: ref})) > SECRETS_CHUNK:
+            raise CompileError(f"step '{s.name}': secret {var} ({ref}) is too long for a SageMaker environment value "
+                               f"({SECRETS_CHUNK} characters with its name)", hint="reference the secret by name "
+                               "rather than by ARN, or shorten the variable name")
+        if chunks and len(json.dumps({**chunks[-1], var: ref}, sort_keys=True)) <= SECRETS_CHUNK:
+            chunks[-1][var] = ref
+        else:
+            chunks.append({var: ref})
+    return {SECRETS_VAR + (f"_{i}" if i else ""): json.dumps(c, sort_keys=True) for i, c in enumerate(chunks)}
 
 
 def _plain(v: Any) -> str:

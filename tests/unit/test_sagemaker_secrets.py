@@ -27,7 +27,7 @@ from cloudml.adapters.sagemaker import SageMakerAdapter
 from cloudml.adapters.sagemaker.compiler import RUNTIME_FILE, SECRETS_VAR, compile_definition
 from cloudml.adapters.sagemaker.validate import validate_definition
 from cloudml.config import SageMakerSettings
-from cloudml.errors import UnsupportedFeatureError
+from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.runtime import SecretError, load_secrets, resolve_secrets
 from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.validate import validate_data
@@ -266,3 +266,29 @@ def test_the_shipped_runtime_stops_before_the_step_on_a_bad_reference(moto: Moto
     assert proc.returncode == 2 and not marker.exists()
     assert "cloudml.runtime: secret GONE (aws-secretsmanager://gone): does not exist" in proc.stderr
     assert not any(v in proc.stdout + proc.stderr for v in SECRET_VALUES)
+
+
+def test_long_references_continue_in_numbered_variables(moto: MotoServer, tmp_path: Path) -> None:
+    """A processing job's Environment values hold at most 256 characters: references are split, never cut."""
+    arn = moto.api_arn  # type: ignore[attr-defined]
+    refs = {f"API_KEY_{i}": f"aws-secretsmanager://{arn}#key" for i in range(4)} | {"TOKEN": "aws-ssm:///prod/token"}
+    p = build([{"name": "a", "command": "x", "secrets": refs}])
+    d = compile_definition(p, SETTINGS, tmp_path)
+    env = _step(d, "a")["Arguments"]["Environment"]
+    chunks = {k: v for k, v in env.items() if k.startswith(SECRETS_VAR)}
+    assert len(chunks) > 1 and all(len(v) <= 256 for v in chunks.values())
+    assert set(chunks) == {SECRETS_VAR, *(f"{SECRETS_VAR}_{i}" for i in range(1, len(chunks)))}
+    merged: dict[str, str] = {}
+    for v in chunks.values():
+        merged |= json.loads(v)
+    assert merged == refs
+    assert validate_definition(d) == []
+    environ = dict(chunks)
+    assert load_secrets(environ, _clients(moto)) == sorted(refs)
+    assert environ == {**{f"API_KEY_{i}": API_KEY for i in range(4)}, "TOKEN": TOKEN}  # every chunk removed
+
+
+def test_a_reference_longer_than_one_value_is_refused(tmp_path: Path) -> None:
+    p = build([{"name": "a", "command": "x", "secrets": {"DB": "aws-secretsmanager://" + "n" * 250}}])
+    with pytest.raises(CompileError, match="too long"):
+        compile_definition(p, SETTINGS, tmp_path)
