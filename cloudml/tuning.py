@@ -75,7 +75,15 @@ def objective_value(doc: Any, key: str) -> float:
 
 
 def best_trial(trials: list[dict[str, Any]], goal: str) -> dict[str, Any] | None:
-    """The succeeded trial with the best objective (ties: the lowest trial number)."""
+    """The succeeded trial with the best objective (ties: the lowest trial number).
+
+    Example:
+        >>> trials = [{"trial": 0, "status": "succeeded", "objective": 0.8},
+        ...           {"trial": 1, "status": "failed", "objective": None},
+        ...           {"trial": 2, "status": "succeeded", "objective": 0.9}]
+        >>> best_trial(trials, "maximize")["trial"], best_trial(trials, "minimize")["trial"]
+        (2, 0)
+    """
     ok = [t for t in trials if t.get("status") == "succeeded" and t.get("objective") is not None]
     if not ok:
         return None

@@ -42,7 +42,7 @@ from cloudml.tuning import Sampler, best_trial, format_value, objective_value
 if TYPE_CHECKING:
     from cloudml.adapters.local.runner import RunExecutor
 
-__all__ = ["LocalTuning", "restore_cached"]
+__all__ = ["LocalTuning"]
 
 
 def restore_cached(ex: RunExecutor, name: str, hit: dict[str, Any]) -> None:

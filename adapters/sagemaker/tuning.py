@@ -51,7 +51,7 @@ from cloudml.runtime import objective_regex
 from cloudml.spec.steps import TaskStep
 from cloudml.spec.tuning import SearchParam, Tuning
 
-__all__ = ["tuning_step"]
+__all__: list[str] = []  # tuning_step is the compiler's; nothing here is public API
 
 MAX_CATEGORICAL = 30  # botocore: CategoricalParameterRange.Values holds at most 30
 MAX_HYPERPARAMETERS = 100  # botocore: HyperParameters map

@@ -31,7 +31,15 @@ NO_CODE = Path("/nonexistent-cloudml-code")  # the bundle of a python step with 
 
 
 def code_files(folder: Path) -> list[Path]:
-    """The files a bundle holds from ``folder`` (sorted; ``__pycache__`` and ``.git`` left out)."""
+    """The files a bundle holds from ``folder`` (sorted; ``__pycache__`` and ``.git`` left out).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "train.py").write_text("x = 1")
+        >>> (d / "__pycache__").mkdir(); _ = (d / "__pycache__" / "train.pyc").write_bytes(b"")
+        >>> [p.name for p in code_files(d)]
+        ['train.py']
+    """
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.rglob("*") if p.is_file() and not {"__pycache__", ".git"} & set(p.parts))
@@ -44,7 +52,15 @@ def _runtime_source() -> bytes:
 
 
 def code_digest(folder: Path) -> str:
-    """SHA-256 over the folder's files (relative path + content) and cloudml's runtime entry point."""
+    """SHA-256 over the folder's files (relative path + content) and cloudml's runtime entry point.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "train.py").write_text("x = 1")
+        >>> before = code_digest(d); _ = (d / "train.py").write_text("x = 2")
+        >>> len(before), before != code_digest(d)
+        (64, True)
+    """
     h = hashlib.sha256(b"cloudml-vertex-code-v1\n")
     for f in code_files(folder):
         h.update(f"{f.relative_to(folder).as_posix()}\0".encode() + hashlib.sha256(f.read_bytes()).digest())
@@ -69,7 +85,14 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def build_bundle(folder: Path) -> bytes:
-    """The ``.tar.gz`` bytes of a bundle (deterministic for the same files)."""
+    """The ``.tar.gz`` bytes of a bundle (deterministic for the same files).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "train.py").write_text("x = 1")
+        >>> build_bundle(d) == build_bundle(d)
+        True
+    """
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for f in code_files(folder):
@@ -84,6 +107,13 @@ def build_bundle(folder: Path) -> bytes:
 
 
 def members(bundle: bytes) -> dict[str, bytes]:
-    """The files in a bundle, by name (for tests and debugging)."""
+    """The files in a bundle, by name (for tests and debugging).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "train.py").write_text("x = 1")
+        >>> sorted(members(build_bundle(d)))
+        ['cloudml_runtime.py', 'train.py']
+    """
     with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]

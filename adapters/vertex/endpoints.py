@@ -142,7 +142,9 @@ def to_split(weights: dict[str, int], ids: dict[str, str]) -> dict[str, int]:
 
     Zero shares are left out (a deployed model missing from the split takes no traffic).
 
-    Example: see the module docstring.
+    Example:
+        >>> to_split({"churn-v1": 90, "churn-v2": 10, "churn-v0": 0}, {"churn-v1": "111", "churn-v2": "222"})
+        {'111': 90, '222': 10}
     """
     missing = sorted(n for n, w in weights.items() if w > 0 and n not in ids)
     if missing:

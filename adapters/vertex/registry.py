@@ -39,7 +39,9 @@ _HINT = ("`cloudml models list GROUP --backend vertex` shows the versions; check
 def approval_of(labels: Any) -> str:
     """The neutral approval of a version from its labels (``pending`` when unlabelled).
 
-    Example: see the module docstring.
+    Example:
+        >>> approval_of({APPROVAL_LABEL: "approved"}), approval_of(None), approval_of({APPROVAL_LABEL: "bogus"})
+        ('approved', 'pending', 'pending')
     """
     value = str(dict(labels or {}).get(APPROVAL_LABEL, "pending"))
     return value if value in APPROVALS else "pending"
@@ -48,7 +50,9 @@ def approval_of(labels: Any) -> str:
 def describe(metrics: dict[str, Any] | None, tags: dict[str, str] | None, run_id: str | None) -> str:
     """The version description cloudml writes: its metadata as JSON.
 
-    Example: see the module docstring.
+    Example:
+        >>> describe({"auc": 0.9}, {"team": "risk"}, "run-1")
+        '{"cloudml": {"metrics": {"auc": 0.9}, "tags": {"team": "risk"}, "run_id": "run-1"}}'
     """
     return json.dumps({"cloudml": {"metrics": dict(metrics or {}), "tags": dict(tags or {}), "run_id": run_id}})
 

@@ -86,8 +86,9 @@ def apply(client: Any, ir: dict[str, Any], values: dict[str, Any], *, cron: str,
 
     ``client`` is a :class:`~cloudml.adapters.vertex.client.VertexClient` (settings, retries, errors).
 
-    Example: ``apply(adapter.client(), ir, {"n": 5}, cron="TZ=UTC 0 3 * * *")`` ->
-    ``'projects/my-project/locations/us-central1/schedules/123'``.
+    Example:
+        >>> apply(adapter.client(), ir, {"n": 5}, cron="TZ=UTC 0 3 * * *")  # doctest: +SKIP
+        'projects/my-project/locations/us-central1/schedules/123'
     """
     from cloudml.adapters.vertex.client import _LOCK
     from cloudml.config import VertexSettings
