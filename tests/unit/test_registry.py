@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from typing import Any
 
 import pytest
 
@@ -55,10 +56,21 @@ def test_unknown_feature_in_capabilities_is_rejected() -> None:
 
 
 def test_unimplemented_operations_say_so() -> None:
-    adapter = cloudml.get_adapter("vertex")
-    with pytest.raises(UnsupportedFeatureError) as info:
-        adapter.deploy(None)  # type: ignore[arg-type]
-    assert info.value.adapter == "vertex" and info.value.feature == "deploy"
+    """A third-party adapter that only compiles: everything else it lacks is refused by name."""
+    from cloudml.adapter import Adapter, Capabilities, Compiled
+
+    class CompileOnly(Adapter):
+        name = "compile-only"
+        capabilities = Capabilities("compile-only", {})
+
+        def compile(self, pipeline: Any) -> Compiled:
+            return Compiled(self.name, pipeline.name, {}, "json")
+
+    adapter = CompileOnly()
+    for call in (lambda: adapter.deploy(None), lambda: adapter.run(None), lambda: adapter.rollout_state("ep")):  # type: ignore[arg-type]
+        with pytest.raises(UnsupportedFeatureError) as info:
+            call()
+        assert info.value.adapter == "compile-only"
 
 
 def test_backends_info_reports_install_state() -> None:
