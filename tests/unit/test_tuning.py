@@ -190,7 +190,8 @@ def test_grid_runs_every_point_in_parallel_and_the_best_trial_becomes_the_step(l
                                                                                 tmp_path: Path) -> None:
     after = {"name": "use", "command": "cat {{inputs.m}}/model.txt", "inputs": {"m": "train.outputs.model"}}
     gate = {"name": "gate", "condition": 'train.outputs.metrics["score"] >= 0', "then": ["use"]}
-    p = pipeline(grid(parallel_trials=3), params={"trace": str(tmp_path / "trace")}, extra=[gate, after])
+    p = pipeline(grid(parallel_trials=3), params={"trace": str(tmp_path / "trace"), "nap": 0.3},
+                 extra=[gate, after])  # a nap per trial, so parallel trials overlap even on a loaded machine
     h = run(local, p, spec_dir)
     assert h.status == "succeeded", h.error
     record = trials(h)
@@ -326,12 +327,12 @@ def test_a_resumed_run_does_not_rerun_finished_trials(local: Any, spec_dir: Path
     assert alive, "the hanging trial outlives its runner"
     try:
         before = sorted(f.name.split("-")[0] for f in trace.glob("*.start"))
+        (trace / "block").unlink()  # the orphan sleeps on regardless: only resume can end it
         h = local.resume(run_id, in_process=False)  # kills the orphaned trial before running it again
         deadline = time.time() + 10
         while any(_alive(pid) for pid in alive) and time.time() < deadline:
             time.sleep(0.05)
         assert not any(_alive(pid) for pid in alive), "resume left the orphaned trial running"
-        (trace / "block").unlink()
         h.wait(60)
     finally:
         for pid in orphans:
