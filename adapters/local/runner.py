@@ -526,11 +526,13 @@ class RunExecutor:
         def call() -> None:
             set_step_env(contract)
             try:
-                target = argv[argv.index("--function") + 1]
-                with _IMPORT_LOCK:  # sys.modules and sys.path are process-wide; steps run in threads
-                    _prefer_folder(target.split(":", 1)[0].split(".", 1)[0], code_dir)
-                    func = resolve_function(target, code_dir)
-                call_step_function(func, opts["--input"], opts["--output"], opts["--param"], opts["--output-type"])
+                with _thread_output(log_dir):  # print() in the step lands in its logs, as for a subprocess
+                    target = argv[argv.index("--function") + 1]
+                    with _IMPORT_LOCK:  # sys.modules and sys.path are process-wide; steps run in threads
+                        _prefer_folder(target.split(":", 1)[0].split(".", 1)[0], code_dir)
+                        func = resolve_function(target, code_dir)
+                    call_step_function(func, opts["--input"], opts["--output"], opts["--param"],
+                                       opts["--output-type"])
             except RuntimeCallError as e:
                 box["error"] = (2, str(e))
             except Exception as e:
@@ -547,7 +549,8 @@ class RunExecutor:
             if worker.is_alive():
                 return -9, f"timed out after {step['timeout']} (in-process step abandoned)"
         if "error" in box:
-            (log_dir / "stderr.log").write_text(box["error"][1])
+            with open(log_dir / "stderr.log", "a") as fh:
+                fh.write(box["error"][1] + "\n")
             return int(box["error"][0]), box["error"][1]
         return 0, ""
 
@@ -612,6 +615,57 @@ _IMPORTED: dict[str, str] = {}
 
 
 _IMPORT_LOCK = threading.Lock()
+
+
+class _ThreadStreams:
+    """sys.stdout/sys.stderr while in-process steps run: a step thread's writes go to its log file,
+    every other thread's to the stream that was there before."""
+
+    def __init__(self, fallback: Any, which: str) -> None:
+        self.fallback = fallback
+        self.which = which
+        self.targets: dict[int, Any] = {}
+
+    def write(self, text: str) -> int:
+        target = self.targets.get(threading.get_ident())
+        return int((target or self.fallback).write(text) or 0)
+
+    def flush(self) -> None:
+        target = self.targets.get(threading.get_ident())
+        (target or self.fallback).flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fallback, name)
+
+
+_STREAMS_LOCK = threading.Lock()
+_STREAMS: dict[str, _ThreadStreams] = {}
+
+
+@contextlib.contextmanager
+def _thread_output(log_dir: Path) -> Any:
+    """Send this thread's stdout/stderr to ``log_dir/stdout.log`` and ``stderr.log`` for the duration."""
+    ident = threading.get_ident()
+    files = {"stdout": open(log_dir / "stdout.log", "a"), "stderr": open(log_dir / "stderr.log", "a")}  # noqa: SIM115
+    with _STREAMS_LOCK:
+        for which, fh in files.items():
+            router = _STREAMS.get(which)
+            if router is None or getattr(sys, which) is not router:
+                router = _ThreadStreams(getattr(sys, which), which)
+                _STREAMS[which] = router
+                setattr(sys, which, router)
+            router.targets[ident] = fh
+    try:
+        yield
+    finally:
+        with _STREAMS_LOCK:
+            for which, fh in files.items():
+                router = _STREAMS[which]
+                router.targets.pop(ident, None)
+                fh.close()
+                if not router.targets and getattr(sys, which) is router:  # the last step out puts it back
+                    setattr(sys, which, router.fallback)
+                    del _STREAMS[which]
 
 
 def _prefer_folder(top: str, folder: str) -> None:

@@ -851,6 +851,30 @@ steps:
     assert "function argument 'times' has no input, output or param of that name" in handle.step("job")["error"]
 
 
+def test_in_process_steps_have_their_own_logs(local: LocalAdapter, spec_dir: Path) -> None:
+    module = f"talk_{uuid.uuid4().hex[:8]}"
+    (spec_dir / "talk").mkdir()
+    (spec_dir / "talk" / f"{module}.py").write_text(
+        "import sys, time\n"
+        "def f(who: str):\n"
+        "    for i in range(5):\n"
+        "        print(f'{who} {i}')\n"
+        "        time.sleep(0.01)\n"
+        "    print(f'{who} warns', file=sys.stderr)\n")
+    stdout_before = sys.stdout
+    handle = run(local, spec_dir, f"""
+name: talk
+steps:
+  - {{name: a, python: "{module}:f", code: talk, params: {{who: alpha}}}}
+  - {{name: b, python: "{module}:f", code: talk, params: {{who: beta}}}}
+""", in_process=True, max_workers=2)
+    assert handle.status == "succeeded", handle.error
+    assert handle.logs("a").splitlines() == [f"alpha {i}" for i in range(5)]  # never beta's lines
+    assert handle.logs("b").splitlines() == [f"beta {i}" for i in range(5)]
+    assert handle.logs("a", stream="stderr").strip() == "alpha warns"
+    assert sys.stdout is stdout_before  # the router is gone once no in-process step runs
+
+
 def test_in_process_picks_up_edited_code(local: LocalAdapter, spec_dir: Path) -> None:
     module = f"inproc_{uuid.uuid4().hex[:8]}"
     (spec_dir / "src").mkdir()
