@@ -1,0 +1,1 @@
+"""Opt-in live cloud tests (see docs/testing.md, "Live cloud tests")."""
