@@ -472,10 +472,18 @@ def _read_metrics(path: str | None) -> dict[str, Any]:
     return dict(data) if isinstance(data, dict) else {"value": data}
 
 
-def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
+def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None,
+                   client_kwargs: dict[str, Any] | None = None) -> int:
     """``--register-model vertex --group G --model-uri URI --image IMG [--approval A] [--metrics FILE]
     [--tags JSON] [--project P] [--location L] [--run RESOURCE] [--alias A]...``: register a model version
     from inside a pipeline task.
+
+    Azure ML (``--register-model azureml --group G --model-uri URI [--model-type T] [--approval A]
+    [--metrics FILE] [--tags JSON] [--description D] [--run JOB] [--subscription S --resource-group RG
+    --workspace W]``): the version goes to the workspace's model registry through
+    :func:`cloudml.adapters.azureml.registry.register_model`, authenticated as the job's identity
+    (:mod:`cloudml.adapters.azureml.in_job`); ``client_kwargs`` go to ``MLClient``. The image needs
+    ``cloudml[azure]``.
 
     Vertex AI: the version goes to the Model Registry through
     :class:`cloudml.adapters.vertex.registry.VertexRegistry` (``Model.upload`` with ``parent_model``,
@@ -493,12 +501,14 @@ def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -
     import json
 
     env = dict(os.environ if environ is None else environ)
+    if list(argv[:2]) == ["--register-model", "azureml"] or list(argv[:1]) == ["--register-model=azureml"]:
+        return _register_azureml(argv, env, client_kwargs)
     try:
         one, many = _flags(argv, ("--register-model", "--group", "--model-uri", "--image", "--approval", "--metrics",
                                   "--tags", "--run", "--project", "--location"), ("--alias",))
         one = {k: v for k, v in one.items() if not v.startswith("{{$")}  # unresolved run-time placeholders
         if one.get("--register-model") != "vertex":
-            raise RuntimeCallError(f"cannot register on {one.get('--register-model')!r} (known: vertex)")
+            raise RuntimeCallError(f"cannot register on {one.get('--register-model')!r} (known: vertex, azureml)")
         group, uri, image = one["--group"], one["--model-uri"], one.get("--image", "")
         tags = dict(json.loads(one.get("--tags") or "{}"))
         metrics = _read_metrics(one.get("--metrics"))
@@ -531,6 +541,21 @@ def register_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -
         return 1
     print(f"cloudml.runtime: registered {group} v{version.version} ({version.approval}) from {uri}", flush=True)
     return 0
+
+
+def _register_azureml(argv: Sequence[str], env: dict[str, str], client_kwargs: dict[str, Any] | None) -> int:
+    """``--register-model azureml ...``: parsed here, registered by cloudml.adapters.azureml.in_job."""
+    try:
+        from cloudml.adapters.azureml.in_job import REGISTER_FLAGS, register_in_job
+    except ImportError as e:
+        print(f"cloudml.runtime: registering needs cloudml[azure] in the image: {e}", file=sys.stderr)
+        return 2
+    try:
+        one, _ = _flags(argv, REGISTER_FLAGS, ())
+    except RuntimeCallError as e:
+        print(f"cloudml.runtime: --register-model: {e!r}", file=sys.stderr)
+        return 2
+    return register_in_job(one, env, client_kwargs)
 
 
 SECRETS_VAR = "CLOUDML_SECRETS"

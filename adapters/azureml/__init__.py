@@ -40,6 +40,8 @@ class Options(BaseModel):
                              "(azureml:<code asset> or a folder)")
     scoring_script: str | None = Field(None, description="deployments of non-MLflow models: the script in code, "
                                        "e.g. score.py")
+    runtime_image: str | None = Field(None, description="image with cloudml[azure] installed that register nodes "
+                                      "run cloudml's runtime in (defaults.image when unset)")
 
 
 class AzureMLAdapter(Adapter):

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -47,13 +48,12 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["METRICS_FILE", "PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "check_uri", "compile_job",
+__all__ = ["PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "check_uri", "compile_job",
            "node_name", "uri_parameters"]
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 FAIL_IMAGE = "python:3.11-slim"
 RUNTIME_FILE = "cloudml_runtime.py"  # cloudml's runtime entry point, shipped in the node's code folder
-METRICS_FILE = "cloudml_metrics.json"  # the metrics a register step names, copied into the registered model folder
 # a registered model output: the model folder as is (an mlflow_model type needs an option the spec lacks)
 REGISTER_TYPE = "custom_model"
 PREVIEW_FEATURES = ("condition", "condition.or")  # compiled only with AzureMLSettings.enable_preview_conditions
@@ -332,36 +332,75 @@ def _set_compute(node: dict[str, Any], compute: str | None) -> None:
         node["compute"] = compute if compute == "serverless" else f"azureml:{compute.removeprefix('azureml:')}"
 
 
-def _register_node(ctx: _Ctx, s: RegisterModelStep) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(node, pipeline output): a node copies the model (and its metrics file) into an output that the
-    pipeline promotes to a job output with ``name: <group>``, which Azure ML registers when the job ends."""
+def _register_node(ctx: _Ctx, s: RegisterModelStep) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(node, pipeline output or None). A pending registration with no tags, metrics or description is a
+    copy node promoted to a named pipeline output (:func:`_output_register_node`, plain Azure ML); anything
+    else is a node running cloudml's runtime, which registers through the registry API
+    (:func:`_runtime_register_node`)."""
+    r = s.register_model
+    if r.approval == "pending" and not r.tags and not r.metrics and not r.description:
+        return _output_register_node(ctx, s)
+    return _runtime_register_node(ctx, s), None
+
+
+def _output_register_node(ctx: _Ctx, s: RegisterModelStep) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A node copies the model into an output that the pipeline promotes to a job output with
+    ``name: <group>``, which Azure ML registers when the job ends."""
     r = s.register_model
     opts = {**ctx.options, **s.backend_options.get("azureml", {})}
-    model_type = REGISTER_TYPE
-    static = [f for f, v in (("approval", r.approval != "pending"), ("tags", bool(r.tags)),
-                             ("description", bool(r.description))) if v]
-    if static:
-        raise _unsupported(s.name, "register_model", f"{', '.join(static)} cannot be set here: Azure ML registers a "
-                           "pipeline output with a name and version only (no tags, no description); register it "
-                           "pending and set approval afterwards with `cloudml models approve`")
     step, output = _ref(r.model)
     node_inputs = {"model": f"${{{{parent.jobs.{node_name(step)}.outputs.{output}}}}}"}
     comp_inputs: dict[str, Any] = {"model": {"type": _OTYPE[_producer_type(ctx, StepOutputRef(step, output))]}}
     command = "mkdir -p ${{outputs.model}} && cp -a ${{inputs.model}}/. ${{outputs.model}}/"
-    if r.metrics:
-        mstep, mout = _ref(r.metrics)
-        node_inputs["metrics"] = f"${{{{parent.jobs.{node_name(mstep)}.outputs.{mout}}}}}"
-        comp_inputs["metrics"] = {"type": "uri_folder"}
-        command += f" && cp ${{{{inputs.metrics}}}}/metrics.json ${{{{outputs.model}}}}/{METRICS_FILE}"
     component = {"type": "command", "name": node_name(s.name), "command": command,
                  "environment": {"image": FAIL_IMAGE}, "inputs": comp_inputs,
-                 "outputs": {"model": {"type": model_type}}}
+                 "outputs": {"model": {"type": REGISTER_TYPE}}}
     node: dict[str, Any] = {"type": "command", "component": component, "inputs": node_inputs,
                             "outputs": {"model": f"${{{{parent.outputs.{node_name(s.name)}}}}}"}}
     _set_compute(node, opts.get("compute"))
     if s.description:
         node["description"] = s.description
-    return node, {"type": model_type, "name": r.group, "mode": "upload"}
+    return node, {"type": REGISTER_TYPE, "name": r.group, "mode": "upload"}
+
+
+def _runtime_register_node(ctx: _Ctx, s: RegisterModelStep) -> dict[str, Any]:
+    """A command node running ``python -m cloudml.runtime --register-model azureml ...`` (in_job.py).
+
+    The model input is bound with ``mode: direct``, so ``${{inputs.model}}`` is the output's storage URI
+    (registered as the version's path, nothing is copied or uploaded); the metrics folder is mounted.
+    """
+    r = s.register_model
+    opts = {**ctx.options, **s.backend_options.get("azureml", {})}
+    image = opts.get("runtime_image") or ctx.p.defaults.image
+    if not image:
+        raise CompileError(f"step '{s.name}': an Azure ML register step with approval, tags, metrics or a "
+                           "description runs cloudml's runtime, and the pipeline names no image with "
+                           "cloudml[azure] installed", hint="set backend_options.azureml.runtime_image (or "
+                           "defaults.image); see docs/adapters/azureml.md for a two-line Dockerfile")
+    step, output = _ref(r.model)
+    node_inputs: dict[str, Any] = {"model": {"path": f"${{{{parent.jobs.{node_name(step)}.outputs.{output}}}}}",
+                                             "mode": "direct"}}
+    comp_inputs: dict[str, Any] = {"model": {"type": _OTYPE[_producer_type(ctx, StepOutputRef(step, output))]}}
+    words = ["python", "-m", "cloudml.runtime", "--register-model", "azureml", "--group", r.group,
+             "--model-uri", "${{inputs.model}}", "--model-type", REGISTER_TYPE, "--approval", r.approval]
+    if r.metrics:
+        mstep, mout = _ref(r.metrics)
+        node_inputs["metrics"] = f"${{{{parent.jobs.{node_name(mstep)}.outputs.{mout}}}}}"
+        comp_inputs["metrics"] = {"type": "uri_folder"}
+        words += ["--metrics", "${{inputs.metrics}}"]
+    if r.tags:
+        words += ["--tags", json.dumps(r.tags, sort_keys=True)]
+    if r.description:
+        words += ["--description", r.description]
+    component = {"type": "command", "name": node_name(s.name), "command": " ".join(_word(w) for w in words),
+                 "environment": {"image": image}, "inputs": comp_inputs,
+                 "is_deterministic": False}  # registering twice makes two versions: never reuse a result
+    node: dict[str, Any] = {"type": "command", "component": component, "inputs": node_inputs,
+                            "environment_variables": {"CLOUDML_STEP": s.name, "CLOUDML_BACKEND": "azureml"}}
+    _set_compute(node, opts.get("compute"))
+    if s.description:
+        node["description"] = s.description
+    return node
 
 
 def _condition_nodes(ctx: _Ctx, s: ConditionStep, owner: dict[str, Any]) -> dict[str, Any]:
@@ -466,7 +505,9 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
             jobs.update(_condition_nodes(ctx, s, owner))
         else:
             assert isinstance(s, RegisterModelStep)
-            jobs[node_name(name)], outputs[node_name(name)] = _register_node(ctx, s)
+            jobs[node_name(name)], registered = _register_node(ctx, s)
+            if registered is not None:
+                outputs[node_name(name)] = registered
     job: dict[str, Any] = {"$schema": SCHEMA, "type": "pipeline", "display_name": p.name, "experiment_name": p.name,
                            "settings": {"continue_on_step_failure": False}, "jobs": jobs}
     if outputs:

@@ -125,6 +125,9 @@ class AzureMLFake:
         self.code = CodeFake(self)  # code versions and their blob uploads: tests/fakes/_azureml_code.py
         self.online = OnlineFake(self)  # registry, online endpoints, scoring, metrics: tests/fakes/_azureml_online.py
         self.schedules = ScheduleFake(self)  # job schedules: tests/fakes/_azureml_schedules.py
+        # the managed-identity endpoint Azure ML compute exposes to a job (MSI_ENDPOINT / MSI_SECRET)
+        self.msi_secret = "fake-msi-secret"
+        self.msi_requests: list[dict[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -198,6 +201,8 @@ class AzureMLFake:
         if path == "/discovery":
             return 200, {"api": self.url, "catalog": self.url, "experimentation": self.url, "history": self.url,
                          "modelmanagement": self.url, "pipelines": self.url, "studio": self.url}, {}
+        if path == MSI_PATH:  # the compute's managed identity: a token per resource, for the secret header
+            return self._msi_token(query, headers)
         blob = self.code.blob(method, path, query, headers, body)  # SAS-authorised blob service, no bearer token
         if blob is not None:
             return blob
@@ -230,6 +235,18 @@ class AzureMLFake:
             if "api-version" not in query:
                 return _error(400, "MissingApiVersionParameter", "the api-version query parameter is required")
             return self._arm(method, m.group("rest") or "", headers, body)
+
+    def _msi_token(self, query: dict[str, list[str]], headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        """``GET /msi/token?api-version=2017-09-01&resource=R[&clientid=C]`` with header ``secret``: the
+        App Service 2017-09-01 shape azure-identity's Azure ML managed identity source reads."""
+        if headers.get("secret") != self.msi_secret:
+            return 400, {"error": "invalid_request", "error_description": "wrong or missing secret header"}, {}
+        resource = (query.get("resource") or [""])[0]
+        self.msi_requests.append({"resource": resource, "clientid": (query.get("clientid") or [""])[0]})
+        expires = int(time.time()) + 3600
+        token = _jwt({"aud": resource.removesuffix(".default").rstrip("/"), "tid": str(uuid.UUID(int=1)),
+                      "oid": str(uuid.UUID(int=3)), "exp": expires})
+        return 200, {"access_token": token, "expires_on": expires, "resource": resource, "token_type": "Bearer"}, {}
 
     def _arm(self, method: str, rest: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
         parts = [urllib.parse.unquote(p) for p in rest.split("/") if p]
@@ -330,6 +347,9 @@ class AzureMLFake:
                 if child["runId"] == run_id and not parts[2:]:
                     return 200, child, {}
         return _error(404, "ResourceNotFound", f"run {run_id} was not found")
+
+
+MSI_PATH = "/msi/token"
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, Any, dict[str, str]]:

@@ -702,53 +702,39 @@ def azure_gated_reference(**register: Any) -> Pipeline:
     ], parameters={"n_estimators": {"type": "int", "default": 200}, "min_auc": {"type": "float", "default": 0.8}})
 
 
-def test_register_step_is_a_copy_node_promoted_to_a_named_pipeline_output() -> None:
-    job = job_of([REG_TRAIN, REG_EVAL, reg(metrics="evaluate.outputs.metrics")])
+def test_a_pending_register_step_is_a_copy_node_promoted_to_a_named_pipeline_output() -> None:
+    job = job_of([REG_TRAIN, reg()])
     assert job["outputs"] == {"register": {"type": "custom_model", "name": "churn", "mode": "upload"}}
     node = job["jobs"]["register"]
-    assert node["inputs"] == {"model": "${{parent.jobs.train.outputs.model}}",
-                              "metrics": "${{parent.jobs.evaluate.outputs.metrics}}"}
+    assert node["inputs"] == {"model": "${{parent.jobs.train.outputs.model}}"}
     assert node["outputs"] == {"model": "${{parent.outputs.register}}"}
     comp = node["component"]
-    assert comp["inputs"] == {"model": {"type": "custom_model"}, "metrics": {"type": "uri_folder"}}
+    assert comp["inputs"] == {"model": {"type": "custom_model"}}
     assert comp["outputs"] == {"model": {"type": "custom_model"}}
     assert comp["environment"] == {"image": FAIL_IMAGE}
     assert "version" not in job["outputs"]["register"]  # Azure ML numbers the versions
 
 
-def test_the_register_node_copies_the_model_and_its_metrics_for_real(tmp_path: Any) -> None:
+def test_the_register_node_copies_the_model_for_real(tmp_path: Any) -> None:
     import subprocess
 
-    model, metrics, out = tmp_path / "model", tmp_path / "metrics", tmp_path / "out" / "model"
+    model, out = tmp_path / "model", tmp_path / "out" / "model"
     (model / "sub").mkdir(parents=True)
     (model / "sub" / "w.bin").write_text("weights")
-    metrics.mkdir()
-    (metrics / "metrics.json").write_text('{"auc": 0.91}')
-    command = job_of([REG_TRAIN, REG_EVAL, reg(metrics="evaluate.outputs.metrics")])["jobs"]["register"]["component"]["command"]
-    for binding, path in (("inputs.model", model), ("inputs.metrics", metrics), ("outputs.model", out)):
+    command = job_of([REG_TRAIN, reg()])["jobs"]["register"]["component"]["command"]
+    for binding, path in (("inputs.model", model), ("outputs.model", out)):
         command = command.replace(f"${{{{{binding}}}}}", str(path))
     subprocess.run(["sh", "-c", command], check=True)
     assert (out / "sub" / "w.bin").read_text() == "weights"
-    assert json.loads((out / "cloudml_metrics.json").read_text()) == {"auc": 0.91}
 
 
-def test_register_node_compute_follows_backend_options_and_metrics_are_optional() -> None:
+def test_register_node_compute_follows_backend_options() -> None:
     job = job_of([REG_TRAIN, {**reg(), "backend_options": {"azureml": {"compute": "small"}}}])
     assert job["jobs"]["register"]["compute"] == "azureml:small"
-    assert "metrics" not in job["jobs"]["register"]["inputs"]
-    assert "metrics" not in job["jobs"]["register"]["component"]["command"]
     assert "compute" not in job_of([REG_TRAIN, reg()])["jobs"]["register"]
 
 
-@pytest.mark.parametrize(("fields", "named"), [({"approval": "approved"}, "approval"),
-                                               ({"approval": "rejected"}, "approval"),
-                                               ({"tags": {"team": "risk"}}, "tags"),
-                                               ({"description": "v2"}, "description")])
-def test_what_a_registered_output_cannot_carry_is_refused_by_name(fields: dict[str, Any], named: str) -> None:
-    with pytest.raises(UnsupportedFeatureError) as info:
-        job_of([REG_TRAIN, reg(**fields)])
-    assert (info.value.adapter, info.value.step, info.value.feature) == ("azureml", "register", "register_model")
-    assert named in str(info.value) and "cloudml models approve" in str(info.value)
+# approval, tags, metrics and a description: the runtime node, tests/unit/test_azureml_register_runtime.py
 
 
 def test_register_feature_case_compiles_through_the_adapter() -> None:
@@ -783,7 +769,8 @@ def test_the_gated_reference_shape_compiles_to_an_eval_node_and_if_else() -> Non
         "python", "-m", "cloudml.runtime", "--condition", 'evaluate.outputs.metrics["auc"] >= params.min_auc',
         "--metrics=evaluate.metrics=VALUE", "--param=min_auc=VALUE", "--param-type=min_auc=float",
         "--result", "VALUE"]
-    assert job["outputs"]["register"]["name"] == "churn"
+    assert "outputs" not in job  # the register step names metrics: the runtime registers, with them
+    assert "--register-model azureml" in jobs["register"]["component"]["command"]
 
 
 @pytest.mark.parametrize(("auc", "expected"), [(0.91, "true"), (0.5, "false")])

@@ -379,10 +379,10 @@ def test_validation_writes_nothing_outside_its_temp_folder(tmp_path: Path) -> No
 # -- registered outputs and preview if_else nodes -----------------------------------------------------
 
 
-def gated_job() -> dict[str, Any]:
+def gated_job(**register: Any) -> dict[str, Any]:
     from tests.unit.test_azureml_compiler import PREVIEW, azure_gated_reference
 
-    return compile_job(azure_gated_reference(), PREVIEW)
+    return compile_job(azure_gated_reference(**register), PREVIEW)
 
 
 def test_the_gated_reference_passes_both_oracles_with_the_preview_flag() -> None:
@@ -439,9 +439,15 @@ def _if_else(d: dict[str, Any]) -> dict[str, Any]:
 ])
 def test_validate_job_checks_if_else_nodes_and_registered_outputs(change: Callable[[dict[str, Any]], Any],
                                                                    problem: str) -> None:
-    document = gated_job()
+    document = gated_job(metrics=None)  # a pending registration without metrics: a named pipeline output
     change(document)
     assert any(problem in p for p in validate_job(document)), problem
+
+
+def test_the_gated_reference_with_a_registering_runtime_node_passes_both_oracles() -> None:
+    document = gated_job(approval="approved", tags={"team": "risk"})
+    assert "outputs" not in document and "--register-model" in document["jobs"]["register"]["component"]["command"]
+    assert validate_job(document) == []
 
 
 # -- a parameter holding an input URI (input.parameter) ----------------------------------------------------
