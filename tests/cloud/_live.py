@@ -246,11 +246,15 @@ PREPARE = ("import pathlib, sys; out = pathlib.Path(sys.argv[1]); out.mkdir(pare
            "(out / 'data.csv').write_text('x,y\\n1,2\\n2,4\\n3,6\\n')")
 
 
-def write_code(folder: Path) -> Path:
-    """The code folder of the python step (``src/steps.py``) under ``folder``."""
+def write_code(folder: Path, tag: str) -> Path:
+    """The code folder of the python step (``src/steps.py``) under ``folder``.
+
+    ``tag`` (the run's prefix) goes into the file, so the content-addressed code bundle is this run's
+    own and its cleanup cannot delete a bundle another run is using.
+    """
     src = folder / "src"
     src.mkdir(parents=True, exist_ok=True)
-    (src / "steps.py").write_text(STEPS_PY)
+    (src / "steps.py").write_text(f"# {tag}\n{STEPS_PY}")
     return src
 
 

@@ -270,7 +270,7 @@ def scenario(t: SageMakerTarget) -> _live.Cleanup:
         _register_cleanup(t, cleanup, name)
 
         # 1. compile + validate, then run to completion
-        _live.write_code(t.workdir)
+        _live.write_code(t.workdir, name)
         pipeline = _live.tiny_pipeline(name, processing={"framework": "sklearn==1.2"},
                                        python={"framework": "sklearn==1.2"})
         compiled = a.compile(pipeline)
