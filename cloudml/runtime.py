@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["RuntimeCallError", "SecretError", "call_step_function", "condition_entry", "load_secrets", "main",
-           "objective_regex", "register_entry", "resolve_function", "resolve_secrets", "set_step_env", "step_env",
-           "tuning_trial"]
+__all__ = ["RuntimeCallError", "SecretError", "call_step_function", "condition_entry", "load_secrets",
+           "log_objective_entry", "main", "objective_regex", "register_entry", "resolve_function", "resolve_secrets",
+           "set_step_env", "step_env", "tuning_trial"]
 
 _EMPTY = object()
 _STEP_ENV: dict[int, dict[str, str]] = {}  # per thread: the contract variables of an in-process step
@@ -362,6 +362,58 @@ def tuning_trial(environ: dict[str, str] | None = None) -> int:
         print(f"cloudml.runtime: objective {metric} not found in {metrics_file}: {e!r}", file=sys.stderr)
         return 1
     print(f"{OBJECTIVE_PREFIX}{metric}={number!r}", flush=True)
+    return 0
+
+
+def log_objective_entry(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
+    """``--log-objective OUTPUT.KEY --metrics FILE``: report a tuning trial's objective where its cloud reads it.
+
+    After an Azure ML sweep trial's command (compiled by cloudml.adapters.azureml.sweep): reads KEY (dotted)
+    from the metrics FILE (a folder means its ``metrics.json``), prints ``cloudml-objective: OUTPUT.KEY=VALUE``
+    and, when ``MLFLOW_TRACKING_URI`` is set (Azure ML sets it, with ``MLFLOW_RUN_ID``, in every job), logs
+    it with ``mlflow.log_metric("OUTPUT.KEY", VALUE)``: the sweep's ``primary_metric``. Exit codes: 0
+    reported, 1 the metric is missing or not a finite number, 2 the call is wrong or mlflow is missing.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "metrics.json").write_text(json.dumps({"auc": 0.8}))
+        >>> log_objective_entry(["--log-objective", "metrics.auc", "--metrics", str(d)], {})
+        cloudml-objective: metrics.auc=0.8
+        0
+    """
+    import json
+
+    env = dict(os.environ if environ is None else environ)
+    try:
+        one, _ = _flags(argv, ("--log-objective", "--metrics"), ())
+        metric, path = one["--log-objective"], Path(one["--metrics"])
+        key = metric.split(".", 1)[1]
+    except (RuntimeCallError, KeyError, IndexError) as e:
+        print(f"cloudml.runtime: --log-objective: {e!r}", file=sys.stderr)
+        return 2
+    source = path / "metrics.json" if path.is_dir() else path
+    try:
+        value: Any = json.loads(source.read_text())
+        for part in key.split("."):
+            value = value[part]
+        number = float(value)
+        if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} is not a finite number")
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+        print(f"cloudml.runtime: objective {metric} not found in {source}: {e!r}", file=sys.stderr)
+        return 1
+    print(f"{OBJECTIVE_PREFIX}{metric}={number!r}", flush=True)
+    if not env.get("MLFLOW_TRACKING_URI"):
+        print("cloudml.runtime: MLFLOW_TRACKING_URI is not set: the objective was not logged to MLflow",
+              file=sys.stderr)
+        return 0
+    try:
+        import mlflow
+    except ImportError as e:
+        print(f"cloudml.runtime: logging the objective needs mlflow and azureml-mlflow in the image: {e}",
+              file=sys.stderr)
+        return 2
+    mlflow.log_metric(metric, number)
     return 0
 
 
@@ -735,6 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return condition_entry(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--register-model":
         return register_entry(argv)
+    if argv[:1] and argv[0].partition("=")[0] == "--log-objective":
+        return log_objective_entry(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(_USAGE)
         return 0

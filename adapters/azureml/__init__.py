@@ -57,8 +57,6 @@ class AzureMLAdapter(Adapter):
         {
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
-            "step.tuning": ("notimpl", "Azure ML pipeline jobs have sweep nodes; compiling a tuning step to one "
-                            "is not built yet"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),
             "condition": ("notyet", "if_else nodes are private preview: opt in with azureml.enable_preview_conditions, "
                           "or evaluate the gate inside the step that acts on it"),

@@ -428,7 +428,7 @@ def stage_code(document: dict[str, Any], base_dir: Path, staging: Path) -> None:
 
     staged: dict[str, str] = {}
     for node in document.get("jobs", {}).values():
-        comp = node.get("component") if isinstance(node, dict) else None
+        comp = (node.get("component") or node.get("trial")) if isinstance(node, dict) else None  # trial: a sweep
         if not isinstance(comp, dict):
             continue
         code = comp.get("code")

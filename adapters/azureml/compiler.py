@@ -97,7 +97,8 @@ def _text(text: str, s: TaskStep | None, metric_inputs: frozenset[str] = frozens
     out, pos = [], 0
     for ph in find_placeholders(text):
         out.append(text[pos:ph.start])
-        namespace = "inputs" if ph.namespace == "params" else ph.namespace  # parameters are inputs of the node
+        # parameters are inputs of the node, and so are a sweep trial's searched values
+        namespace = "inputs" if ph.namespace in ("params", "tuning") else ph.namespace
         out.append(f"${{{{{namespace}.{ph.name}}}}}")
         if s is not None and ph.namespace == "outputs" and s.outputs[ph.name].type == "metrics":
             out.append("/metrics.json")
@@ -251,6 +252,7 @@ def _python_command(s: TaskStep, metric_inputs: frozenset[str]) -> str:
     words += [f"--output-type={n}={o.type}" for n, o in s.outputs.items()]
     words += [_text(f"--param={k}={v}", s, metric_inputs) if isinstance(v, str) else f"--param={k}={_plain(v)}"
               for k, v in s.params.items()]
+    words += [f"--param={n}=${{{{inputs.{n}}}}}" for n in (s.tuning.search_space if s.tuning else {})]
     return " ".join(_word(w) for w in words)
 
 
@@ -268,7 +270,7 @@ def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     if s.cache and s.cache.expire is not None:
         raise _unsupported(s.name, "step.cache_expiry", "Azure ML reuse has no expiry")
     for k, v in s.env.items():
-        if find_placeholders(v):
+        if any(ph.namespace != "tuning" or not s.tuning for ph in find_placeholders(v)):
             raise _unsupported(s.name, "step.env", f"env {k} uses a placeholder; Azure ML environment variables are static")
     node_inputs, comp_inputs = _inputs(ctx, s)
     metric_inputs = frozenset(n for n, spec in s.inputs.items() if isinstance(spec.ref, StepOutputRef)
@@ -306,6 +308,12 @@ def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     node["environment_variables"] = {"CLOUDML_STEP": s.name, "CLOUDML_BACKEND": "azureml", **s.env}
     if s.description:
         node["description"] = s.description
+    if s.tuning is not None:  # a sweep node whose trial is this command (sweep.py)
+        from cloudml.adapters.azureml.sweep import sweep_node
+
+        bindings = {n: _text(f"{{{{outputs.{n}}}}}", s) for n in s.outputs}
+        env = {k: _text(v, s) for k, v in node["environment_variables"].items()}
+        return sweep_node(node, s.tuning, s.name, bindings, RUNTIME_FILE, env)
     return node
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from cloudml.adapters.azureml.sweep import SWEEP_KEYS
+
 __all__ = ["COMPONENT_KEYS", "CONTROL_FLOW", "IF_ELSE_KEYS", "NODE_KEYS", "PIPELINE_OUTPUT_KEYS", "validate_job"]
 
 NODE_KEYS = {"type", "component", "inputs", "outputs", "compute", "resources", "limits", "environment_variables",
@@ -72,10 +74,33 @@ def _if_else_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], edg
     return problems
 
 
+def _sweep_problems(name: str, node: dict[str, Any]) -> list[str]:
+    """A sweep node: its trial is a command component without ``type``, every searched name is a trial
+    input the node does not bind, and it has an objective and limits."""
+    trial = node.get("trial", {})
+    problems = [f"{name}: unknown sweep node key {k}" for k in node if k not in SWEEP_KEYS]
+    if "type" in trial:
+        problems.append(f"{name}: the trial component has a type (azure-ai-ml 1.35 loads an inline trial without one)")
+    for key in node.get("search_space") or {}:
+        if key not in trial.get("inputs", {}):
+            problems.append(f"{name}: search space {key} is not an input of the trial")
+        if key in node.get("inputs", {}):
+            problems.append(f"{name}: search space {key} is also bound as a node input")
+    if not node.get("search_space"):
+        problems.append(f"{name}: a sweep needs a search_space")
+    if not (node.get("objective") or {}).get("primary_metric"):
+        problems.append(f"{name}: a sweep needs objective.primary_metric")
+    if not (node.get("limits") or {}).get("max_total_trials"):
+        problems.append(f"{name}: a sweep needs limits.max_total_trials")
+    return problems
+
+
 def _node_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], pipeline_inputs: dict[str, Any],
                    edges: dict[str, set[str]], pipeline_outputs: dict[str, Any] | None = None) -> list[str]:
-    problems = [f"{name}: unknown node key {k}" for k in node if k not in NODE_KEYS]
-    comp = node.get("component", {})
+    sweep = node.get("type") == "sweep"
+    problems = _sweep_problems(name, node) if sweep else [f"{name}: unknown node key {k}" for k in node
+                                                          if k not in NODE_KEYS]
+    comp = node.get("trial" if sweep else "component", {})
     problems += [f"{name}: unknown component key {k}" for k in comp if k not in COMPONENT_KEYS]
     declared_in, declared_out = comp.get("inputs", {}), comp.get("outputs", {})
     for key, value in node.get("inputs", {}).items():
@@ -90,7 +115,7 @@ def _node_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], pipeli
                 upstream, output = job.groups()
                 if upstream not in jobs:
                     problems.append(f"{name}: input {key} binds to unknown node {upstream}")
-                elif output not in {**jobs[upstream].get("component", {}).get("outputs", {}),
+                elif output not in {**_component(jobs[upstream]).get("outputs", {}),
                                     **jobs[upstream].get("outputs", {})}:
                     problems.append(f"{name}: input {key} binds to {upstream}.outputs.{output}, which does not exist")
                 edges[name].add(upstream)
@@ -112,6 +137,12 @@ def _node_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], pipeli
     if not comp.get("command"):
         problems.append(f"{name}: the component has no command")
     return problems
+
+
+def _component(node: dict[str, Any]) -> dict[str, Any]:
+    """A node's component: ``component``, or a sweep node's ``trial``."""
+    comp = node.get("trial" if node.get("type") == "sweep" else "component", {})
+    return comp if isinstance(comp, dict) else {}
 
 
 def _cycle(edges: dict[str, set[str]]) -> list[str]:
@@ -179,7 +210,7 @@ def _load_job(document: dict[str, Any]) -> list[str]:
         path = Path(tmp) / "job.yaml"
         # load_job resolves code: folders; point each at an empty folder inside tmp, never the real path
         for i, node in enumerate(document.get("jobs", {}).values()):
-            component = node.get("component") if isinstance(node, dict) else None
+            component = _component(node) if isinstance(node, dict) else None
             if isinstance(component, dict) and component.get("code"):
                 component["code"] = f"code_{i}"
                 (Path(tmp) / f"code_{i}").mkdir()
