@@ -287,3 +287,28 @@ def test_known_differences_are_still_there(both: tuple[dict[str, Any], dict[str,
     gone = [name for name, present in still.items() if not present]
     assert not gone, f"no longer different from kfp, remove from KNOWN_DIFFERENCES and the docstring: {gone}"
     assert set(still) == set(KNOWN_DIFFERENCES)
+
+
+def test_open_source_kfp_tooling_accepts_our_ir(tmp_path: Path) -> None:
+    """What open-source Kubeflow Pipelines' own SDK does with a package: load it as a pipeline component
+    (the client parses a package this way before it submits it) and compile it into another pipeline.
+    The nested result passes the same strict validator."""
+    import json
+
+    from kfp import compiler, components, dsl
+
+    ours = cloudml.compile(gcs_reference_pipeline(), "vertex").document
+    component = components.load_component_from_text(json.dumps(ours))
+    assert component.name == "gcs-reference"
+    assert sorted(component.component_spec.inputs or {}) == ["min_auc", "n_estimators"]
+
+    def outer(n_estimators=100, min_auc=0.8):  # type: ignore[no-untyped-def]
+        component(n_estimators=n_estimators, min_auc=min_auc)
+
+    # real classes, not the strings `from __future__ import annotations` would leave for kfp to parse
+    outer.__annotations__ = {"n_estimators": int, "min_auc": float}
+    out = tmp_path / "outer.yaml"
+    compiler.Compiler().compile(dsl.pipeline(name="outer")(outer), str(out))
+    nested = yaml.safe_load(out.read_text())
+    assert validate_ir(nested) == []
+    assert "comp-gcs-reference" in nested["components"]  # our pipeline, intact, as a component
