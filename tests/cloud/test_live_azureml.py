@@ -182,7 +182,7 @@ def scenario(t: AzureMLTarget) -> _live.Cleanup:
         assert compiled.document["type"] == "pipeline"
         assert a.validate_compiled(compiled) == []
         run = a.run(pipeline)
-        cleanup.add(f"pipeline job {run.id} (archived; the fake refuses a job PUT without x-azureml-token, "
+        cleanup.add(f"pipeline job {run.id} of {name} (archived; the fake refuses a job PUT without x-azureml-token, "
                     "which jobs.archive does not send)", lambda: ml.call("jobs.archive", lambda c: c.jobs.archive(run.id)),
                     fake_unserved=True)
         assert run.wait(timeout=t.pipeline_timeout, poll=t.poll) == "succeeded", run.error

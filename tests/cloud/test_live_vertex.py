@@ -198,7 +198,7 @@ def scenario(t: VertexTarget) -> _live.Cleanup:
         assert a.validate_compiled(compiled) == []
         bundles = sorted(set(re.findall(r"gs://[^\s\"']+/cloudml/code/[0-9a-f]+\.tar\.gz", json.dumps(compiled.document))))
         assert bundles, "the python step should run from a code bundle"
-        cleanup.add(f"this run's code bundles {bundles}", lambda: _delete_objects(t, bundles), fake_unserved=True)
+        cleanup.add(f"code bundles of {name}: {bundles}", lambda: _delete_objects(t, bundles), fake_unserved=True)
         run = a.run(pipeline, spec_dir=str(t.workdir))
         cleanup.add(f"pipeline job {run.id}", lambda: t.sdk().PipelineJob.get(run.id).delete(), fake_unserved=True)
         assert run.wait(timeout=t.pipeline_timeout, poll=t.poll) == "succeeded", run.error
