@@ -75,12 +75,12 @@ def _if_else_problems(name: str, node: dict[str, Any], jobs: dict[str, Any], edg
 
 
 def _sweep_problems(name: str, node: dict[str, Any]) -> list[str]:
-    """A sweep node: its trial is a command component without ``type``, every searched name is a trial
-    input the node does not bind, and it has an objective and limits."""
+    """A sweep node: its trial is an inline command component, every searched name is a trial input the
+    node does not bind, and it has an objective and limits."""
     trial = node.get("trial", {})
     problems = [f"{name}: unknown sweep node key {k}" for k in node if k not in SWEEP_KEYS]
-    if "type" in trial:
-        problems.append(f"{name}: the trial component has a type (azure-ai-ml 1.35 loads an inline trial without one)")
+    if trial.get("type") != "command":
+        problems.append(f"{name}: the trial must be an inline command component (type: command)")
     for key in node.get("search_space") or {}:
         if key not in trial.get("inputs", {}):
             problems.append(f"{name}: search space {key} is not an input of the trial")

@@ -469,9 +469,9 @@ def test_settings_reach_the_compiler_through_the_adapter() -> None:
 
 GAPS = {  # feature -> the step the refusal names
     "step.secrets": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
-    "condition.or": "gate", "step.tuning": "work",
-}
-COMPILER_REFUSES = ("step.secrets", "step.tuning", "step.cache_expiry", "step.depends_on", "condition")
+    "condition.or": "gate",
+}  # step.tuning compiles to a sweep node: tests/unit/test_azureml_sweep.py
+COMPILER_REFUSES = ("step.secrets", "step.cache_expiry", "step.depends_on", "condition")
 
 
 def test_declared_pipeline_gaps() -> None:
@@ -530,7 +530,7 @@ def test_supported_feature_cases_compile() -> None:
             spec = uri_pipeline(DATASTORE)
         assert isinstance(spec, Pipeline)
         compiled.append(AzureMLAdapter(AzureMLSettings()).compile(spec).document["type"])
-    assert compiled == ["pipeline"] * 18
+    assert compiled == ["pipeline"] * 19
 
 
 # -- python steps, framework environments, emulated retries -------------------------------------------

@@ -53,7 +53,7 @@ def test_a_tuning_step_is_a_sweep_node_with_the_command_as_its_trial() -> None:
     assert node["inputs"] == {"data": {"type": "uri_folder", "path": "azureml://datastores/ws/paths/train/"}}
     assert node["outputs"] == {"model": {"type": "custom_model"}, "metrics": {"type": "uri_folder"}}
     trial = node["trial"]
-    assert "type" not in trial and trial["environment"] == {"image": "python:3.11-slim"}
+    assert trial["type"] == "command" and trial["environment"] == {"image": "python:3.11-slim"}
     assert trial["inputs"] == {"data": {"type": "uri_folder"}, "lr": {"type": "number"}, "depth": {"type": "integer"},
                                "frac": {"type": "number"}, "kernel": {"type": "string"},
                                "bags": {"type": "integer"}, "flag": {"type": "string"}}
@@ -127,14 +127,17 @@ def test_the_tuning_feature_case_compiles_and_passes_both_oracles(tmp_path: Path
     (tmp_path / "job.yaml").write_text(compiled.dumps())
     job = load_job(source=str(tmp_path / "job.yaml"))
     job._validate(raise_error=True)  # the SDK's own checks (compute, required inputs)
+    command = compiled.document["jobs"]["work"]["trial"]["command"]
+    assert type(job.jobs["work"].trial).__name__ == "CommandComponent" and job.jobs["work"].trial.command == command
     rest = job._to_rest_object().as_dict()["properties"]["jobs"]["work"]
     assert rest["type"] == "sweep" and rest["objective"] == {"goal": "maximize", "primary_metric": "metrics.auc"}
+    assert rest["trial"]["properties"]["componentSpec"]["command"] == command
     assert rest["limits"] == {"max_total_trials": 4, "max_concurrent_trials": 2}
     assert rest["search_space"]["lr"]["type"] == "loguniform"
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    (lambda n: n["trial"].update(type="command"), "the trial component has a type"),
+    (lambda n: n["trial"].update(type="parallel"), "the trial must be an inline command component"),
     (lambda n: n["search_space"].update(zz={"type": "choice", "values": [1]}), "search space zz is not an input"),
     (lambda n: n["inputs"].update(lr="${{parent.inputs.x}}"), "search space lr is also bound as a node input"),
     (lambda n: n.update(environment_variables={"A": "b"}), "unknown sweep node key environment_variables"),

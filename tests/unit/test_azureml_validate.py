@@ -25,6 +25,7 @@ import pytest
 from cloudml.adapter import FEATURES, Compiled
 from cloudml.adapters.azureml import AzureMLAdapter
 from cloudml.adapters.azureml.compiler import compile_job
+from cloudml.adapters.azureml.sweep import SWEEP_KEYS
 from cloudml.adapters.azureml.validate import COMPONENT_KEYS, NODE_KEYS, validate_job
 from cloudml.config import AzureMLSettings
 from cloudml.errors import CompileError
@@ -172,6 +173,11 @@ CASES: dict[str, Case] = {
 }
 
 
+def _comp(node: dict[str, Any]) -> dict[str, Any]:
+    """A node's component (a sweep node's is its ``trial``)."""
+    return dict(node["trial"] if node.get("type") == "sweep" else node["component"])
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_compiled_jobs_pass_both_oracles(case: str, tmp_path: Path) -> None:
     factory, settings = CASES[case]
@@ -180,11 +186,12 @@ def test_compiled_jobs_pass_both_oracles(case: str, tmp_path: Path) -> None:
     doc = compiled.document
     assert validate_job(doc) == []
     assert adapter.validate_compiled(compiled) == []
-    codes = [n["component"]["code"] for n in doc["jobs"].values() if "code" in n["component"]]
+    codes = [_comp(n)["code"] for n in doc["jobs"].values() if "code" in _comp(n)]
     job = sdk_load(compiled.dumps(), tmp_path, codes)
     assert set(job.jobs) == set(doc["jobs"])
     for name, node in job.jobs.items():
-        assert node.component.command == doc["jobs"][name]["component"]["command"]
+        loaded = node.trial if doc["jobs"][name]["type"] == "sweep" else node.component  # Sweep.component is not it
+        assert loaded.command == _comp(doc["jobs"][name])["command"]
     compute = doc["settings"].get("default_compute")
     if compute:
         assert job.settings.default_compute == compute.removeprefix("azureml:")
@@ -282,7 +289,7 @@ def test_the_base_job_is_clean() -> None:
 def test_every_key_the_compiler_emits_is_in_the_closed_sets() -> None:
     for factory, settings in CASES.values():
         for n in compile_job(factory(), settings)["jobs"].values():
-            assert set(n) <= NODE_KEYS and set(n["component"]) <= COMPONENT_KEYS
+            assert set(n) <= (SWEEP_KEYS if n["type"] == "sweep" else NODE_KEYS) and set(_comp(n)) <= COMPONENT_KEYS
 
 
 @pytest.mark.parametrize("name", ["Bad_Name", "bad-name", "1st", "b c"])
