@@ -98,6 +98,10 @@ class AzureMLTarget:
     def is_fake(self) -> bool:
         return self.mode == "fake"
 
+    def remaining(self) -> list[str]:
+        """Endpoints named after this run that still exist (after the cleanup)."""
+        return [e for e in self.new_adapter().endpoints.list() if self.prefix in e]
+
     def new_adapter(self) -> Any:
         from cloudml.adapters.azureml import AzureMLAdapter
 
@@ -248,4 +252,5 @@ def scenario(t: AzureMLTarget) -> _live.Cleanup:
 def test_live_azureml_lifecycle(live_env: str, tmp_path: Path) -> None:
     with azureml_target(live_env, tmp_path) as target:
         record = scenario(target)
+        assert target.remaining() == []
     assert not record.failures

@@ -134,6 +134,11 @@ class SageMakerTarget:
         if self.is_fake:
             self.fake.set_execution_status(run.arn, ["Executing", "Executing", "Succeeded"])
 
+    def remaining(self) -> list[str]:
+        """Endpoints named after this run that still exist and are not being deleted (after the cleanup)."""
+        rows = self.adapter.client().call("sagemaker", "list_endpoints", NameContains=self.prefix)["Endpoints"]
+        return [r["EndpointName"] for r in rows if r.get("EndpointStatus") != "Deleting"]
+
     def queue_answer(self) -> None:
         """Fake only: moto's InvokeEndpoint returns queued answers; queue what the script would say."""
         if not self.is_fake:
@@ -331,4 +336,5 @@ def scenario(t: SageMakerTarget) -> _live.Cleanup:
 def test_live_sagemaker_lifecycle(live_env: str, tmp_path: Path) -> None:
     with sagemaker_target(live_env, tmp_path) as target:
         record = scenario(target)
+        assert target.remaining() == []
     assert not record.failures

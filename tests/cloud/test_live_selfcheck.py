@@ -33,6 +33,7 @@ def test_the_three_live_scenarios_pass_against_the_fakes(tmp_path: Path) -> None
         started = time.monotonic()
         with target("fake", tmp_path / cloud) as t:
             record = scenario(t)
+            assert t.remaining() == [], (cloud, t.remaining())
         took[cloud] = time.monotonic() - started
         assert record.failures == [], (cloud, record.failures)
         assert len(record.unserved) == EXPECTED_UNSERVED[cloud], (cloud, record.unserved)

@@ -114,6 +114,10 @@ class VertexTarget:
     def is_fake(self) -> bool:
         return self.mode == "fake"
 
+    def remaining(self) -> list[str]:
+        """Endpoints named after this run that still exist (after the cleanup)."""
+        return [e for e in self.new_adapter().endpoints.list() if self.prefix in e]
+
     def new_adapter(self) -> Any:
         from cloudml.adapters.vertex import VertexAdapter
 
@@ -286,4 +290,5 @@ def _delete_objects(t: VertexTarget, prefixes: list[str]) -> None:
 def test_live_vertex_lifecycle(live_env: str, tmp_path: Path) -> None:
     with vertex_target(live_env, tmp_path) as target:
         record = scenario(target)
+        assert target.remaining() == []
     assert not record.failures
