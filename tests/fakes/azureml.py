@@ -20,7 +20,8 @@ Rules enforced (each answered the way ARM answers, so the SDK raises its real ex
 * every ARM route needs an ``api-version`` query (400 ``MissingApiVersionParameter``), every request a
   ``Authorization: Bearer`` header (401 ``AuthenticationFailed``);
 * a job PUT must have ``properties.jobType == "Pipeline"``, an ``x-azureml-token`` header, at least one
-  node, and every node's ``componentId`` must name a component PUT earlier (400 ``UserError``);
+  node, and every node's ``componentId`` (a sweep node's ``trial``) must name a component PUT earlier
+  (400 ``UserError``);
 * unknown jobs, runs and computes are 404 ``ResourceNotFound``; cancelling a terminal job is 409
   ``Conflict``;
 * job state advances on each job GET: NotStarted -> Queued -> Running -> Completed (or Failed, or
@@ -324,7 +325,8 @@ class AzureMLFake:
         if not nodes:
             return "a pipeline job needs at least one node"
         for node, spec in nodes.items():
-            ref = str(spec.get("componentId", ""))
+            trial = spec.get("trial") if spec.get("type") == "sweep" else None  # a sweep node names its trial's
+            ref = str(spec.get("componentId") or (trial.get("componentId") if isinstance(trial, dict) else trial) or "")
             m = re.search(r"/components/([^/]+)/versions/([^/]+)$", ref)
             if not m or f"{m.group(1)}/{m.group(2)}" not in self.components:
                 return f"node {node}: component {ref or '(none)'} was not created"

@@ -202,3 +202,31 @@ def test_log_objective_fails_loudly(tmp_path: Path, capsys: pytest.CaptureFixtur
     proc = subprocess.run([sys.executable, "-m", "cloudml.runtime", "--log-objective", "metrics.f1", "--metrics",
                            str(tmp_path)], capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "cloudml-objective: metrics.f1=0.5" in proc.stdout
+
+
+def test_a_sweep_is_submitted_through_the_real_sdk_with_the_runtime_shipped(tmp_path: Path) -> None:
+    pytest.importorskip("azure.ai.ml")
+    from cloudml.adapters.azureml.client import AzureMLClient
+    from tests.fakes.azureml import (
+        RESOURCE_GROUP,
+        SUBSCRIPTION,
+        WORKSPACE,
+        FakeCredential,
+        azure_test_env,
+        azureml_fake,
+        cloud_kwargs,
+    )
+
+    settings = AzureMLSettings(subscription_id=SUBSCRIPTION, resource_group=RESOURCE_GROUP, workspace=WORKSPACE,
+                               compute="cpu")
+    document = AzureMLAdapter(settings).compile(FEATURE_CASES["step.tuning"]()).document  # type: ignore[arg-type]
+    with azureml_fake() as fake, azure_test_env(fake):
+        fake.add_compute("cpu")
+        run = AzureMLClient(settings, FakeCredential(), **cloud_kwargs(fake)).submit(document, {})
+        assert run.wait(timeout=60, poll=0.01) == "succeeded"
+        node = fake.job(run.id).body["properties"]["jobs"]["work"]
+        assert fake.outbound == []
+    assert node["type"] == "sweep" and node["objective"] == {"goal": "maximize", "primary_metric": "metrics.auc"}
+    assert "/components/azureml_anonymous/versions/" in str(node["trial"])
+    uploaded = [path for path in fake.code.blobs if path.endswith("/cloudml_runtime.py")]
+    assert uploaded, "the trial's code folder carries cloudml's runtime (for --log-objective)"
