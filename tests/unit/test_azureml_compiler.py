@@ -668,6 +668,9 @@ def test_docs_page_lists_every_declared_gap() -> None:
         row = [ln for ln in page.splitlines() if ln.startswith(f"| `{feature}` |")]
         assert row, f"docs/adapters/azureml.md has no row for {feature}"
         assert f"| {level} |" in row[0], f"{feature} is {level} in the adapter"
+    table = page.split("## Known gaps", 1)[1].split("\n\n")[2]  # intro line, blank, then the table
+    listed = [ln.split("`")[1] for ln in table.splitlines() if ln.startswith("| `")]
+    assert sorted(listed) == sorted(AzureMLAdapter.capabilities.gaps), "the Known gaps table lists exactly the gaps"
 
 
 # -- register_model: a registered pipeline output ---------------------------------------------------
