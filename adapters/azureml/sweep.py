@@ -132,7 +132,7 @@ def sweep_node(node: dict[str, Any], t: Tuning, step: str, outputs: dict[str, st
         ('sweep', 'grid', {'max_total_trials': 2, 'max_concurrent_trials': 1}, {'c': {'type': 'string'}})
     """
     sweep = {k: v for k, v in node.items() if k not in ("component", "environment_variables", "limits")}
-    trial = dict(node["component"])  # type: command, as azure-ai-ml's own Sweep node dumps its trial
+    trial = dict(node["component"])  # a command component, typed as azure-ai-ml's own Sweep node dumps its trial
     trial["inputs"] = {**trial.get("inputs", {}),
                        **{n: {"type": trial_input_type(d)} for n, d in t.search_space.items()}}
     prefix = ("env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " ") if env else ""
