@@ -84,6 +84,9 @@ FEATURES: dict[str, str] = {
     "deploy.existing_alarm": "alarms that already exist in the cloud",
     "deploy.autoscale": "autoscaling bounds",
     "deploy.capture": "request/response capture",
+    "deploy.serving_image": "serving.image: the container that serves the model",
+    "deploy.serving_env": "serving.env: environment variables of the serving container",
+    "deploy.predictor": "serving.predictor: a cloudml predictor class (module:Class)",
     "deploy.auto_rollback": "automatic rollback on alarm",
 }
 
@@ -244,6 +247,12 @@ def deployment_features(d: Deployment) -> list[FeatureUse]:
         uses.append(FeatureUse("deploy.autoscale"))
     if d.capture is not None and d.capture.enabled:
         uses.append(FeatureUse("deploy.capture"))
+    if d.serving.image:
+        uses.append(FeatureUse("deploy.serving_image"))
+    if d.serving.env:
+        uses.append(FeatureUse("deploy.serving_env"))
+    if d.serving.predictor:
+        uses.append(FeatureUse("deploy.predictor"))
     if d.rollback.automatic:
         uses.append(FeatureUse("deploy.auto_rollback"))
     return uses

@@ -55,6 +55,8 @@ class AzureMLAdapter(Adapter):
     capabilities = Capabilities(
         "azureml",
         {
+            "deploy.predictor": ("notimpl", "Azure ML serves custom code through a scoring script: set "
+                                 "backend_options.azureml.code and .scoring_script instead"),
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),

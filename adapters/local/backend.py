@@ -165,7 +165,9 @@ class LocalAdapter(Adapter):
     options_model: ClassVar[type[BaseModel] | None] = LocalOptions
     capabilities = Capabilities(
         "local",
-        {"deploy.existing_alarm": ("never", "cloud alarms cannot be read locally; use a neutral alarm")},
+        {"deploy.existing_alarm": ("never", "cloud alarms cannot be read locally; use a neutral alarm"),
+         "deploy.serving_image": ("never", "local endpoints serve the model in a Python worker process, not a "
+                                  "container; use serving.predictor for custom serving code")},
     )
 
     def __init__(self, settings: LocalSettings | None = None) -> None:

@@ -61,6 +61,8 @@ class SageMakerAdapter(Adapter):
     capabilities = Capabilities(
         "sagemaker",
         {
+            "deploy.predictor": ("notimpl", "a cloudml predictor class needs an inference container that loads it; "
+                                 "set serving.image to one (with serving.env) instead"),
         },
     )
 
@@ -267,7 +269,8 @@ class SageMakerAdapter(Adapter):
             from cloudml.adapters.sagemaker.variants import adopt, endpoint_lock, variant_name
 
             info = {"group": model.group, "version": model.version, "instance_type": plan["Variant"]["InstanceType"],
-                    "package_arn": model.run_id or client.package_arn(model.group, model.version)}
+                    "package_arn": model.run_id or client.package_arn(model.group, model.version),
+                    "model_data_url": model.uri}
             with endpoint_lock(self._state_root(options), deployment.endpoint):
                 controller = self.controller(**options)
                 adopt(controller.backend, controller.store, deployment.endpoint)

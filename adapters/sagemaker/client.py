@@ -446,8 +446,10 @@ class SageMakerClient:
         endpoint = plan["EndpointName"]
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
         name = f"{endpoint}-v{model.version}-{stamp}"[:63]
-        self.call("sagemaker", "create_model", ModelName=name, ExecutionRoleArn=role_arn,
-                  PrimaryContainer={"ModelPackageName": self.package_arn(model.group, model.version)})
+        from cloudml.adapters.sagemaker.deploy import model_container
+
+        container = model_container(plan.get("Serving") or {}, self.package_arn(model.group, model.version), model.uri)
+        self.call("sagemaker", "create_model", ModelName=name, ExecutionRoleArn=role_arn, PrimaryContainer=container)
         try:
             current = self.call("sagemaker", "describe_endpoint", EndpointName=endpoint)
         except (NotFoundError, BackendValidationError):

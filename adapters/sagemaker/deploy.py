@@ -152,6 +152,27 @@ def alarm_request(endpoint: str, alarm: Alarm, variant: str = VARIANT) -> dict[s
     return req
 
 
+def model_container(serving: dict[str, Any], package_arn: str, model_data_url: str) -> dict[str, Any]:
+    """The CreateModel ``PrimaryContainer``: the registered package, or ``serving.image`` over its model
+    data, with ``serving.env`` as the container's environment either way.
+
+    Example:
+        >>> model_container({}, "arn:pkg/1", "s3://b/m.tar.gz")
+        {'ModelPackageName': 'arn:pkg/1'}
+        >>> model_container({"image": "123.dkr.ecr.eu-west-1.amazonaws.com/serve:1", "env": {"MODE": "fast"}},
+        ...                 "arn:pkg/1", "s3://b/m.tar.gz")["ModelDataUrl"]
+        's3://b/m.tar.gz'
+    """
+    env = dict(serving.get("env") or {})
+    if serving.get("image"):
+        container: dict[str, Any] = {"Image": serving["image"], "ModelDataUrl": model_data_url}
+    else:
+        container = {"ModelPackageName": package_arn}
+    if env:
+        container["Environment"] = env
+    return container
+
+
 def compile_deployment_plan(d: Deployment, instance_type: str, capture_root: str | None = None) -> dict[str, Any]:
     """Everything the client will send, with the model resolved at deploy time.
 
@@ -178,6 +199,7 @@ def compile_deployment_plan(d: Deployment, instance_type: str, capture_root: str
         "DeploymentConfig": deployment_config(d, names),
         "PutMetricAlarm": [alarm_request(d.endpoint, a) for a in d.alarms if not a.existing],
         "ExistingAlarms": [a.existing["sagemaker"] for a in d.alarms if a.existing.get("sagemaker")],
+        "Serving": {k: v for k, v in (("image", d.serving.image), ("env", dict(d.serving.env))) if v},
     }
     capture = data_capture_config(d, capture_root)
     if capture is not None:

@@ -289,8 +289,12 @@ class VariantTraffic:
         if layout is not None and name in layout.names(layout.production + layout.shadow):
             return
         model_name = _unique(f"{endpoint}-{name}")
+        from cloudml.adapters.sagemaker.deploy import model_container
+
+        serving = {k: v for k, v in (("image", deployment.serving.image), ("env", dict(deployment.serving.env))) if v}
+        container = model_container(serving, model["package_arn"], str(model.get("model_data_url") or ""))
         self.client.call("sagemaker", "create_model", ModelName=model_name, ExecutionRoleArn=self.role_arn,
-                         PrimaryContainer={"ModelPackageName": model["package_arn"]})
+                         PrimaryContainer=container)
         variant = {"VariantName": name, "ModelName": model_name, "InstanceType": model["instance_type"],
                    "InitialInstanceCount": deployment.instances.count}
         capture = self._capture(deployment)

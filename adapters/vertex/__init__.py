@@ -60,6 +60,12 @@ class VertexAdapter(Adapter):
     capabilities = Capabilities(
         "vertex",
         {
+            "deploy.serving_image": ("notimpl", "Vertex fixes the serving container when a model version is "
+                                     "registered (register_model.image or framework); a deploy-time image is not applied"),
+            "deploy.serving_env": ("notimpl", "Vertex fixes the serving container's environment at registration; "
+                                   "a deploy-time environment is not applied"),
+            "deploy.predictor": ("notimpl", "a cloudml predictor class needs a serving container that loads it; "
+                                 "register the model with such an image"),
             "step.secrets": ("notyet", "the KFP IR has no secret injection; read Secret Manager in the step"),
             "step.instance_count": ("notyet", "a KFP container task runs on one node"),
             "step.cache_expiry": ("notyet", "KFP caching has no expiry"),

@@ -283,5 +283,8 @@ FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
     "deploy.existing_alarm": lambda: _deployment(alarms=[{"name": "ext", "existing": {"sagemaker": "my-alarm"}}]),
     "deploy.autoscale": lambda: _deployment(instances={"count": 2, "autoscale": {"min": 1, "max": 4}}),
     "deploy.capture": lambda: _deployment(capture={"percent": 50}),
+    "deploy.serving_image": lambda: _deployment(serving={"image": "registry.example.com/serve:1"}),
+    "deploy.serving_env": lambda: _deployment(serving={"env": {"MODE": "fast"}}),
+    "deploy.predictor": lambda: _deployment(serving={"predictor": "serve:Predictor"}),
     "deploy.auto_rollback": lambda: _deployment(rollback={"automatic": True, "termination_wait": "1m"}),
 }

@@ -320,9 +320,28 @@ def test_an_instance_type_override_wins_over_the_neutral_size() -> None:
         "ml.m5.large")
 
 
-def test_the_adapter_declares_no_deployment_gaps() -> None:
-    """capture and autoscale are built (test_sagemaker_capture.py, test_sagemaker_autoscale.py)."""
-    assert not [f for f in SageMakerAdapter.capabilities.gaps if f.startswith("deploy.")]
+def test_the_adapter_declares_one_deployment_gap() -> None:
+    """capture and autoscale are built (test_sagemaker_capture.py, test_sagemaker_autoscale.py); a cloudml
+    predictor class has no SageMaker container to load it (serving.image + serving.env do)."""
+    assert [f for f in SageMakerAdapter.capabilities.gaps if f.startswith("deploy.")] == ["deploy.predictor"]
+
+
+def test_serving_image_and_env_reach_the_model_container() -> None:
+    from cloudml.adapters.sagemaker.deploy import model_container
+
+    plan = SageMakerAdapter().compile_deployment(deployment(serving={"image": "1.dkr.ecr.eu-west-1.amazonaws.com/s:1",
+                                                                     "env": {"SAGEMAKER_PROGRAM": "inference.py"}}))
+    serving = plan.document["Serving"]
+    assert serving == {"image": "1.dkr.ecr.eu-west-1.amazonaws.com/s:1", "env": {"SAGEMAKER_PROGRAM": "inference.py"}}
+    container = model_container(serving, "arn:aws:sagemaker:eu-west-1:1:model-package/g/1", "s3://b/model.tar.gz")
+    assert container == {"Image": "1.dkr.ecr.eu-west-1.amazonaws.com/s:1", "ModelDataUrl": "s3://b/model.tar.gz",
+                         "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}}
+    only_env = model_container({"env": {"A": "1"}}, "arn:pkg", "s3://b/m.tar.gz")
+    assert only_env == {"ModelPackageName": "arn:pkg", "Environment": {"A": "1"}}
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("ContainerDefinition")
+    assert set(container) <= set(shape.members) and set(only_env) <= set(shape.members)
 
 
 def test_shadow_and_native_guardrails_false_go_to_the_controller() -> None:

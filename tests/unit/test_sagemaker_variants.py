@@ -183,6 +183,22 @@ def test_ab_test_holds_a_fixed_split_then_keeps_a(fake: SageMakerFake, tmp_path:
         traffic.set_traffic(endpoint, {"ghost": 100}, {})
 
 
+@pytest.mark.parametrize("controller", [False, True])
+def test_serving_image_and_env_reach_create_model(fake: SageMakerFake, tmp_path: Path, controller: bool) -> None:
+    """serving.image and serving.env become the model's container on both paths (they were dropped before)."""
+    a, endpoint, group, options = _setup(fake, tmp_path)
+    serving = {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1", "env": {"SAGEMAKER_PROGRAM": "inf.py"}}
+    extra = {"backend_options": CONTROLLER} if controller else {}
+    result = a.deploy(_deployment(endpoint, group, 1, strategy="all_at_once", serving=serving, **extra), **options)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result
+    sm = fake.client("sagemaker")
+    names = [m["ModelName"] for m in sm.list_models(NameContains=endpoint)["Models"]]
+    assert names, "no model was created for the endpoint"
+    container = sm.describe_model(ModelName=names[-1])["PrimaryContainer"]
+    assert container["Image"] == serving["image"] and container["Environment"] == serving["env"]
+    assert container["ModelDataUrl"] == f"s3://{BUCKET}/m1.tar.gz"
+
+
 def test_existing_alarm_state_is_read_from_cloudwatch(fake: SageMakerFake) -> None:
     cw, name = fake.client("cloudwatch"), _name("team-5xx")
     cw.put_metric_alarm(AlarmName=name, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Statistic="Sum",
