@@ -32,8 +32,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip `cloud`-marked tests unless credentials for a real cloud are present."""
-    has_creds = any(os.environ.get(k) for k in ("CLOUDML_LIVE_AWS", "CLOUDML_LIVE_GCP", "CLOUDML_LIVE_AZURE"))
+    """Skip `cloud`-marked tests unless CLOUDML_LIVE=1. tests/cloud/ decides for its own tests, with the
+    exact settings each cloud still lacks (see tests/cloud/conftest.py and docs/testing.md)."""
+    live = os.environ.get("CLOUDML_LIVE") == "1"
+    cloud_dir = Path(__file__).resolve().parent / "cloud"
     for item in items:
-        if "cloud" in item.keywords and not has_creds:
-            item.add_marker(pytest.mark.skip(reason="live cloud test: set CLOUDML_LIVE_<CLOUD>=1 with credentials"))
+        if "cloud" in item.keywords and not live and cloud_dir not in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.skip(reason="live cloud test: set CLOUDML_LIVE=1 with the cloud's credentials"))
