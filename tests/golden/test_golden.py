@@ -33,11 +33,12 @@ def _blueprint(file: str) -> Callable[[], Path]:
 
 # The shipped blueprints' pipelines on every cloud they compile for (the others refuse them by name; quickstart
 # pins a scikit-learn no cloud image has). tests/unit/test_blueprint_ensemble.py runs each adapter's validator on them.
-BLUEPRINTS = {"tabular-classification": ("tabular-classification/pipeline.yaml", ["sagemaker", "vertex"]),
+# Azure ML cases compile with azureml.enable_preview_conditions on (their gates are conditions).
+BLUEPRINTS = {"tabular-classification": ("tabular-classification/pipeline.yaml", ["sagemaker", "vertex", "azureml"]),
               "hyperparameter-tuning": ("hyperparameter-tuning/pipeline.yaml", ["sagemaker"]),
-              "multi-model-ensemble": ("multi-model-ensemble/pipeline.yaml", ["sagemaker", "vertex"]),
+              "multi-model-ensemble": ("multi-model-ensemble/pipeline.yaml", ["sagemaker", "vertex", "azureml"]),
               "continuous-training": ("continuous-training/pipeline.yaml", ["sagemaker"]),
-              "ab-test": ("ab-test/pipeline.yaml", ["sagemaker"]),
+              "ab-test": ("ab-test/pipeline.yaml", ["sagemaker", "azureml"]),
               "ab-test-analysis": ("ab-test/analysis.yaml", ["sagemaker"])}
 CASES.update({f"blueprint-{name}": _blueprint(file) for name, (file, _) in BLUEPRINTS.items()})
 TARGETS.update({f"blueprint-{name}": targets for name, (_, targets) in BLUEPRINTS.items()})
@@ -62,6 +63,7 @@ def normalise(target: str, document: Any) -> Any:
 def _settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key, value in CLOUD_SETTINGS.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", "true")
 
 
 @pytest.mark.parametrize(("case", "target"), PAIRS)
