@@ -212,6 +212,7 @@ def test_every_blueprint_golden_case_passes_its_adapters_validator(file: str, ta
 
     for key, value in CLOUD_SETTINGS.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", "true")  # as tests/golden compiles them
     assert cloudml.validate(REPO / "blueprints" / file, target=target).kind == "Pipeline"
 
 
