@@ -37,9 +37,9 @@ def _blueprint(file: str) -> Callable[[], Path]:
 BLUEPRINTS = {"tabular-classification": ("tabular-classification/pipeline.yaml", ["sagemaker", "vertex", "azureml"]),
               "hyperparameter-tuning": ("hyperparameter-tuning/pipeline.yaml", ["sagemaker"]),
               "multi-model-ensemble": ("multi-model-ensemble/pipeline.yaml", ["sagemaker", "vertex", "azureml"]),
-              "continuous-training": ("continuous-training/pipeline.yaml", ["sagemaker"]),
-              "ab-test": ("ab-test/pipeline.yaml", ["sagemaker", "azureml"]),
-              "ab-test-analysis": ("ab-test/analysis.yaml", ["sagemaker"])}
+              "continuous-training": ("continuous-training/pipeline.yaml", ["sagemaker", "vertex"]),
+              "ab-test": ("ab-test/pipeline.yaml", ["sagemaker", "vertex", "azureml"]),
+              "ab-test-analysis": ("ab-test/analysis.yaml", ["sagemaker", "vertex"])}
 CASES.update({f"blueprint-{name}": _blueprint(file) for name, (file, _) in BLUEPRINTS.items()})
 TARGETS.update({f"blueprint-{name}": targets for name, (_, targets) in BLUEPRINTS.items()})
 PAIRS = [(case, target) for case, targets in TARGETS.items() for target in targets]
