@@ -414,9 +414,14 @@ def _runtime_register_node(ctx: _Ctx, s: RegisterModelStep) -> dict[str, Any]:
 def _condition_nodes(ctx: _Ctx, s: ConditionStep, owner: dict[str, Any]) -> dict[str, Any]:
     """The evaluating command node (``<gate>_eval``, boolean output ``result``) and the ``if_else`` node."""
     gate, evaluator = node_name(s.name), f"{node_name(s.name)}_eval"
-    if owner.get(s.name) is not None:
-        raise _unsupported(s.name, "condition", "a condition inside another condition's branch is not built on "
-                           "Azure ML; flatten the gates into one condition")
+    if owner.get(s.name) is not None:  # docs/adapters/azureml.md: why neither nesting nor folding is faithful
+        raise UnsupportedFeatureError(
+            "azureml", s.name, "condition", "a condition inside another condition's branch is not built on Azure ML: "
+            "azure-ai-ml's dsl.condition refuses an if_else node in another if_else's block, and one gate "
+            "evaluating 'outer and inner' would run the inner else branch when the outer branch is skipped",
+            hint="when the inner condition reads no output of the outer branch and has no else, give its steps "
+            "a top-level condition '<outer> and <inner>'; otherwise evaluate the inner gate inside the step "
+            "that acts on it")
     node_inputs: dict[str, Any] = {}
     comp_inputs: dict[str, Any] = {}
     words = ["python", "-m", "cloudml.runtime", "--condition", str(s.condition)]

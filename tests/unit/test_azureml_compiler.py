@@ -832,6 +832,14 @@ def test_nested_conditions_and_name_clashes_are_refused() -> None:
     with pytest.raises(UnsupportedFeatureError) as info:
         compile_job(nested, PREVIEW)
     assert (info.value.step, info.value.feature) == ("g2", "condition")
+    assert "top-level condition '<outer> and <inner>'" in (info.value.hint or "")
+    # continuous-training: `gate` reads evaluate's metrics, made inside `retrain`'s branch, and has an else
+    # branch; neither nesting if_else nodes nor one 'retrain and gate' eval node says it faithfully (docs)
+    blueprint = cloudml.load(REPO / "blueprints" / "continuous-training" / "pipeline.yaml")
+    with pytest.raises(UnsupportedFeatureError) as info:
+        compile_job(blueprint, PREVIEW)
+    assert (info.value.step, info.value.feature) == ("gate", "condition")
+    assert "inner else branch" in info.value.reason
     clash = build([REG_EVAL | {"inputs": {}, "command": "python e.py {{outputs.metrics}}"},
                    {"name": "g", "condition": 'evaluate.outputs.metrics["auc"] > 0.5', "then": ["g_eval"]},
                    {"name": "g_eval", "command": "w"}])
