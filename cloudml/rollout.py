@@ -48,6 +48,7 @@ __all__ = [
     "RolloutController",
     "StateStore",
     "TrafficBackend",
+    "manual_action",
 ]
 
 
@@ -164,6 +165,56 @@ class FileStateStore:
         folder = self.root / "endpoints" / endpoint
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / "rollout.json", state)
+
+
+MANUAL_TIMEOUT = 1800.0  # a running controller's rollback may wait out termination and deletions
+
+
+def manual_action(make_controller: Callable[[], RolloutController], lock: Callable[[], Any], endpoint: str,
+                  action: str, timeout: float = MANUAL_TIMEOUT) -> RolloutResult:
+    """``promote`` or ``rollback`` an endpoint's rollout now, whoever drives it.
+
+    With ``lock()`` taken, this process drives the change itself. When another process holds the lock
+    (its controller is running the rollout), the request goes through the store's request channel and
+    this call waits until that controller has acted, at most ``timeout`` seconds; an unanswered request
+    is withdrawn, so it cannot hit a later rollout. Every backend the controller drives uses this.
+
+    Example:
+        >>> import contextlib
+        >>> backend, store = FakeTrafficBackend(), MemoryStateStore()
+        >>> make = lambda: RolloutController(backend, store, poll=0.001)
+        >>> d = Deployment(endpoint="ep", model={"group": "g"}, strategy="all_at_once")
+        >>> make().deploy(d, model_name="v1").outcome.value
+        'succeeded'
+        >>> manual_action(make, contextlib.nullcontext, "ep", "rollback")
+        Traceback (most recent call last):
+        ...
+        cloudml.errors.RollbackError: endpoint ep has nothing to roll back to
+    """
+    if action not in ("promote", "rollback"):
+        raise ValueError(f"unknown manual action {action!r}")
+    try:
+        with lock():
+            ctl = make_controller()
+            return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)
+    except DeploymentError as e:
+        if "another controller" not in str(e):
+            raise
+    ctl = make_controller()
+    ask = getattr(ctl.store, "request", None)
+    if ask is None:
+        raise DeploymentError(f"another process drives the rollout of {endpoint} and this state store cannot "
+                              "pass it a request", hint=f"stop that process, then cloudml rollout resume {endpoint}")
+    ask(endpoint, action)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = ctl.store.load(endpoint) or {}
+        if state.get("status") not in ("in_progress", "rolling_back"):
+            return ctl.result(state)
+        time.sleep(0.1)
+    getattr(ctl.store, "take_request", lambda _: None)(endpoint)  # withdraw it: it must not hit a later rollout
+    raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
+                          hint=f"cloudml rollout history {endpoint}  (the request was withdrawn; ask again)")
 
 
 class RolloutController:
@@ -493,6 +544,17 @@ class RolloutController:
     def _event(self, state: dict[str, Any], event: str, **data: Any) -> None:
         state["history"].append({"at": _now(), "t": self.clock(), "event": event,
                                  **{k: v for k, v in data.items() if v is not None}})
+
+    def result(self, state: dict[str, Any]) -> RolloutResult:
+        """The typed result of a saved state (what ``deploy``/``resume`` return for it).
+
+        Example:
+            >>> ctl = RolloutController(FakeTrafficBackend(), MemoryStateStore())
+            >>> ctl.result({"endpoint": "ep", "status": "succeeded", "history": [],
+            ...             "outcome": {"outcome": "succeeded"}}).outcome.value
+            'succeeded'
+        """
+        return self._result(state)
 
     def _result(self, state: dict[str, Any]) -> RolloutResult:
         outcome = state.get("outcome") or {}

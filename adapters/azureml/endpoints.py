@@ -471,31 +471,17 @@ class AzureMLRollouts:
         with self.lock(endpoint):
             return self.controller(options.get("stop"), options.get("poll", 5.0)).resume(endpoint)
 
-    def manual(self, endpoint: str, action: str, timeout: float = 60.0) -> Any:
+    def manual(self, endpoint: str, action: str, timeout: float | None = None) -> Any:
         """``promote`` or ``rollback`` now; when another process drives the rollout, ask it and wait.
 
         Example:
             >>> rollouts.manual("churn", "rollback").outcome.value  # doctest: +SKIP
             'rolled_back'
         """
-        try:
-            with self.lock(endpoint):
-                ctl = self.controller(poll=1.0)
-                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)
-        except DeploymentError as e:
-            if "another controller" not in str(e):
-                raise
-        store = self.store()
-        store.request(endpoint, action)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = store.load(endpoint) or {}
-            if state.get("status") not in ("in_progress", "rolling_back"):
-                return self.controller()._result(state)
-            time.sleep(0.05)
-        store.take_request(endpoint)  # withdraw it: it must not hit a later rollout
-        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
-                              hint=f"cloudml rollout history {endpoint}")
+        from cloudml.rollout import MANUAL_TIMEOUT, manual_action
+
+        return manual_action(lambda: self.controller(poll=1.0), lambda: self.lock(endpoint), endpoint, action,
+                             timeout=MANUAL_TIMEOUT if timeout is None else timeout)
 
     def status(self, endpoint: str) -> dict[str, Any]:
         """What Azure ML shows (deployments, traffic, mirror, URL) plus the rollout state.

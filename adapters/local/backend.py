@@ -402,27 +402,10 @@ class LocalAdapter(Adapter):
         """Return all traffic to the previous deployment now (asking a running controller when there is one)."""
         return self._manual(endpoint, "rollback")
 
-    def _manual(self, endpoint: str, action: str, timeout: float = 60.0) -> RolloutResult:
-        from cloudml.adapters.local.serving.endpoints import FileStateStore
+    def _manual(self, endpoint: str, action: str) -> RolloutResult:
+        from cloudml.rollout import manual_action
 
-        try:
-            with self._endpoint_lock(endpoint):
-                ctl = self.controller()
-                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)  # type: ignore[no-any-return]
-        except DeploymentError as e:
-            if "another controller" not in str(e):
-                raise
-        store = FileStateStore(self.root)
-        store.request(endpoint, action)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            state = store.load(endpoint) or {}
-            if state.get("status") not in ("in_progress", "rolling_back"):
-                return self.controller()._result(state)  # type: ignore[no-any-return]
-            time.sleep(0.1)
-        store.take_request(endpoint)  # withdraw it: it must not hit a later rollout
-        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
-                              hint=f"cloudml rollout history {endpoint}")
+        return manual_action(self.controller, lambda: self._endpoint_lock(endpoint), endpoint, action)
 
     def endpoint_status(self, endpoint: str) -> dict[str, Any]:
         """Deployments, readiness, traffic split, metrics and rollout state."""

@@ -349,36 +349,18 @@ class SageMakerAdapter(Adapter):
         """
         return self._manual(endpoint, "rollback", options)
 
-    def _manual(self, endpoint: str, action: str, options: dict[str, Any], timeout: float = 60.0) -> Any:
-        import time
-
+    def _manual(self, endpoint: str, action: str, options: dict[str, Any]) -> Any:
         from cloudml.adapters.sagemaker.variants import endpoint_lock
-        from cloudml.errors import DeploymentError, NotFoundError
-        from cloudml.rollout import FileStateStore
+        from cloudml.errors import NotFoundError
+        from cloudml.rollout import MANUAL_TIMEOUT, FileStateStore, manual_action
 
         root = self._state_root(options)
         if FileStateStore(root).load(endpoint) is None:
             raise NotFoundError(f"endpoint {endpoint} has no rollout driven by cloudml's controller under {root}",
                                 backend="sagemaker", hint="native guardrail rollouts roll back by themselves on their "
                                 "alarms; to go back afterwards, deploy the previous model version")
-        try:
-            with endpoint_lock(root, endpoint):
-                ctl = self.controller(**options)
-                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)
-        except DeploymentError as e:
-            if "another controller" not in str(e):
-                raise
-        store = FileStateStore(root)  # a controller in another process is driving it: ask, then wait
-        store.request(endpoint, action)
-        deadline = time.time() + float(options.get("timeout", timeout))
-        while time.time() < deadline:
-            state = store.load(endpoint) or {}
-            if state.get("status") not in ("in_progress", "rolling_back"):
-                return self.controller(**options)._result(state)
-            time.sleep(0.1)
-        store.take_request(endpoint)
-        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
-                              hint=f"cloudml rollout history {endpoint}")
+        return manual_action(lambda: self.controller(**options), lambda: endpoint_lock(root, endpoint), endpoint,
+                             action, timeout=float(options.get("timeout", MANUAL_TIMEOUT)))
 
     def iam_policy(self) -> dict[str, Any]:
         """The IAM policy the client's calls need, generated from its list of calls."""

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -398,28 +397,10 @@ class VertexAdapter(Adapter):
         """
         return self._manual(endpoint, "rollback")
 
-    def _manual(self, endpoint: str, action: str, timeout: float = 60.0) -> RolloutResult:
-        from cloudml.errors import DeploymentError
-        from cloudml.rollout import FileStateStore
+    def _manual(self, endpoint: str, action: str) -> RolloutResult:
+        from cloudml.rollout import manual_action
 
-        try:
-            with self._endpoint_lock(endpoint):
-                ctl = self.controller()
-                return ctl.rollback(endpoint) if action == "rollback" else ctl.promote(endpoint)  # type: ignore[no-any-return]
-        except DeploymentError as e:
-            if "another controller" not in str(e):
-                raise
-        store = FileStateStore(self.state_root())
-        store.request(endpoint, action)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            state = store.load(endpoint) or {}
-            if state.get("status") not in ("in_progress", "rolling_back"):
-                return self.controller()._result(state)  # type: ignore[no-any-return]
-            time.sleep(0.1)
-        store.take_request(endpoint)  # withdraw it: it must not hit a later rollout
-        raise DeploymentError(f"the controller of {endpoint} did not act on the {action} request in {timeout:g}s",
-                              hint=f"cloudml rollout history {endpoint}")
+        return manual_action(self.controller, lambda: self._endpoint_lock(endpoint), endpoint, action)
 
     def endpoint_status(self, endpoint: str) -> dict[str, Any]:
         """Deployed models, traffic split (as Vertex reports it now) and the controller's rollout state.
