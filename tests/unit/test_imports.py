@@ -47,6 +47,12 @@ def test_using_the_core_loads_no_cloud_sdk() -> None:
     assert _sdk(mods) == []
 
 
+def test_the_runtime_entry_and_the_monitoring_libraries_load_no_cloud_sdk() -> None:
+    """cloudml.runtime imports boto3 only inside the function that resolves SageMaker secrets in a job."""
+    mods = _modules_after("import cloudml.runtime, cloudml.drift, cloudml.abtest, cloudml.compare, cloudml.tuning")
+    assert _sdk(mods) == []
+
+
 def test_cloud_compilers_load_no_sdk() -> None:
     mods = _modules_after(
         """
