@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,11 +35,9 @@ def tabular() -> ModuleType:
         >>> hasattr(tabular(), "StageError")
         True
     """
-    from cloudml.blueprints import blueprint_path
+    from cloudml.blueprints import shared_code
 
-    src = str(blueprint_path("tabular-classification") / "src")
-    if src not in sys.path:
-        sys.path.append(src)
+    shared_code("tabular-classification", Path(__file__).resolve().parent, "tabular_steps.py")
     return importlib.import_module("tabular_steps")
 
 

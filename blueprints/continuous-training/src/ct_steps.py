@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -42,11 +41,9 @@ def tabular() -> ModuleType:
         >>> hasattr(tabular(), "StageError")
         True
     """
-    from cloudml.blueprints import blueprint_path
+    from cloudml.blueprints import shared_code
 
-    src = str(blueprint_path("tabular-classification") / "src")
-    if src not in sys.path:
-        sys.path.append(src)
+    shared_code("tabular-classification", Path(__file__).resolve().parent, "tabular_steps.py")
     return importlib.import_module("tabular_steps")
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,21 +60,9 @@ def shared_code() -> Path:
         >>> (shared_code() / "tabular_steps.py").is_file()
         True
     """
-    candidates = [HERE, BLUEPRINT.parent / SHARED / "src"]
-    try:
-        from cloudml.blueprints import blueprint_path
+    from cloudml.blueprints import shared_code as find
 
-        candidates.append(blueprint_path(SHARED) / "src")
-    except (ImportError, KeyError):
-        pass
-    for folder in candidates:
-        if (folder / "tabular_steps.py").is_file():
-            if str(folder) not in sys.path:
-                sys.path.append(str(folder))  # after the step's own folder: a copy in src/ wins
-            return folder
-    raise ImportError(f"the {SHARED} blueprint's step code (tabular_steps.py) was not found in "
-                      f"{', '.join(str(c) for c in candidates)} — fix: pip install cloudml (it ships the "
-                      f"blueprints), or copy blueprints/{SHARED}/src/tabular_*.py and schema.yaml into {HERE}")
+    return find(SHARED, HERE, "tabular_steps.py")
 
 
 _SHARED_DIR = shared_code()
