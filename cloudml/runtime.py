@@ -371,8 +371,13 @@ def log_objective_entry(argv: Sequence[str], environ: dict[str, str] | None = No
     After an Azure ML sweep trial's command (compiled by cloudml.adapters.azureml.sweep): reads KEY (dotted)
     from the metrics FILE (a folder means its ``metrics.json``), prints ``cloudml-objective: OUTPUT.KEY=VALUE``
     and, when ``MLFLOW_TRACKING_URI`` is set (Azure ML sets it, with ``MLFLOW_RUN_ID``, in every job), logs
-    it with ``mlflow.log_metric("OUTPUT.KEY", VALUE)``: the sweep's ``primary_metric``. Exit codes: 0
-    reported, 1 the metric is missing or not a finite number, 2 the call is wrong or mlflow is missing.
+    it with ``mlflow.log_metric("OUTPUT.KEY", VALUE)``: the sweep's ``primary_metric``.
+
+    ``--report hypertune`` (a Vertex AI hyperparameter tuning trial) appends the value instead as one JSON
+    line to the file Vertex AI's tuning service reads: ``CLOUD_ML_HP_METRIC_FILE``, by default
+    ``/tmp/hypertune/output.metrics``, in the format of Google's ``cloudml-hypertune`` package, under the
+    tag ``OUTPUT.KEY`` (the study's ``metric_id``). Exit codes: 0 reported, 1 the metric is missing or
+    not a finite number, 2 the call is wrong or mlflow is missing.
 
     Example:
         >>> import json, tempfile, pathlib
@@ -385,9 +390,12 @@ def log_objective_entry(argv: Sequence[str], environ: dict[str, str] | None = No
 
     env = dict(os.environ if environ is None else environ)
     try:
-        one, _ = _flags(argv, ("--log-objective", "--metrics"), ())
+        one, _ = _flags(argv, ("--log-objective", "--metrics", "--report"), ())
         metric, path = one["--log-objective"], Path(one["--metrics"])
         key = metric.split(".", 1)[1]
+        report = one.get("--report", "mlflow")
+        if report not in ("mlflow", "hypertune"):
+            raise RuntimeCallError(f"--report {report}: expected mlflow or hypertune")
     except (RuntimeCallError, KeyError, IndexError) as e:
         print(f"cloudml.runtime: --log-objective: {e!r}", file=sys.stderr)
         return 2
@@ -403,6 +411,8 @@ def log_objective_entry(argv: Sequence[str], environ: dict[str, str] | None = No
         print(f"cloudml.runtime: objective {metric} not found in {source}: {e!r}", file=sys.stderr)
         return 1
     print(f"{OBJECTIVE_PREFIX}{metric}={number!r}", flush=True)
+    if report == "hypertune":
+        return _report_hypertune(metric, number, env)
     if not env.get("MLFLOW_TRACKING_URI"):
         print("cloudml.runtime: MLFLOW_TRACKING_URI is not set: the objective was not logged to MLflow",
               file=sys.stderr)
@@ -414,6 +424,23 @@ def log_objective_entry(argv: Sequence[str], environ: dict[str, str] | None = No
               file=sys.stderr)
         return 2
     mlflow.log_metric(metric, number)
+    return 0
+
+
+def _report_hypertune(tag: str, value: float, env: dict[str, str]) -> int:
+    """Append one metric line where Vertex AI's tuning service reads a trial's objective (cloudml-hypertune's format)."""
+    import json
+    import time
+
+    target = Path(env.get("CLOUD_ML_HP_METRIC_FILE") or "/tmp/hypertune/output.metrics")
+    line = {"global_step": "1", tag: str(value), "timestamp": time.time(), "trial": env.get("CLOUD_ML_TRIAL_ID", "0")}
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+    except OSError as e:
+        print(f"cloudml.runtime: cannot write the objective to {target}: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
