@@ -1,6 +1,6 @@
 """The one entry point that runs a Python-function step, locally and inside cloud containers alike.
 
-    python -m cloudml.runtime --function src.train:fit [--code DIR]
+    python -m cloudml.runtime --function src.train:fit [--code DIR] [--code-path DIR]...
         [--input NAME=PATH ...] [--output NAME=PATH ...] [--output-type NAME=TYPE ...]
         [--param NAME=VALUE ...]
 
@@ -90,8 +90,8 @@ class RuntimeCallError(Exception):
     """The step function could not be called as declared (exit code 2)."""
 
 
-def resolve_function(target: str, code: str | None = None) -> Callable[..., Any]:
-    """Import ``module:function``, with ``code`` (and the working directory) on ``sys.path``.
+def resolve_function(target: str, code: str | None = None, code_paths: Sequence[str] = ()) -> Callable[..., Any]:
+    """Import ``module:function``, with ``code``, then ``code_paths``, then the working directory on ``sys.path``.
 
     Example:
         >>> resolve_function("json:dumps")([1])
@@ -100,9 +100,18 @@ def resolve_function(target: str, code: str | None = None) -> Callable[..., Any]
     if ":" not in target:
         raise RuntimeCallError(f"'{target}' is not module:function")
     module_name, func_name = target.split(":", 1)
-    for folder in (code, os.getcwd()):
-        if folder and str(Path(folder).resolve()) not in sys.path:
-            sys.path.insert(0, str(Path(folder).resolve()))
+    for folder in code_paths:
+        if not Path(folder).is_dir():
+            raise RuntimeCallError(f"code path '{folder}' is not a folder (from the step's code_paths); "
+                                   f"working directory {os.getcwd()}")
+    for folder in reversed([code, *code_paths, os.getcwd()]):  # inserted last-first: code ends up first
+        if not folder:
+            continue
+        resolved = str(Path(folder).resolve())
+        if resolved in sys.path and folder in (code, *code_paths):
+            sys.path.remove(resolved)  # an earlier step's folder may sit ahead of it
+        if resolved not in sys.path:
+            sys.path.insert(0, resolved)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -219,15 +228,17 @@ def call_step_function(
     return result
 
 
-_USAGE = ("usage: python -m cloudml.runtime --function MODULE:FUNCTION [--code DIR] [--input NAME=PATH]... "
+_USAGE = ("usage: python -m cloudml.runtime --function MODULE:FUNCTION [--code DIR] [--code-path DIR]... "
+          "[--input NAME=PATH]... "
           "[--output NAME=PATH]... [--output-type NAME=TYPE]... [--param NAME=VALUE]...")
 _PAIR_FLAGS = ("--input", "--output", "--output-type", "--param")
 
 
-def _parse(argv: Sequence[str]) -> tuple[str, str | None, dict[str, dict[str, str]]]:
+def _parse(argv: Sequence[str]) -> tuple[str, str | None, list[str], dict[str, dict[str, str]]]:
     """Parse ``--flag value`` and ``--flag=value`` forms (argparse costs a few ms per step)."""
     function: str | None = None
     code: str | None = None
+    code_paths: list[str] = []
     pairs: dict[str, dict[str, str]] = {f: {} for f in _PAIR_FLAGS}
     args = list(argv)
     i = 0
@@ -243,6 +254,8 @@ def _parse(argv: Sequence[str]) -> tuple[str, str | None, dict[str, dict[str, st
             function = value
         elif flag == "--code":
             code = value
+        elif flag == "--code-path":
+            code_paths.append(value)
         elif flag in pairs:
             if "=" not in value:
                 raise RuntimeCallError(f"{flag} expects NAME=VALUE, got {value!r}")
@@ -252,7 +265,7 @@ def _parse(argv: Sequence[str]) -> tuple[str, str | None, dict[str, dict[str, st
             raise RuntimeCallError(f"unknown argument {flag!r}")
     if function is None:
         raise RuntimeCallError("--function MODULE:FUNCTION is required")
-    return function, code, pairs
+    return function, code, code_paths, pairs
 
 
 def retry_command(argv: Sequence[str]) -> int:
@@ -820,13 +833,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_USAGE)
         return 0
     try:
-        function, code, pairs = _parse(argv)
+        function, code, code_paths, pairs = _parse(argv)
     except RuntimeCallError as e:
         print(f"cloudml.runtime: {e}", file=sys.stderr)
         print(_USAGE, file=sys.stderr)
         return 2
     try:
-        func = resolve_function(function, code)
+        func = resolve_function(function, code, code_paths)
         unpack_model_archives(pairs["--input"])
         call_step_function(func, pairs["--input"], pairs["--output"], pairs["--param"], pairs["--output-type"])
     except RuntimeCallError as e:

@@ -57,6 +57,7 @@ class AzureMLAdapter(Adapter):
         {
             "deploy.predictor": ("notimpl", "Azure ML serves custom code through a scoring script: set "
                                  "backend_options.azureml.code and .scoring_script instead"),
+            "step.code_paths": ("notimpl", "extra code folders are not packed into the step's code yet; copy them into its code folder"),
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),

@@ -99,6 +99,8 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         argv = ["python", "-m", "cloudml.runtime", "--function", s.python]
         if s.code:
             argv += ["--code", s.code]
+        for folder in s.code_paths or ():  # relative to the spec folder, like --code
+            argv += ["--code-path", folder]
         argv += [f"--input={k}={v}" for k, v in input_paths.items()]
         argv += [f"--output={k}={v}" for k, v in outputs.items()]
         argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]
@@ -113,6 +115,7 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         "kind": s.kind,
         "argv": argv,
         "cwd": s.code or ".",
+        "code_paths": list(s.code_paths or ()),
         "env": env,
         "secrets": dict(s.secrets),
         "inputs": inputs,

@@ -360,6 +360,8 @@ class RunExecutor:
         definition["argv"] = [a.replace(str(self.run_dir), "<run>") for a in step["argv"]]
         definition["env"] = {k: v.replace(str(self.run_dir), "<run>") for k, v in step["env"].items()}
         definition["code"] = self._code_digest(step["cwd"])
+        if step.get("code_paths"):
+            definition["code_paths"] = [self._code_digest(folder) for folder in step["code_paths"]]
         definition["module"] = self._module_digest(step)
         definition["scripts"] = self._script_digests(step)
         definition["inputs"] = dict(sorted(inputs.items()))
@@ -468,9 +470,9 @@ class RunExecutor:
             argv[:3] = [sys.executable, cloudml.runtime.__file__]  # by path: skips runpy, ~2 ms a step
         elif argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
-        if "--code" in argv:
-            i = argv.index("--code") + 1
-            argv[i] = str((self.spec_dir / argv[i]).resolve())
+        for i in range(len(argv) - 1):
+            if argv[i] in ("--code", "--code-path"):
+                argv[i + 1] = str((self.spec_dir / argv[i + 1]).resolve())
         return argv
 
     def _subprocess(self, name: str, step: dict[str, Any], log_dir: Path,
@@ -514,11 +516,13 @@ class RunExecutor:
                     k, _, v = a[len(flag) + 1:].partition("=")
                     bucket[k] = v
         code_dir = argv[argv.index("--code") + 1] if "--code" in argv else str(self.spec_dir / step["cwd"])
-        digest = self._module_digest(step)
+        code_paths = [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--code-path"]
+        digests = {code_dir: self._module_digest(step), **{f: self._code_digest(f) for f in code_paths}}
         with _IMPORT_LOCK:
-            if _IMPORTED.get(code_dir) != digest:  # the code changed since this process imported it
-                _forget_modules_under(code_dir)
-                _IMPORTED[code_dir] = digest
+            for folder, digest in digests.items():
+                if _IMPORTED.get(folder) != digest:  # the code changed since this process imported it
+                    _forget_modules_under(folder)
+                    _IMPORTED[folder] = digest
         box: dict[str, Any] = {}
 
         contract = {**step["env"], **self._contract_env()}
@@ -530,7 +534,7 @@ class RunExecutor:
                     target = argv[argv.index("--function") + 1]
                     with _IMPORT_LOCK:  # sys.modules and sys.path are process-wide; steps run in threads
                         _prefer_folder(target.split(":", 1)[0].split(".", 1)[0], code_dir)
-                        func = resolve_function(target, code_dir)
+                        func = resolve_function(target, code_dir, code_paths)
                     call_step_function(func, opts["--input"], opts["--output"], opts["--param"],
                                        opts["--output-type"])
             except RuntimeCallError as e:

@@ -28,6 +28,7 @@ from cloudml.spec.steps import (
     Retry,
     Step,
     TaskStep,
+    check_code_paths,
     check_framework,
 )
 from cloudml.spec.types import API_VERSION, Duration, Identifier, SpecModel
@@ -147,6 +148,7 @@ class StepDefaults(SpecModel):
     image: str | None = None
     framework: str | None = None
     code: str | None = None
+    code_paths: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources | None = None
     retry: Retry | None = None
@@ -157,6 +159,11 @@ class StepDefaults(SpecModel):
     @classmethod
     def _framework(cls, v: str | None) -> str | None:
         return None if v is None else check_framework(v)
+
+    @field_validator("code_paths")
+    @classmethod
+    def _code_paths(cls, v: list[str] | None) -> list[str] | None:
+        return check_code_paths(v)
 
 
 class Schedule(SpecModel):
@@ -256,7 +263,7 @@ class Pipeline(SpecModel):
         """
         d = self.defaults
         update: dict[str, Any] = {}
-        for field in ("image", "framework", "code", "resources", "retry", "timeout", "cache"):
+        for field in ("image", "framework", "code", "code_paths", "resources", "retry", "timeout", "cache"):
             if getattr(step, field) is None and getattr(d, field) is not None:
                 update[field] = getattr(d, field)
         if d.kind is not None and "kind" not in step.model_fields_set:

@@ -75,6 +75,29 @@ def check_framework(value: str) -> str:
     return value
 
 
+CodePath = Annotated[str, Field(min_length=1)]
+
+
+def check_code_paths(value: list[str] | None) -> list[str] | None:
+    """Validate a ``code_paths`` list: relative folders, each once (where they exist is checked when compiling).
+
+    Example:
+        >>> check_code_paths(["../shared/src", "lib"])
+        ['../shared/src', 'lib']
+    """
+    if value is None:
+        return None
+    seen: set[str] = set()
+    for v in value:
+        norm = v.replace("\\", "/").rstrip("/") or "/"
+        if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or "://" in norm:
+            raise ValueError(f"'{v}' is not a relative folder; code_paths are relative to the spec file, like code")
+        if norm in seen:
+            raise ValueError(f"'{v}' is listed twice")
+        seen.add(norm)
+    return value
+
+
 class Resources(SpecModel):
     """Neutral compute resources, with per-cloud instance-type overrides.
 
@@ -188,6 +211,9 @@ class TaskStep(_StepBase):
     args: list[str] = Field(default_factory=list)
     python: str | None = Field(None, description="module:function, run through `python -m cloudml.runtime`")
     code: str | None = Field(None, description="directory with the step's code, shipped with the step")
+    code_paths: list[CodePath] | None = Field(
+        None, description="more directories whose modules the step imports (after `code` on sys.path), shipped "
+        "with the step; relative to the spec file, like `code`")
     env: dict[Annotated[str, Field(pattern=_ENV_NAME_RE)], str] = Field(default_factory=dict)
     secrets: dict[Annotated[str, Field(pattern=_ENV_NAME_RE)], str] = Field(
         default_factory=dict, description="ENV_NAME: scheme://reference (never a value)"
@@ -206,6 +232,11 @@ class TaskStep(_StepBase):
     @classmethod
     def _framework(cls, v: str | None) -> str | None:
         return None if v is None else check_framework(v)
+
+    @field_validator("code_paths")
+    @classmethod
+    def _code_paths(cls, v: list[str] | None) -> list[str] | None:
+        return check_code_paths(v)
 
     @field_validator("python")
     @classmethod

@@ -246,6 +246,8 @@ FEATURE_CASES: dict[str, Callable[[], Pipeline | Deployment]] = {
     "step.image": lambda: _pipeline(_task(image="python:3.11-slim")),
     "step.framework": lambda: _pipeline(_task(framework="sklearn==1.2")),
     "step.code": lambda: _pipeline(_task(code="./src")),
+    "step.code_paths": lambda: _pipeline({"name": "work", "python": "job:run", "code": "./src",
+                                                         "code_paths": ["./lib"]}),
     "step.env": lambda: _pipeline(_task(env={"MODE": "fast"})),
     "step.secrets": lambda: _pipeline(_task(secrets={"DB_PASSWORD": "aws-secretsmanager://db-pass"})),
     "step.training": lambda: _pipeline(_task(kind="training")),

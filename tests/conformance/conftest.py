@@ -36,6 +36,8 @@ def _cloud_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(key, value)
     (tmp_path / "src").mkdir(exist_ok=True)  # the code folder the cases name (relative to the working dir)
     (tmp_path / "src" / "job.py").write_text("def run():\n    return {}\n")
+    (tmp_path / "lib").mkdir(exist_ok=True)  # a code_paths folder
+    (tmp_path / "lib" / "helpers.py").write_text("VALUE = 1\n")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -468,7 +468,7 @@ def test_settings_reach_the_compiler_through_the_adapter() -> None:
 # -- capability gaps ------------------------------------------------------------------------------
 
 GAPS = {  # feature -> the step the refusal names
-    "step.secrets": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
+    "step.secrets": "work", "step.code_paths": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
     "condition.or": "gate",
 }  # step.tuning compiles to a sweep node: tests/unit/test_azureml_sweep.py
 COMPILER_REFUSES = ("step.secrets", "step.cache_expiry", "step.depends_on", "condition")
