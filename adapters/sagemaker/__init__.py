@@ -61,7 +61,6 @@ class SageMakerAdapter(Adapter):
     capabilities = Capabilities(
         "sagemaker",
         {
-            "step.code_paths": ("notimpl", "extra code folders are not packed into the step's code yet; copy them into its code folder"),
             "deploy.predictor": ("notimpl", "a cloudml predictor class needs an inference container that loads it; "
                                  "set serving.image to one (with serving.env) instead"),
         },

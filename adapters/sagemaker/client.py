@@ -309,22 +309,22 @@ class SageMakerClient:
         (S3 keeps the bytes; the definition, and with it SageMaker's cache key, stays the same).
         """
         import cloudml.runtime
-        from cloudml.adapters.sagemaker.compiler import NO_CODE, RUNTIME_FILE, code_digest
+        from cloudml.adapters.sagemaker.compiler import code_digest
+        from cloudml.codebundle import NO_CODE, CodeBundle, step_bundle
 
         text = json.dumps(definition)
-        folders = {pipeline.effective(s).code for s in pipeline.task_steps()} - {None}
-        bundles = {code_digest(base_dir / f): base_dir / f for f in folders}
-        bundles.setdefault(code_digest(NO_CODE), NO_CODE)
+        bundles = {code_digest(b): b for b in (step_bundle(base_dir, pipeline.effective(s))
+                                               for s in pipeline.task_steps())}
+        bundles.setdefault(code_digest(NO_CODE), CodeBundle(NO_CODE))
         bucket, prefix = self._bucket_prefix(pipeline.name)
         uploaded = []
-        for digest, folder in bundles.items():
+        for digest, bundle in bundles.items():
             if f"/code/{digest}/" not in text:
                 continue
             key_root = f"{prefix}/code/{digest}/"
-            files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts] if folder.is_dir() else []
-            for f in files:
-                self.call("s3", "upload_file", Filename=str(f), Bucket=bucket, Key=key_root + f.relative_to(folder).as_posix())
-            self.call("s3", "upload_file", Filename=cloudml.runtime.__file__, Bucket=bucket, Key=key_root + RUNTIME_FILE)
+            for name, source in bundle.files():
+                self.call("s3", "upload_file", Filename=str(source or cloudml.runtime.__file__), Bucket=bucket,
+                          Key=key_root + name)
             uploaded.append(f"s3://{bucket}/{key_root}")
         return uploaded
 

@@ -29,13 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from cloudml.adapters.sagemaker.resources import framework_image, instance_type
+from cloudml.codebundle import NO_CODE, RUNTIME_FILE, CodeBundle, step_bundle
 from cloudml.dag import BranchConflict, StepGraph, branch_owners
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
@@ -47,11 +47,9 @@ __all__ = ["AWS_SECRET_SCHEMES", "NO_CODE", "PROCESSING_ROOT", "ROLE_PARAMETER",
            "SECRETS_VAR", "code_digest", "compile_definition", "model_uri", "secrets_env"]
 
 PROCESSING_ROOT = "/opt/ml/processing"
-RUNTIME_FILE = "cloudml_runtime.py"
 ROLE_PARAMETER = "CloudmlRoleArn"
 ROOT_PARAMETER = "CloudmlArtifactRoot"
 MAX_BRANCH_STEPS = 20
-NO_CODE = Path("/nonexistent-cloudml-code")  # the bundle of a step with no code folder: the runtime only
 SECRETS_VAR = "CLOUDML_SECRETS"  # the step's secret references, resolved by cloudml.runtime in the job
 AWS_SECRET_SCHEMES = ("aws-secretsmanager", "aws-ssm")
 _PTYPES = {"string": "String", "int": "Integer", "float": "Float", "bool": "Boolean"}
@@ -62,23 +60,17 @@ _SERVICE_FAULTS = ["Step.SERVICE_FAULT", "Step.THROTTLING", "SageMaker.JOB_INTER
                    "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"]
 
 
-def code_digest(folder: Path) -> str:
-    """SHA-256 over a code folder's files (relative path + content), plus cloudml's runtime entry point.
+def code_digest(folder: Path | CodeBundle) -> str:
+    """The content digest of a step's code bundle (its folder, its ``code_paths`` and cloudml's runtime).
 
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.py").write_text("x = 1")
-        >>> len(code_digest(d))
-        64
+        >>> len(code_digest(d)), code_digest(d) == code_digest(CodeBundle(d))
+        (64, True)
     """
-    import cloudml.runtime
-
-    h = hashlib.sha256(b"cloudml-code-v1\n")
-    if folder.is_dir():
-        for f in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            h.update(f"{f.relative_to(folder).as_posix()}\0".encode() + hashlib.sha256(f.read_bytes()).digest())
-    h.update(f"{RUNTIME_FILE}\0".encode() + hashlib.sha256(Path(cloudml.runtime.__file__).read_bytes()).digest())
-    return h.hexdigest()
+    bundle = folder if isinstance(folder, CodeBundle) else CodeBundle(folder)
+    return bundle.digest("cloudml-code-v2")
 
 
 def _join(values: list[Any], on: str = "") -> Any:
@@ -198,18 +190,15 @@ def _image(ctx: _Ctx, s: TaskStep) -> str:
 
 
 def _code(ctx: _Ctx, s: TaskStep, needs_runtime: bool) -> Any:
-    if not s.code and not needs_runtime:
+    if not s.code and not s.code_paths and not needs_runtime:
         return None
-    folder = ctx.base / s.code if s.code else NO_CODE
-    if s.code and not folder.is_dir():
-        raise CompileError(f"step '{s.name}': code folder {folder} does not exist",
-                           hint="code paths are relative to the pipeline file")
-    return ctx.s3("code", code_digest(folder), "")
+    return ctx.s3("code", code_digest(step_bundle(ctx.base, s)), "")
 
 
 def _argv(ctx: _Ctx, s: TaskStep, paths: dict[str, dict[str, str]], code_dir: str) -> list[Any]:
     if s.python:
         argv: list[Any] = ["python3", f"{code_dir}/{RUNTIME_FILE}", "--function", s.python, "--code", code_dir]
+        argv += step_bundle(ctx.base, s).path_args(code_dir)
         argv += [f"--input={k}={v}" for k, v in paths["inputs"].items()]
         argv += [f"--output={k}={v}" for k, v in paths["outputs"].items()]
         argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]

@@ -99,6 +99,23 @@ def _code_folder(base: Path) -> Path:
     return src
 
 
+def test_upload_code_packs_code_paths_beside_the_code_folder(fake: SageMakerFake, tmp_path: Path) -> None:
+    src = _code_folder(tmp_path)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helpers.py").write_text("Y = 2\n")
+    name = _name("paths")
+    b = cloudml.PipelineBuilder(name, defaults={"code": "src", "framework": "sklearn==1.2", "code_paths": ["lib"]})
+    b.add_step("train", python="train:fit", outputs={"m": "metrics"})
+    pipeline = b.build()
+    a = _adapter(fake, tmp_path)
+    definition = a.compile(pipeline).document
+    [uri] = a.client().upload_code(definition, pipeline, tmp_path)
+    prefix = uri.split(f"s3://{BUCKET}/", 1)[1]
+    keys = {o["Key"][len(prefix):] for o in fake.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
+    assert keys == {"train.py", "pkg/util.py", RUNTIME_FILE, "_cloudml_paths/0-lib/helpers.py"}
+    assert src.is_dir()
+
+
 def _churn(name: str, min_auc: float = 0.85) -> Pipeline:
     """A python training step with a code folder, an evaluation, a metric gate, register or fail."""
     b = cloudml.PipelineBuilder(name)

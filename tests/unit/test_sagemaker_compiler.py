@@ -807,3 +807,30 @@ def test_steps_in_one_branch_may_depend_on_each_other() -> None:
     gate = steps_of(compile_(p))["gate"]["Arguments"]
     assert [s["Name"] for s in gate["IfSteps"]] == ["a", "b"]
     assert [s["Name"] for s in gate["ElseSteps"]] == ["c"]
+
+
+def test_code_paths_ride_in_the_bundle_and_reach_the_runtime(tmp_path: Path) -> None:
+    from cloudml.codebundle import CodeBundle
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "job.py").write_text("import helpers\ndef run(): ...\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "helpers.py").write_text("X = 1\n")
+    s = one({"name": "a", "python": "job:run", "code": "src", "code_paths": ["shared"]}, base=tmp_path)
+    code = f"{PROC}/input/cloudml_code"
+    argv = s["Arguments"]["AppSpecification"]["ContainerEntrypoint"]
+    assert argv[:8] == ["python3", f"{code}/{RUNTIME_FILE}", "--function", "job:run", "--code", code,
+                        "--code-path", f"{code}/_cloudml_paths/0-shared"]
+    bundle = CodeBundle(tmp_path / "src", ((tmp_path / "shared").resolve(),))
+    assert s["Arguments"]["ProcessingInputs"][-1]["S3Input"]["S3Uri"] == f"{ROOT}/code/{code_digest(bundle)}/"
+    # the shared folder is part of the content address: editing it is a new bundle (and a cache miss)
+    before = code_digest(bundle)
+    (tmp_path / "shared" / "helpers.py").write_text("X = 2\n")
+    assert code_digest(bundle) != before
+
+
+def test_a_missing_code_paths_folder_is_a_compile_error_naming_step_and_folder(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    with pytest.raises(CompileError, match=r"step 'a': code_paths folder .*nope does not exist") as info:
+        one({"name": "a", "python": "job:run", "code": "src", "code_paths": ["nope"]}, base=tmp_path)
+    assert "relative to the pipeline file" in (info.value.hint or "")

@@ -97,6 +97,7 @@ def test_feature_cases_split_into_supported_and_declared_gaps() -> None:
 def test_feature_case_passes_both_validators(feature: str, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "job.py").write_text("def run():\n    return {}\n")
+    (tmp_path / "lib").mkdir()  # the step.code_paths case's extra folder
     spec = FEATURE_CASES[feature]()
     assert isinstance(spec, Pipeline)
     assert_both_valid(compile_(spec, tmp_path))
