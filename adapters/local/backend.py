@@ -211,11 +211,12 @@ class LocalAdapter(Adapter):
 
         self.check_supported(_features(pipeline))
         values = pipeline.resolve_parameters(parameters)
+        spec_dir = Path(options.pop("spec_dir", None) or os.getcwd()).resolve()
+        _check_code_paths(pipeline, spec_dir)
         run_id = f"{pipeline.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         run_dir = self.root / "runs" / run_id
         run_dir.mkdir(parents=True)
         plan = compile_plan(pipeline, parameters=values, run_dir=str(run_dir))
-        spec_dir = Path(options.pop("spec_dir", None) or os.getcwd()).resolve()
         self.meta.create_run(run_id, pipeline.name, values, to_data(pipeline), plan, str(spec_dir))
         return self._start(run_id, **options)
 
@@ -452,6 +453,16 @@ def _to_model(row: dict[str, Any], store: ArtifactStore) -> ModelVersion:
         metrics=row["metrics"], run_id=row["run_id"], tags=row["tags"],
         created_at=datetime.fromtimestamp(row["created"], tz=timezone.utc),
     )
+
+
+def _check_code_paths(pipeline: Pipeline, spec_dir: Path) -> None:
+    """Every ``code_paths`` folder exists before anything runs (CompileError names the step and folder)."""
+    from cloudml.codebundle import step_bundle
+
+    for step in pipeline.task_steps():
+        s = pipeline.effective(step)
+        if s.code_paths:
+            step_bundle(spec_dir, s.model_copy(update={"code": None}))  # code folders: checked as before, per step
 
 
 def _features(pipeline: Pipeline) -> list[Any]:

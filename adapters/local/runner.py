@@ -519,8 +519,8 @@ class RunExecutor:
         code_paths = [argv[i + 1] for i in range(len(argv) - 1) if argv[i] == "--code-path"]
         digests = {code_dir: self._module_digest(step), **{f: self._code_digest(f) for f in code_paths}}
         with _IMPORT_LOCK:
-            for folder, digest in digests.items():
-                if _IMPORTED.get(folder) != digest:  # the code changed since this process imported it
+            if any(_IMPORTED.get(f) != d for f, d in digests.items()):  # code changed since this process imported it
+                for folder, digest in digests.items():  # all of them: a step module holds its imports' old objects
                     _forget_modules_under(folder)
                     _IMPORTED[folder] = digest
         box: dict[str, Any] = {}

@@ -76,8 +76,42 @@ def copy_blueprint(name: str, target: Path, force: bool = False) -> list[Path]:
         raise FileExistsError(f"{target} is not empty")
     shutil.copytree(source, target, ignore=_SKIP, dirs_exist_ok=True)
     skipped = {"__pycache__", ".cloudml", ".pytest_cache"}
-    return sorted(p.relative_to(source) for p in source.rglob("*")
-                  if p.is_file() and not skipped & set(p.relative_to(source).parts) and p.suffix != ".pyc")
+    files = [p.relative_to(source) for p in source.rglob("*")
+             if p.is_file() and not skipped & set(p.relative_to(source).parts) and p.suffix != ".pyc"]
+    for outside, inside in _bring_code_paths(source, target).items():
+        files += [inside / p.relative_to(outside) for p in outside.rglob("*")
+                  if p.is_file() and not skipped & set(p.relative_to(outside).parts) and p.suffix != ".pyc"]
+    return sorted(files)
+
+
+def _bring_code_paths(source: Path, target: Path) -> dict[Path, Path]:
+    """Copy each ``code_paths`` folder outside the blueprint into ``target/shared/`` and point the specs at it.
+
+    A derived blueprint imports the flagship's step code (``code_paths: [../tabular-classification/src]``);
+    the copy must not depend on a folder next to it. Returns {folder copied: its place under ``target``}.
+    """
+    import yaml
+
+    blueprints = source.parent.resolve()
+    copied: dict[Path, Path] = {}
+    for spec in sorted(target.glob("*.yaml")):
+        text = spec.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text) or {}
+        if not isinstance(doc, dict):
+            continue
+        entries = list((doc.get("defaults") or {}).get("code_paths") or [])
+        entries += [p for step in doc.get("steps") or [] if isinstance(step, dict) for p in step.get("code_paths") or []]
+        for entry in dict.fromkeys(str(e) for e in entries):
+            folder = (source / entry).resolve()
+            if folder.is_relative_to(source.resolve()) or not folder.is_relative_to(blueprints) or not folder.is_dir():
+                continue
+            inside = Path("shared") / folder.relative_to(blueprints)
+            if folder not in copied:
+                shutil.copytree(folder, target / inside, ignore=_SKIP, dirs_exist_ok=True)
+                copied[folder] = inside
+            text = text.replace(entry, inside.as_posix())
+        spec.write_text(text, encoding="utf-8")
+    return copied
 
 
 def _print_list(descriptions: dict[str, str]) -> None:
