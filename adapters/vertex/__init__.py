@@ -65,7 +65,6 @@ class VertexAdapter(Adapter):
                                    "a deploy-time environment is not applied"),
             "deploy.predictor": ("notimpl", "a cloudml predictor class needs a serving container that loads it; "
                                  "register the model with such an image"),
-            "step.code_paths": ("notimpl", "extra code folders are not packed into the step's code yet; copy them into its code folder"),
             "step.secrets": ("notyet", "the KFP IR has no secret injection; read Secret Manager in the step"),
             "step.instance_count": ("notyet", "a KFP container task runs on one node"),
             "step.cache_expiry": ("notyet", "KFP caching has no expiry"),

@@ -1,14 +1,16 @@
-"""Code bundles for Vertex AI steps: a content-addressed ``.tar.gz`` of a step's code folder plus cloudml's
-runtime entry point, stored at ``<pipeline root>/cloudml/code/<sha256>.tar.gz``.
+"""Code bundles for Vertex AI steps: the shared :class:`cloudml.codebundle.CodeBundle` (a step's code folder,
+its ``code_paths`` folders under ``_cloudml_paths/`` and cloudml's runtime entry point) as a content-addressed
+``.tar.gz`` at ``<pipeline root>/cloudml/code/<sha256>.tar.gz``.
 
 The compiler only names the bundle (it computes the digest from the files, no upload); the client builds
 and uploads it at submit time, skipping a bundle that is already there. The archive is deterministic
-(sorted members, zero mtimes and owners), so the same folder always gives the same bytes.
+(sorted members, zero mtimes and owners), so the same folders always give the same bytes. Every function
+here takes a folder (the step's code folder, no ``code_paths``) or a whole :class:`CodeBundle`.
 
 Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "job.py").write_text("def run(): return {}")
-    >>> code_digest(d) == code_digest(d), len(code_digest(d))
+    >>> code_digest(d) == code_digest(CodeBundle(d)), len(code_digest(d))
     (True, 64)
     >>> sorted(members(build_bundle(d)))
     ['cloudml_runtime.py', 'job.py']
@@ -16,43 +18,38 @@ Example:
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
 import tarfile
 from pathlib import Path
 
-__all__ = ["CODE_PREFIX", "NO_CODE", "RUNTIME_FILE", "build_bundle", "bundle_uri", "code_digest", "code_files",
-           "members"]
+from cloudml.codebundle import NO_CODE, RUNTIME_FILE, CodeBundle
 
-RUNTIME_FILE = "cloudml_runtime.py"
+__all__ = ["CODE_PREFIX", "NO_CODE", "RUNTIME_FILE", "CodeBundle", "build_bundle", "bundle_uri", "code_digest",
+           "code_files", "members"]
+
 CODE_PREFIX = "cloudml/code"
-NO_CODE = Path("/nonexistent-cloudml-code")  # the bundle of a python step with no code folder: the runtime only
+_SALT = "cloudml-vertex-code-v2"  # v2: the shared CodeBundle layout (code_paths under _cloudml_paths/)
 
 
-def code_files(folder: Path) -> list[Path]:
-    """The files a bundle holds from ``folder`` (sorted; ``__pycache__`` and ``.git`` left out).
+def _bundle(source: Path | CodeBundle) -> CodeBundle:
+    return source if isinstance(source, CodeBundle) else CodeBundle(Path(source))
+
+
+def code_files(source: Path | CodeBundle) -> list[str]:
+    """The names a bundle holds (sorted; ``__pycache__``, ``.git`` and ``*.pyc`` left out; the runtime included).
 
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "train.py").write_text("x = 1")
         >>> (d / "__pycache__").mkdir(); _ = (d / "__pycache__" / "train.pyc").write_bytes(b"")
-        >>> [p.name for p in code_files(d)]
-        ['train.py']
+        >>> code_files(d)
+        ['cloudml_runtime.py', 'train.py']
     """
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not {"__pycache__", ".git"} & set(p.parts))
+    return [name for name, _ in _bundle(source).files()]
 
 
-def _runtime_source() -> bytes:
-    import cloudml.runtime
-
-    return Path(cloudml.runtime.__file__).read_bytes()
-
-
-def code_digest(folder: Path) -> str:
-    """SHA-256 over the folder's files (relative path + content) and cloudml's runtime entry point.
+def code_digest(source: Path | CodeBundle) -> str:
+    """SHA-256 over the bundle's members (name + content), cloudml's runtime entry point included.
 
     Example:
         >>> import tempfile, pathlib
@@ -61,11 +58,7 @@ def code_digest(folder: Path) -> str:
         >>> len(before), before != code_digest(d)
         (64, True)
     """
-    h = hashlib.sha256(b"cloudml-vertex-code-v1\n")
-    for f in code_files(folder):
-        h.update(f"{f.relative_to(folder).as_posix()}\0".encode() + hashlib.sha256(f.read_bytes()).digest())
-    h.update(f"{RUNTIME_FILE}\0".encode() + hashlib.sha256(_runtime_source()).digest())
-    return h.hexdigest()
+    return _bundle(source).digest(_SALT)
 
 
 def bundle_uri(root: str, digest: str) -> str:
@@ -78,13 +71,7 @@ def bundle_uri(root: str, digest: str) -> str:
     return f"{root.rstrip('/')}/{CODE_PREFIX}/{digest}.tar.gz"
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid = len(data), 0, 0o644, 0, 0
-    tar.addfile(info, io.BytesIO(data))
-
-
-def build_bundle(folder: Path) -> bytes:
+def build_bundle(source: Path | CodeBundle) -> bytes:
     """The ``.tar.gz`` bytes of a bundle (deterministic for the same files).
 
     Example:
@@ -93,17 +80,7 @@ def build_bundle(folder: Path) -> bytes:
         >>> build_bundle(d) == build_bundle(d)
         True
     """
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for f in code_files(folder):
-            rel = f.relative_to(folder).as_posix()
-            if rel != RUNTIME_FILE:
-                _add(tar, rel, f.read_bytes())
-        _add(tar, RUNTIME_FILE, _runtime_source())
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
+    return _bundle(source).tar_gz()
 
 
 def members(bundle: bytes) -> dict[str, bytes]:

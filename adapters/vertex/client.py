@@ -452,29 +452,27 @@ class VertexClient:
         return storage.Client(project=self.settings.project, credentials=credentials, **options)
 
     def upload_code(self, ir: dict[str, Any], pipeline: Any, base_dir: Path) -> list[str]:
-        """Upload every code bundle the IR names (code folder + cloudml's runtime); returns the URIs written.
+        """Upload every code bundle the IR names (code folder, ``code_paths`` folders and cloudml's runtime);
+        returns the URIs written.
 
-        Bundles are content-addressed (``<root>/cloudml/code/<sha256>.tar.gz``), so one already in the
-        bucket is skipped, and a concurrent writer of the same bundle is no error. A pipeline without
-        python steps or code folders sends nothing.
+        Bundles are content-addressed (``<root>/cloudml/code/<sha256>.tar.gz``), one per distinct
+        (``code``, ``code_paths``) of the steps, so one already in the bucket is skipped, and a concurrent
+        writer of the same bundle is no error. A pipeline without python, tuning or code steps sends nothing.
 
         Example:
             >>> from cloudml.config import VertexSettings
             >>> VertexClient(VertexSettings()).upload_code({"deploymentSpec": {}}, None, Path("."))
             []
         """
-        from cloudml.adapters.vertex.bundles import (
-            CODE_PREFIX,
-            NO_CODE,
-            bundle_uri,
-            code_digest,
-        )
+        from cloudml.adapters.vertex.bundles import CODE_PREFIX, bundle_uri, code_digest
+        from cloudml.codebundle import step_bundle
 
         text = json.dumps(ir.get("deploymentSpec", {}))
         if f"/{CODE_PREFIX}/" not in text:
             return []
-        folders = {s.code for s in (pipeline.effective(t) for t in pipeline.task_steps()) if s.code or s.python}
-        bundles = {code_digest(base_dir / f if f else NO_CODE): base_dir / f if f else NO_CODE for f in folders}
+        steps = (pipeline.effective(t) for t in pipeline.task_steps())
+        found = [step_bundle(base_dir, s) for s in steps if s.code or s.code_paths or s.python or s.tuning]
+        bundles = {code_digest(b): b for b in found}
         root = self.settings.pipeline_root or ir.get("defaultPipelineRoot")
         if not root:
             raise ConfigError("uploading step code needs a pipeline root (gs://...)",
@@ -482,16 +480,16 @@ class VertexClient:
         self._require_project()
         client = self._storage()
         uploaded = []
-        for digest, folder in sorted(bundles.items()):
+        for digest, bundle in sorted(bundles.items()):
             if f"/{CODE_PREFIX}/{digest}.tar.gz" not in text:
                 continue
             uri = bundle_uri(str(root), digest)
             bucket_name, _, key = uri[len("gs://"):].partition("/")
-            if self._put_once(client, bucket_name, key, folder):
+            if self._put_once(client, bucket_name, key, bundle):
                 uploaded.append(uri)
         return uploaded
 
-    def _put_once(self, client: Any, bucket: str, key: str, folder: Path) -> bool:
+    def _put_once(self, client: Any, bucket: str, key: str, bundle: Any) -> bool:
         """Create the bundle object unless it exists (``ifGenerationMatch=0``); True when this call wrote it."""
         from google.api_core import exceptions as gexc
 
@@ -503,7 +501,7 @@ class VertexClient:
 
         def put() -> bool:
             try:
-                blob.upload_from_string(build_bundle(folder), content_type="application/gzip", if_generation_match=0)
+                blob.upload_from_string(build_bundle(bundle), content_type="application/gzip", if_generation_match=0)
             except gexc.PreconditionFailed:  # another submit wrote the same bundle first: same bytes
                 return False
             return True

@@ -41,7 +41,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cloudml.adapters.vertex.bundles import NO_CODE, RUNTIME_FILE, bundle_uri, code_digest
+from cloudml.adapters.vertex.bundles import RUNTIME_FILE, bundle_uri, code_digest
 from cloudml.adapters.vertex.images import framework_image, prediction_image
 from cloudml.adapters.vertex.inputs import (
     GCS_MAPPER,
@@ -50,6 +50,7 @@ from cloudml.adapters.vertex.inputs import (
     param_inputs,
     refuse_non_gs_defaults,
 )
+from cloudml.codebundle import step_bundle
 from cloudml.dag import StepGraph
 from cloudml.errors import CompileError, UnsupportedFeatureError
 from cloudml.spec.conditions import And, Compare, Expr, LiteralOperand, MetricOperand, Not, Or, ParamOperand
@@ -259,25 +260,26 @@ def _image(s: TaskStep) -> str:
 
 
 def _code_uri(ctx: _Ctx, s: TaskStep) -> str | None:
-    """The step's bundle URI (None for a command step without a code folder)."""
-    if not s.code and not s.python:
+    """The step's bundle URI (None for a command step without code or code_paths folders).
+
+    A missing ``code`` or ``code_paths`` folder is a CompileError naming the step and the folder.
+    """
+    if not s.code and not s.code_paths and not s.python and not s.tuning:
         return None
-    folder = ctx.base / s.code if s.code else NO_CODE
-    if s.code and not folder.is_dir():
-        raise CompileError(f"step '{s.name}': code folder {folder} does not exist",
-                           hint="code paths are relative to the pipeline file")
     root = getattr(ctx.settings, "pipeline_root", None) or ROOT_PLACEHOLDER
-    return bundle_uri(root, code_digest(folder))
+    return bundle_uri(root, code_digest(step_bundle(ctx.base, s)))
 
 
 def _plain(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def _python_argv(s: TaskStep, paths: dict[str, str]) -> list[str]:
-    """cloudml's runtime entry point (shipped in the bundle) calling ``module:function``."""
+def _python_argv(ctx: _Ctx, s: TaskStep, paths: dict[str, str]) -> list[str]:
+    """cloudml's runtime entry point (shipped in the bundle) calling ``module:function``; ``code_paths``
+    folders sit under ``_cloudml_paths/`` in the bundle (``--code-path``)."""
     assert s.python is not None
     argv = ["python3", RUNTIME_FILE, "--function", s.python, "--code", "."]
+    argv += step_bundle(ctx.base, s).path_args(".")
     argv += [f"--input={k}={v}" for k, v in paths.items()]
     argv += [f"--output={k}={{{{$.outputs.artifacts['{k}'].path}}}}" for k in s.outputs]
     argv += [f"--output-type={k}={o.type}" for k, o in s.outputs.items()]
@@ -290,7 +292,7 @@ def _container(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     image = _image(s)
     paths = _input_paths(s)
     if s.python:
-        argv = _python_argv(s, paths)
+        argv = _python_argv(ctx, s, paths)
     else:
         cmd = split_command(s.command)
         argv = [_text(c, s, paths) for c in cmd] + [_text(a, s, paths) for a in s.args]

@@ -223,7 +223,8 @@ def supported_feature_cases() -> list[str]:
 
 def test_the_supported_feature_cases_are_the_expected_ones() -> None:
     assert set(supported_feature_cases()) == {
-        "condition", "condition.or", "fail", "register_model", "step.cache", "step.code", "step.command",
+        "condition", "condition.or", "fail", "register_model", "step.cache", "step.code", "step.code_paths",
+        "step.command",
         "step.depends_on",
         "step.env", "step.framework", "step.gpu", "step.image", "step.python", "step.resources", "step.retry",
         "step.timeout", "step.training", "schedule", "input.parameter",
@@ -234,6 +235,7 @@ def test_the_supported_feature_cases_are_the_expected_ones() -> None:
 @pytest.mark.parametrize("feature", [f for f in supported_feature_cases() if f != "input.external"])
 def test_every_supported_feature_case_compiles_to_a_valid_ir(feature: str, tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()  # the code folder the step.code case names (the working dir is tmp_path)
+    (tmp_path / "lib").mkdir()  # the folder the step.code_paths case names
     spec = FEATURE_CASES[feature]()
     assert isinstance(spec, Pipeline)
     assert_valid(VertexAdapter(SETTINGS).compile(spec).document)
