@@ -12,6 +12,11 @@ folders exist before it is called. When it returns a ``dict`` and the step has e
 Exit codes: 0 success, 1 the function raised (its traceback is printed: it is user code),
 2 the call itself is wrong (missing argument, bad module, bad value), with a one-line reason.
 
+Other entry forms, chosen by the first argument: ``--retry`` (:func:`retry_command`), ``--condition``
+(:func:`condition_entry`), ``--guard`` (:func:`guard_entry`: run a command only when the step's condition
+branch is taken, for clouds that always start it), ``--register-model`` (:func:`register_entry`) and
+``--log-objective`` (:func:`log_objective_entry`).
+
 When ``CLOUDML_SECRETS`` (JSON ``{VAR: aws-secretsmanager://... | aws-ssm://...}``, set by the SageMaker
 compiler) is in the environment, every entry form first resolves those references with boto3 into
 the process environment and removes ``CLOUDML_SECRETS`` (:func:`load_secrets`); a reference that
@@ -42,7 +47,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["RuntimeCallError", "SecretError", "call_step_function", "condition_entry", "load_secrets",
+__all__ = ["SKIPPED_MARKER", "RuntimeCallError", "SecretError", "call_step_function", "condition_entry",
+           "guard_entry", "load_secrets",
            "log_objective_entry", "main", "objective_regex", "register_entry", "resolve_function", "resolve_secrets",
            "set_step_env", "step_env", "tuning_trial"]
 
@@ -100,9 +106,9 @@ def resolve_function(target: str, code: str | None = None, code_paths: Sequence[
     if ":" not in target:
         raise RuntimeCallError(f"'{target}' is not module:function")
     module_name, func_name = target.split(":", 1)
-    for folder in code_paths:
-        if not Path(folder).is_dir():
-            raise RuntimeCallError(f"code path '{folder}' is not a folder (from the step's code_paths); "
+    for extra in code_paths:
+        if not Path(extra).is_dir():
+            raise RuntimeCallError(f"code path '{extra}' is not a folder (from the step's code_paths); "
                                    f"working directory {os.getcwd()}")
     for folder in reversed([code, *code_paths, os.getcwd()]):  # inserted last-first: code ends up first
         if not folder:
@@ -503,6 +509,53 @@ def _flags(argv: Sequence[str], single: tuple[str, ...], multi: tuple[str, ...])
     return one, many
 
 
+def _conditions() -> Any:
+    """:mod:`cloudml.spec.conditions`, else ``cloudml_conditions.py`` beside this file (the Azure ML client
+    stages it there, so a guard runs in an image without cloudml); RuntimeCallError when neither is found."""
+    try:
+        from cloudml.spec import conditions
+
+        return conditions
+    except ImportError:
+        import importlib.util
+
+        beside = Path(__file__).resolve().parent / "cloudml_conditions.py"
+        spec = importlib.util.spec_from_file_location("cloudml_conditions", beside)
+        if spec is None or spec.loader is None or not beside.is_file():
+            raise RuntimeCallError("evaluating a condition needs cloudml in the image (pip install cloudml) or "
+                                   "cloudml_conditions.py beside the runtime") from None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["cloudml_conditions"] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+def _condition_values(many: dict[str, list[str]]) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """(params, metrics files by (step, output)) from ``--param``, ``--param-type`` and ``--metrics`` flags."""
+    types = dict(p.split("=", 1) for p in many["--param-type"])
+    params = {k: _convert(v, types.get(k, "str"), k) for k, v in (p.split("=", 1) for p in many["--param"])}
+    files = {(k.rsplit(".", 1)[0], k.rsplit(".", 1)[1]): v for k, v in (m.split("=", 1) for m in many["--metrics"])}
+    return params, files
+
+
+def _evaluate(text: str, files: dict[tuple[str, str], str], params: dict[str, Any]) -> bool:
+    """Parse and evaluate one condition, reading only the metrics files it names (a folder means its
+    ``metrics.json``). OSError, ValueError, KeyError, TypeError or IndexError when it cannot be answered."""
+    import json
+
+    mod = _conditions()
+    expr = mod.parse_condition(text)
+    metrics: dict[tuple[str, str], Any] = {}
+    for m in expr.metric_operands():
+        key = (m.step, m.output)
+        if key not in metrics:
+            if key not in files:
+                raise KeyError(f"no --metrics for {m.step}.{m.output}")
+            source = Path(files[key]) / "metrics.json" if Path(files[key]).is_dir() else Path(files[key])
+            metrics[key] = json.loads(source.read_text())
+    return bool(mod.evaluate_condition(expr, metrics, params))
+
+
 def condition_entry(argv: Sequence[str]) -> int:
     """``--condition EXPR [--metrics STEP.OUTPUT=FILE]... [--param NAME=VALUE]... [--param-type NAME=TYPE]...
     --result FILE``: evaluate a neutral condition and write ``true`` / ``false`` to FILE.
@@ -522,29 +575,16 @@ def condition_entry(argv: Sequence[str]) -> int:
         >>> (d / "r").read_text()
         'true'
     """
-    import json
-
     try:
         one, many = _flags(argv, ("--condition", "--result"), ("--metrics", "--param", "--param-type"))
         text, result = one["--condition"], one["--result"]
-        types = dict(p.split("=", 1) for p in many["--param-type"])
-        params = {k: _convert(v, types.get(k, "str"), k) for k, v in (p.split("=", 1) for p in many["--param"])}
-        files = {(k.rsplit(".", 1)[0], k.rsplit(".", 1)[1]): v for k, v in (m.split("=", 1) for m in many["--metrics"])}
+        params, files = _condition_values(many)
+        _conditions()
     except (RuntimeCallError, KeyError, ValueError, IndexError) as e:
         print(f"cloudml.runtime: --condition: {e!r}", file=sys.stderr)
         return 2
     try:
-        from cloudml.spec.conditions import evaluate_condition, parse_condition
-    except ImportError as e:
-        print(f"cloudml.runtime: evaluating a condition needs cloudml in the image (pip install cloudml): {e}",
-              file=sys.stderr)
-        return 2
-    try:
-        metrics: dict[tuple[str, str], Any] = {}
-        for key, path in files.items():
-            source = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
-            metrics[key] = json.loads(source.read_text())
-        value = evaluate_condition(parse_condition(text), metrics, params)
+        value = _evaluate(text, files, params)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         print(f"cloudml.runtime: condition {text} cannot be evaluated: {e!r}", file=sys.stderr)
         return 1
@@ -552,6 +592,72 @@ def condition_entry(argv: Sequence[str]) -> int:
     Path(result).write_text("true" if value else "false")
     print(f"cloudml.runtime: condition {text} is {'true' if value else 'false'}", flush=True)
     return 0
+
+
+SKIPPED_MARKER = "_cloudml_skipped.json"
+_GUARD_FLAGS = ("--metrics", "--param", "--param-type", "--outputs")
+
+
+def guard_entry(argv: Sequence[str]) -> int:
+    """``--guard JSON [--metrics STEP.OUTPUT=PATH]... [--param NAME=VALUE]... [--param-type NAME=TYPE]...
+    [--outputs DIR]... -- COMMAND...``: run COMMAND only when the step's branch is taken.
+
+    JSON is the list of the conditions around the step, outermost first: ``[{"name": "gate", "condition":
+    EXPR, "expect": true}, ...]`` (``expect`` is false on an else branch). They are evaluated in order and
+    the first that does not give ``expect`` ends the check, so an inner condition's metrics are never read
+    when the outer branch is not taken. For clouds without conditional nodes (Azure ML without the
+    preview): the step always starts, and when its branch is not taken it prints one ``skipped:`` line,
+    writes ``_cloudml_skipped.json`` into each ``--outputs`` folder (so steps bound to them find a folder)
+    and exits 0. Otherwise it runs COMMAND and returns its exit code. Exit codes of its own: 1 a metric
+    is missing or does not compare, 2 the call is wrong.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "m.json").write_text(json.dumps({"auc": 0.6}))
+        >>> g = json.dumps([{"name": "gate", "condition": 'ev.outputs.m["auc"] >= params.min', "expect": True}])
+        >>> guard_entry(["--guard", g, f"--metrics=ev.m={d}/m.json", "--param=min=0.8", "--param-type=min=float",
+        ...              "--outputs", str(d / "out"), "--", sys.executable, "-c", "raise SystemExit(3)"])
+        skipped: condition 'gate' is false: ev.outputs.m["auc"] >= params.min
+        0
+        >>> json.loads((d / "out" / "_cloudml_skipped.json").read_text())["skipped"]
+        True
+    """
+    import json
+    import subprocess
+
+    args = list(argv)
+    try:
+        sep = args.index("--")
+        one, many = _flags(args[:sep], ("--guard",), _GUARD_FLAGS)
+        guards = json.loads(one["--guard"])
+        if not isinstance(guards, list) or not all(isinstance(g, dict) and "condition" in g for g in guards):
+            raise ValueError("--guard expects a JSON list of {name, condition, expect}")
+        params, files = _condition_values(many)
+        command = args[sep + 1:]
+        if not command:
+            raise ValueError("no command after --")
+        _conditions()
+    except (RuntimeCallError, KeyError, ValueError, IndexError) as e:
+        print(f"cloudml.runtime: --guard: {e!r}; usage: --guard JSON [--metrics STEP.OUTPUT=PATH]... "
+              "[--param NAME=VALUE]... [--param-type NAME=TYPE]... [--outputs DIR]... -- COMMAND...", file=sys.stderr)
+        return 2
+    for g in guards:
+        name, text, expect = str(g.get("name", "condition")), str(g["condition"]), bool(g.get("expect", True))
+        try:
+            value = _evaluate(text, files, params)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            print(f"cloudml.runtime: condition '{name}' ({text}) cannot be evaluated: {e!r}", file=sys.stderr)
+            return 1
+        if value != expect:
+            branch = "" if expect else " (this step is on its else branch)"
+            reason = f"condition '{name}' is {'true' if value else 'false'}{branch}: {text}"
+            for folder in many["--outputs"]:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                (Path(folder) / SKIPPED_MARKER).write_text(json.dumps(
+                    {"skipped": True, "step": step_env("CLOUDML_STEP"), "reason": reason}, sort_keys=True))
+            print(f"skipped: {reason}", flush=True)
+            return 0
+    return subprocess.call(command)
 
 
 def _read_metrics(path: str | None) -> dict[str, Any]:
@@ -825,6 +931,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return retry_command(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--condition":
         return condition_entry(argv)
+    if argv[:1] and argv[0].partition("=")[0] == "--guard":
+        return guard_entry(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--register-model":
         return register_entry(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--log-objective":

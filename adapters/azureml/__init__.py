@@ -1,7 +1,9 @@
 """The Azure ML adapter: pipeline-job runs, the model registry and managed online endpoints.
 
 The compiler (spec -> Azure ML pipeline job, CLI v2 schema) is pure and needs no SDK; what it
-cannot express is declared in the capabilities and refused by name at compile time. Runs go through
+cannot express is declared in the capabilities and refused by name at compile time. Conditions
+compile to runtime guards on the nodes of their branches (guards.py), or with
+``enable_preview_conditions`` to the private-preview ``if_else`` nodes. Runs go through
 azure-ai-ml's ``MLClient`` (``pip install 'cloudml[azure]'``, see client.py): submit, status, steps,
 wait, cancel. The registry (registry.py) keeps approval in a tag. Deployments roll out on managed
 online endpoints through the core rollout controller (endpoints.py), with alarms read from Azure
@@ -15,12 +17,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudml.adapter import Adapter, Capabilities, Compiled, FeatureUse
+from cloudml.adapter import Adapter, Capabilities, Compiled
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.pipeline import Pipeline
 
@@ -57,14 +58,9 @@ class AzureMLAdapter(Adapter):
         {
             "deploy.predictor": ("notimpl", "Azure ML serves custom code through a scoring script: set "
                                  "backend_options.azureml.code and .scoring_script instead"),
-            "step.code_paths": ("notimpl", "extra code folders are not packed into the step's code yet; copy them into its code folder"),
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),
-            "condition": ("notyet", "if_else nodes are private preview: opt in with azureml.enable_preview_conditions, "
-                          "or evaluate the gate inside the step that acts on it"),
-            "condition.or": ("notyet", "if_else nodes are private preview: opt in with "
-                             "azureml.enable_preview_conditions, or evaluate the gate inside the step that acts on it"),
             "deploy.capture": ("notimpl", "data collection is not built yet"),
             "deploy.autoscale": ("notimpl", "autoscale settings are not built yet"),
         },
@@ -81,20 +77,7 @@ class AzureMLAdapter(Adapter):
         from cloudml.adapters.azureml.compiler import compile_job
 
         self.check_supported(pipeline_features(pipeline))
-        return Compiled("azureml", pipeline.name, compile_job(pipeline, self.settings), "yaml")
-
-    def check_supported(self, uses: Iterable[FeatureUse]) -> None:
-        """The capability check, with conditions allowed when ``enable_preview_conditions`` opts in.
-
-        Example:
-            >>> from cloudml.adapter import FeatureUse
-            >>> from cloudml.config import AzureMLSettings
-            >>> AzureMLAdapter(AzureMLSettings(enable_preview_conditions=True)).check_supported([FeatureUse("condition")])
-        """
-        from cloudml.adapters.azureml.compiler import PREVIEW_FEATURES
-
-        preview = self.settings.enable_preview_conditions  # conditions compile only when opted in
-        super().check_supported(u for u in uses if not (preview and u.feature in PREVIEW_FEATURES))
+        return Compiled("azureml", pipeline.name, compile_job(pipeline, self.settings, self.base_dir), "yaml")
 
     def validate_compiled(self, compiled: Compiled) -> list[str]:
         """Reference checks azure-ai-ml misses, then ``load_job`` when the SDK is installed."""
@@ -140,8 +123,12 @@ class AzureMLAdapter(Adapter):
         from pathlib import Path
 
         values = pipeline.resolve_parameters(parameters)  # unknown or bad values: SpecError, no request sent
-        document = self.compile(_with_values(pipeline, values)).document
         base_dir = Path(options["spec_dir"]) if options.get("spec_dir") else self.base_dir
+        kept, self.base_dir = self.base_dir, base_dir  # code and code_paths start there, when compiling too
+        try:
+            document = self.compile(_with_values(pipeline, values)).document
+        finally:
+            self.base_dir = kept
         handle = self.client().submit(document, values, base_dir=base_dir, name=options.get("name"),
                                       experiment_name=options.get("experiment_name"))
         if options.get("wait"):

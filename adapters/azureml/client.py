@@ -411,8 +411,9 @@ class AzureMLClient:
 def stage_code(document: dict[str, Any], base_dir: Path, staging: Path) -> None:
     """Point every node's ``code:`` at an absolute folder; nodes running cloudml's runtime get a staged copy.
 
-    The copy holds the code folder (``__pycache__`` and ``.git`` left out) plus ``cloudml_runtime.py``;
-    nodes sharing a folder share its copy. Edits ``document`` in place.
+    The copy holds the code folder (``__pycache__`` and ``.git`` left out) plus ``cloudml_runtime.py``
+    (and, for a node behind a condition guard, ``cloudml_conditions.py``: the runtime's evaluator when the
+    image has no cloudml); nodes sharing a folder share its copy. Edits ``document`` in place.
 
     Example:
         >>> import tempfile
@@ -424,7 +425,8 @@ def stage_code(document: dict[str, Any], base_dir: Path, staging: Path) -> None:
     import shutil
 
     import cloudml.runtime
-    from cloudml.adapters.azureml.compiler import RUNTIME_FILE
+    from cloudml.adapters.azureml.compiler import CONDITIONS_FILE, RUNTIME_FILE
+    from cloudml.spec import conditions
 
     staged: dict[str, str] = {}
     for node in document.get("jobs", {}).values():
@@ -449,6 +451,8 @@ def stage_code(document: dict[str, Any], base_dir: Path, staging: Path) -> None:
                 dest.mkdir()
             shutil.copyfile(cloudml.runtime.__file__, dest / RUNTIME_FILE)
             staged[key] = str(dest)
+        if "--guard" in str(comp.get("command", "")):  # the guard's evaluator, for images without cloudml
+            shutil.copyfile(conditions.__file__, Path(staged[key]) / CONDITIONS_FILE)
         comp["code"] = staged[key]
 
 

@@ -39,6 +39,7 @@ import json
 import math
 import re
 import shlex
+from pathlib import Path
 from typing import Any
 
 from cloudml.adapters.azureml.environments import curated_environment
@@ -48,15 +49,19 @@ from cloudml.spec.pipeline import Pipeline
 from cloudml.spec.refs import ExternalRef, ParamSourceRef, StepOutputRef, find_placeholders
 from cloudml.spec.steps import ConditionStep, FailStep, RegisterModelStep, TaskStep
 
-__all__ = ["PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "check_uri", "compile_job",
+__all__ = ["BUILD_DIR", "CONDITIONS_FILE", "PREVIEW_FEATURES", "REGISTER_TYPE", "RUNTIME_FILE", "SCHEMA", "check_uri", "compile_job",
            "node_name", "uri_parameters"]
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 FAIL_IMAGE = "python:3.11-slim"
 RUNTIME_FILE = "cloudml_runtime.py"  # cloudml's runtime entry point, shipped in the node's code folder
+BUILD_DIR = ".cloudml/build/azureml/code"  # a step's code bundle, when it has code_paths, under the pipeline folder
+DIGEST_CHARS = 16
+CONDITIONS_FILE = "cloudml_conditions.py"  # cloudml.spec.conditions, beside it in a guarded node's code folder
 # a registered model output: the model folder as is (an mlflow_model type needs an option the spec lacks)
 REGISTER_TYPE = "custom_model"
-PREVIEW_FEATURES = ("condition", "condition.or")  # compiled only with AzureMLSettings.enable_preview_conditions
+# with AzureMLSettings.enable_preview_conditions, top-level conditions are if_else nodes (else runtime guards)
+PREVIEW_FEATURES = ("condition", "condition.or")
 _PTYPE = {"string": "string", "int": "integer", "float": "number", "bool": "boolean"}
 _RUNTIME_TYPE = {"string": "str", "int": "int", "float": "float", "bool": "bool"}
 _OTYPE = {"dataset": "uri_folder", "generic": "uri_folder", "metrics": "uri_folder", "model": "custom_model"}
@@ -130,8 +135,9 @@ def _vm(s: TaskStep, default: str | None) -> str | None:
 
 
 class _Ctx:
-    def __init__(self, p: Pipeline, settings: Any) -> None:
+    def __init__(self, p: Pipeline, settings: Any, base_dir: Path | None = None) -> None:
         self.p = p
+        self.base = Path(base_dir) if base_dir is not None else Path(".")
         self.settings = settings
         self.steps = {s.name: s for s in p.steps}
         self.options: dict[str, Any] = p.backend_options.get("azureml", {})
@@ -243,10 +249,10 @@ def _plain(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def _python_command(s: TaskStep, metric_inputs: frozenset[str]) -> str:
+def _python_command(s: TaskStep, metric_inputs: frozenset[str], code_paths: list[str]) -> str:
     """cloudml's runtime calling ``module:function`` with the node's inputs, outputs and params."""
     assert s.python is not None
-    words = ["python", RUNTIME_FILE, "--function", s.python, "--code", "."]
+    words = ["python", RUNTIME_FILE, "--function", s.python, "--code", ".", *code_paths]
     words += [_text(f"--input={n}={{{{inputs.{n}}}}}", s, metric_inputs) for n in s.inputs]
     words += [_text(f"--output={n}={{{{outputs.{n}}}}}", s, metric_inputs) for n in s.outputs]
     words += [f"--output-type={n}={o.type}" for n, o in s.outputs.items()]
@@ -254,6 +260,34 @@ def _python_command(s: TaskStep, metric_inputs: frozenset[str]) -> str:
               for k, v in s.params.items()]
     words += [f"--param={n}=${{{{inputs.{n}}}}}" for n in (s.tuning.search_space if s.tuning else {})]
     return " ".join(_word(w) for w in words)
+
+
+def _code(ctx: _Ctx, s: TaskStep) -> tuple[str | None, list[str]]:
+    """(the component's ``code``, the runtime's ``--code-path`` args). A step with ``code_paths`` ships one
+    folder, its bundle (cloudml.codebundle: the code folder at the top, each ``code_paths`` folder under
+    ``_cloudml_paths/<i>-<name>/``, ``cloudml_runtime.py``), written once per content under
+    ``<pipeline folder>/.cloudml/build/azureml/code/<digest>/`` and named relative to that folder."""
+    if not s.code_paths:
+        return s.code, []
+    from cloudml.codebundle import step_bundle
+
+    bundle = step_bundle(ctx.base, s)  # a missing folder: CompileError naming the step and the folder
+    relative = f"{BUILD_DIR}/{bundle.digest('cloudml-azureml-code-v1')[:DIGEST_CHARS]}"
+    dest = ctx.base / relative
+    if not dest.is_dir():
+        import os
+        import tempfile
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=dest.parent))
+        bundle.materialize(partial)
+        try:
+            os.replace(partial, dest)  # content-addressed: a concurrent compile wrote the same files
+        except OSError:
+            import shutil
+
+            shutil.rmtree(partial, ignore_errors=True)
+    return relative, bundle.path_args(".") if s.python else []
 
 
 def _environment(s: TaskStep) -> Any:
@@ -275,14 +309,15 @@ def _task_node(ctx: _Ctx, s: TaskStep) -> dict[str, Any]:
     node_inputs, comp_inputs = _inputs(ctx, s)
     metric_inputs = frozenset(n for n, spec in s.inputs.items() if isinstance(spec.ref, StepOutputRef)
                               and _producer_type(ctx, spec.ref) == "metrics")
-    command = _python_command(s, metric_inputs) if s.python else _command(s, metric_inputs)
+    code, code_paths = _code(ctx, s)
+    command = _python_command(s, metric_inputs, code_paths) if s.python else _command(s, metric_inputs)
     if s.retry and s.retry.attempts > 1:  # emulated: Azure ML command steps have no retries
         command = (f"python {RUNTIME_FILE} --retry {s.retry.attempts} --backoff {s.retry.backoff:g} -- "
                    f"sh -c {shlex.quote(command)}")
     component: dict[str, Any] = {"type": "command", "name": node_name(s.name), "command": command,
                                  "environment": environment}
-    if s.code:
-        component["code"] = s.code
+    if code:
+        component["code"] = code
     if comp_inputs:
         component["inputs"] = comp_inputs
     if s.outputs:
@@ -411,17 +446,12 @@ def _runtime_register_node(ctx: _Ctx, s: RegisterModelStep) -> dict[str, Any]:
     return node
 
 
-def _condition_nodes(ctx: _Ctx, s: ConditionStep, owner: dict[str, Any]) -> dict[str, Any]:
-    """The evaluating command node (``<gate>_eval``, boolean output ``result``) and the ``if_else`` node."""
+def _condition_nodes(ctx: _Ctx, s: ConditionStep, chains: dict[str, list[tuple[str, str]]]) -> dict[str, Any]:
+    """The evaluating command node (``<gate>_eval``, boolean output ``result``) and the ``if_else`` node of a
+    top-level condition (preview only). Its blocks hold every node whose outermost branch is this one;
+    conditions nested inside are runtime guards on those nodes (guards.py), as azure-ai-ml refuses an
+    ``if_else`` in another's block."""
     gate, evaluator = node_name(s.name), f"{node_name(s.name)}_eval"
-    if owner.get(s.name) is not None:  # docs/adapters/azureml.md: why neither nesting nor folding is faithful
-        raise UnsupportedFeatureError(
-            "azureml", s.name, "condition", "a condition inside another condition's branch is not built on Azure ML: "
-            "azure-ai-ml's dsl.condition refuses an if_else node in another if_else's block, and one gate "
-            "evaluating 'outer and inner' would run the inner else branch when the outer branch is skipped",
-            hint="when the inner condition reads no output of the outer branch and has no else, give its steps "
-            "a top-level condition '<outer> and <inner>'; otherwise evaluate the inner gate inside the step "
-            "that acts on it")
     node_inputs: dict[str, Any] = {}
     comp_inputs: dict[str, Any] = {}
     words = ["python", "-m", "cloudml.runtime", "--condition", str(s.condition)]
@@ -451,10 +481,22 @@ def _condition_nodes(ctx: _Ctx, s: ConditionStep, owner: dict[str, Any]) -> dict
     _set_compute(eval_node, ctx.options.get("compute"))
     branch: dict[str, Any] = {"type": "if_else", "condition": f"${{{{parent.jobs.{evaluator}.outputs.result}}}}"}
     for key, label in (("then", "true_block"), ("else", "false_block")):
-        members = [f"${{{{parent.jobs.{node_name(n)}}}}}" for n in ctx.p_order if owner.get(n) == (s.name, key)]
+        members = [f"${{{{parent.jobs.{node_name(n)}}}}}" for n in ctx.p_order
+                   if chains.get(n) and chains[n][0] == (s.name, key)]
         if members:
             branch[label] = members[0] if len(members) == 1 else members
     return {evaluator: eval_node, gate: branch}
+
+
+def _guarded(ctx: _Ctx, step: str, node: dict[str, Any], guards: dict[str, list[tuple[str, str]]],
+             installed: bool = False) -> dict[str, Any]:
+    """The node behind a runtime guard when its step sits in a branch that is not an if_else block (guards.py)."""
+    if step not in guards:
+        return node
+    from cloudml.adapters.azureml.guards import guard_node
+
+    runtime = "python -m cloudml.runtime" if installed else f"python {RUNTIME_FILE}"
+    return guard_node(node, step, guards[step], ctx.p, runtime)
 
 
 def _owners(p: Pipeline) -> dict[str, Any]:
@@ -467,26 +509,23 @@ def _owners(p: Pipeline) -> dict[str, Any]:
         raise _unsupported(e.step, "condition", f"{e}; an if_else block holds each node once") from None
 
 
-def _refuse_gaps(p: Pipeline, settings: Any = None) -> None:
-    """What the adapter's capabilities declare unsupported is refused here too, not silently dropped.
-
-    Conditions are the one gap a setting lifts: ``enable_preview_conditions`` (private preview).
-    """
+def _refuse_gaps(p: Pipeline) -> None:
+    """What the adapter's capabilities declare unsupported is refused here too, not silently dropped."""
     from cloudml.adapter import pipeline_features
     from cloudml.adapters.azureml import AzureMLAdapter
 
     caps = AzureMLAdapter.capabilities
-    preview = bool(getattr(settings, "enable_preview_conditions", False))
     for use in pipeline_features(p):
-        if preview and use.feature in PREVIEW_FEATURES:
-            continue
         if not caps.supports(use.feature):
             raise UnsupportedFeatureError("azureml", use.step, use.feature, caps.reason(use.feature),
                                           hint="`cloudml backends --features` shows what each backend supports")
 
 
-def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
+def compile_job(p: Pipeline, settings: Any, base_dir: Path | None = None) -> dict[str, Any]:
     """The pipeline job as a dict (write it as YAML for ``az ml job create`` or ``load_job``).
+
+    ``base_dir`` is the pipeline file's folder, where ``code`` and ``code_paths`` start (default: the
+    working directory); the code bundle of a step with ``code_paths`` is written under it (:func:`_code`).
 
     Example:
         >>> import cloudml
@@ -495,15 +534,22 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
         >>> compile_job(b.build(), None)["jobs"]["t"]["component"]["command"]
         'python t.py --lr ${{inputs.lr}}'
     """
-    _refuse_gaps(p, settings)
-    ctx = _Ctx(p, settings)
-    names = [node_name(s.name) for s in p.steps]
-    names += [f"{node_name(s.name)}_eval" for s in p.steps if isinstance(s, ConditionStep)]
+    from cloudml.adapters.azureml.guards import guard_chains
+
+    _refuse_gaps(p)
+    ctx = _Ctx(p, settings, base_dir)
+    preview = bool(getattr(settings, "enable_preview_conditions", False))
+    owner = _owners(p)
+    if_else = [s.name for s in p.steps if isinstance(s, ConditionStep) and preview and owner.get(s.name) is None]
+    names = [node_name(s.name) for s in p.steps if not isinstance(s, ConditionStep) or s.name in if_else]
+    names += [f"{node_name(s)}_eval" for s in if_else]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise CompileError(f"steps {', '.join(clash)} collide as Azure ML node names ('-' becomes '_'; a condition "
                            "<gate> also makes a node <gate>_eval)", hint="rename one of them")
-    owner = _owners(p)
+    chains = guard_chains(p, preview=False)  # every enclosing branch, outermost first
+    guards = {n: c[1:] if preview else c for n, c in chains.items()}
+    guards = {n: c for n, c in guards.items() if c}
     jobs: dict[str, Any] = {}
     outputs: dict[str, Any] = {}
     for name in ctx.p_order:
@@ -511,11 +557,14 @@ def compile_job(p: Pipeline, settings: Any) -> dict[str, Any]:
         if s.depends_on:
             raise _unsupported(name, "step.depends_on", "Azure ML orders nodes by their data bindings only")
         if isinstance(s, TaskStep):
-            jobs[node_name(name)] = _task_node(ctx, p.effective(s))
+            jobs[node_name(name)] = _guarded(ctx, name, _task_node(ctx, p.effective(s)), guards)
         elif isinstance(s, FailStep):
-            jobs[node_name(name)] = _fail_node(s)
+            jobs[node_name(name)] = _guarded(ctx, name, _fail_node(s), guards)
         elif isinstance(s, ConditionStep):
-            jobs.update(_condition_nodes(ctx, s, owner))
+            if name in if_else:
+                jobs.update(_condition_nodes(ctx, s, chains))
+        elif name in guards:  # the copy route would register an empty folder: the runtime registers
+            jobs[node_name(name)] = _guarded(ctx, name, _runtime_register_node(ctx, s), guards, installed=True)
         else:
             assert isinstance(s, RegisterModelStep)
             jobs[node_name(name)], registered = _register_node(ctx, s)

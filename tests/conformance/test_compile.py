@@ -20,13 +20,13 @@ from tests.conformance.cases import (
 NOT_BUILT: list[pytest.MarkDecorator] = []
 REFERENCE_GAPS = [
     # register steps and parameter inputs compile on both; what stops the reference there: its data is an
-    # s3:// default neither can read, its gate is a condition (Azure ML: preview, opt-in only), and
+    # s3:// default neither can read (Azure ML conditions compile to runtime guards now), and
     # sklearn==1.2 has no Vertex prebuilt training image nor Azure ML curated environment (the
     # gcs_/azure_reference_pipeline variants in cases.py compile and validate on each)
     pytest.mark.gap("vertex", "never", UnsupportedFeatureError,
                     "the reference reads s3:// through a parameter, which Vertex cannot read (gs:// only)"),
-    pytest.mark.gap("azureml", "notyet", UnsupportedFeatureError,
-                    "conditions are Azure ML private preview (opt-in only), and the s3:// input is unreadable there"),
+    pytest.mark.gap("azureml", "never", UnsupportedFeatureError,
+                    "the reference reads s3:// through a parameter, which Azure ML jobs cannot read"),
 ]
 
 

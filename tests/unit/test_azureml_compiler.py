@@ -468,10 +468,10 @@ def test_settings_reach_the_compiler_through_the_adapter() -> None:
 # -- capability gaps ------------------------------------------------------------------------------
 
 GAPS = {  # feature -> the step the refusal names
-    "step.secrets": "work", "step.code_paths": "work", "step.cache_expiry": "work", "step.depends_on": "work", "condition": "gate",
-    "condition.or": "gate",
-}  # step.tuning compiles to a sweep node: tests/unit/test_azureml_sweep.py
-COMPILER_REFUSES = ("step.secrets", "step.cache_expiry", "step.depends_on", "condition")
+    "step.secrets": "work", "step.cache_expiry": "work", "step.depends_on": "work",
+}  # step.tuning compiles to a sweep node (tests/unit/test_azureml_sweep.py); conditions to runtime guards or,
+# with the preview, if_else nodes (tests/unit/test_azureml_guards.py)
+COMPILER_REFUSES = ("step.secrets", "step.cache_expiry", "step.depends_on")
 
 
 def test_declared_pipeline_gaps() -> None:
@@ -482,8 +482,7 @@ def test_declared_pipeline_gaps() -> None:
         assert caps.reason(feature)
     assert caps.level("step.cache_expiry") == caps.level("step.depends_on") == "notyet"
     assert caps.supports("step.retry") and caps.supports("step.python") and caps.supports("step.framework")
-    assert caps.level("condition") == "notyet" and "private preview" in caps.reason("condition")
-    assert "enable_preview_conditions" in caps.reason("condition") and "inside the step" in caps.reason("condition")
+    assert caps.supports("condition") and caps.supports("condition.or")
     assert caps.supports("register_model")
 
 
@@ -492,7 +491,7 @@ def test_gaps_are_refused_by_name(feature: str) -> None:
     with pytest.raises(UnsupportedFeatureError) as info:
         AzureMLAdapter(AzureMLSettings(compute="c")).compile(FEATURE_CASES[feature]())  # type: ignore[arg-type]
     e = info.value
-    expected_feature = "condition" if feature == "condition.or" else feature  # 'condition' is met first
+    expected_feature = feature
     assert (e.adapter, e.step, e.feature) == ("azureml", GAPS[feature], expected_feature)
     assert str(e).startswith(f"azureml cannot express '{expected_feature}'")
     assert e.reason == AzureMLAdapter.capabilities.reason(expected_feature)
@@ -508,7 +507,7 @@ def test_the_compiler_itself_refuses(feature: str) -> None:
     assert (info.value.adapter, info.value.step, info.value.feature) == ("azureml", GAPS[feature], feature)
 
 
-@pytest.mark.parametrize("reason_part", ["no expiry", "data bindings only", "private preview"])
+@pytest.mark.parametrize("reason_part", ["no expiry", "data bindings only"])
 def test_refusal_reasons(reason_part: str) -> None:
     reasons = {f: r for f, (_, r) in AzureMLAdapter.capabilities.gaps.items()}
     assert any(reason_part in r for r in reasons.values())
@@ -519,7 +518,10 @@ def test_the_adapter_honours_the_preview_conditions_setting() -> None:
     assert adapter.compile(FEATURE_CASES["condition"]()).document["jobs"]["gate"]["type"] == "if_else"  # type: ignore[arg-type]
 
 
-def test_supported_feature_cases_compile() -> None:
+def test_supported_feature_cases_compile(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the code_paths case ships ./src and ./lib (tests/unit/test_azureml_code_paths.py)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "lib").mkdir()
     caps = AzureMLAdapter.capabilities
     compiled = []
     for feature in FEATURES:
@@ -530,7 +532,7 @@ def test_supported_feature_cases_compile() -> None:
             spec = uri_pipeline(DATASTORE)
         assert isinstance(spec, Pipeline)
         compiled.append(AzureMLAdapter(AzureMLSettings()).compile(spec).document["type"])
-    assert compiled == ["pipeline"] * 19
+    assert compiled == ["pipeline"] * 22
 
 
 # -- python steps, framework environments, emulated retries -------------------------------------------
@@ -748,11 +750,10 @@ def test_register_feature_case_compiles_through_the_adapter() -> None:
 # -- conditions behind enable_preview_conditions ----------------------------------------------------
 
 
-def test_conditions_need_the_preview_opt_in() -> None:
-    with pytest.raises(UnsupportedFeatureError) as info:
-        compile_job(azure_gated_reference(), AzureMLSettings())
-    assert info.value.feature == "condition" and info.value.step == "gate"
-    assert "enable_preview_conditions" in str(info.value) and "inside the step" in str(info.value)
+def test_without_the_preview_opt_in_conditions_are_runtime_guards() -> None:
+    jobs = compile_job(azure_gated_reference(), AzureMLSettings())["jobs"]
+    assert list(jobs) == ["prep", "train", "evaluate", "register", "too_low"]  # no gate node at all
+    assert "--guard" in jobs["register"]["component"]["command"]  # more: tests/unit/test_azureml_guards.py
 
 
 def test_the_gated_reference_shape_compiles_to_an_eval_node_and_if_else() -> None:
@@ -824,22 +825,8 @@ def test_an_or_condition_and_a_then_branch_of_several_steps() -> None:
     assert list(job["jobs"]["gate_eval"]["inputs"]) == ["evaluate__metrics"]  # one input per metrics file
 
 
-def test_nested_conditions_and_name_clashes_are_refused() -> None:
-    nested = build([REG_EVAL | {"inputs": {}, "command": "python e.py {{outputs.metrics}}"},
-                    {"name": "g1", "condition": 'evaluate.outputs.metrics["auc"] > 0.5', "then": ["g2"]},
-                    {"name": "g2", "condition": 'evaluate.outputs.metrics["auc"] > 0.7', "then": ["w"]},
-                    {"name": "w", "command": "w"}])
-    with pytest.raises(UnsupportedFeatureError) as info:
-        compile_job(nested, PREVIEW)
-    assert (info.value.step, info.value.feature) == ("g2", "condition")
-    assert "top-level condition '<outer> and <inner>'" in (info.value.hint or "")
-    # continuous-training: `gate` reads evaluate's metrics, made inside `retrain`'s branch, and has an else
-    # branch; neither nesting if_else nodes nor one 'retrain and gate' eval node says it faithfully (docs)
-    blueprint = cloudml.load(REPO / "blueprints" / "continuous-training" / "pipeline.yaml")
-    with pytest.raises(UnsupportedFeatureError) as info:
-        compile_job(blueprint, PREVIEW)
-    assert (info.value.step, info.value.feature) == ("gate", "condition")
-    assert "inner else branch" in info.value.reason
+def test_name_clashes_with_an_eval_node_are_refused() -> None:
+    # nested conditions compile (guards inside the if_else block): tests/unit/test_azureml_guards.py
     clash = build([REG_EVAL | {"inputs": {}, "command": "python e.py {{outputs.metrics}}"},
                    {"name": "g", "condition": 'evaluate.outputs.metrics["auc"] > 0.5', "then": ["g_eval"]},
                    {"name": "g_eval", "command": "w"}])

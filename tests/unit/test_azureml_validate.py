@@ -178,6 +178,17 @@ def _comp(node: dict[str, Any]) -> dict[str, Any]:
     return dict(node["trial"] if node.get("type") == "sweep" else node["component"])
 
 
+@pytest.fixture
+def code_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in tmp_path, with the code folder (src) and code_paths folder (lib) the feature cases name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "lib").mkdir(exist_ok=True)
+    (tmp_path / "lib" / "helpers.py").write_text("VALUE = 1\n")
+    return tmp_path
+
+
+@pytest.mark.usefixtures("code_folders")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_compiled_jobs_pass_both_oracles(case: str, tmp_path: Path) -> None:
     factory, settings = CASES[case]
@@ -286,6 +297,7 @@ def test_the_base_job_is_clean() -> None:
     assert validate_job(BASE) == []
 
 
+@pytest.mark.usefixtures("code_folders")
 def test_every_key_the_compiler_emits_is_in_the_closed_sets() -> None:
     for factory, settings in CASES.values():
         for n in compile_job(factory(), settings)["jobs"].values():
