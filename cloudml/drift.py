@@ -36,7 +36,8 @@ from typing import Any
 
 from cloudml.errors import DataError
 
-__all__ = ["DriftReport", "FeatureDrift", "drift_report", "ks_2samp", "load_capture", "psi", "psi_categorical"]
+__all__ = ["DriftReport", "FeatureDrift", "capture_format", "drift_report", "ks_2samp", "load_capture", "psi",
+           "psi_categorical"]
 
 _EPS = 1e-4
 
@@ -373,6 +374,44 @@ def drift_report(reference: Any, current: Any, *, features: Sequence[str] | None
     return DriftReport(result, pred, psi_threshold, ks_alpha, ks_min_statistic, rows_r, rows_c)
 
 
+# capture files a cloud wrote, by format: the module whose load_capture(path, feature_names, prediction) reads them
+CAPTURE_READERS = {"sagemaker": "cloudml.adapters.sagemaker.capture", "azureml": "cloudml.adapters.azureml.capture"}
+
+
+def capture_format(path: str | Path) -> str:
+    """Who wrote the capture files at ``path``: ``local``, ``sagemaker`` or ``azureml`` (from the first record).
+
+    A folder's own ``*.jsonl`` files are looked at first, then its subfolders (the clouds nest theirs by
+    endpoint, deployment and hour). What is not recognised is ``local``, whose reader names the problem.
+
+    Example:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "churn" / "churn-v2" / "request" / "2026" / "01" / "01" / "10"
+        >>> d.mkdir(parents=True)
+        >>> _ = (d / "a.jsonl").write_text(json.dumps({"specversion": "1.0", "type": "azureml.inference.request"}))
+        >>> capture_format(d.parents[6]), capture_format(d.parents[6] / "nowhere")
+        ('azureml', 'local')
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl")) or sorted(path.rglob("*.jsonl"))
+    else:
+        files = [path] if path.is_file() else []
+    for file in files[:1]:
+        with open(file, encoding="utf-8", errors="replace") as fh:
+            line = next((ln for ln in fh if ln.strip()), "")
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return "local"
+        if isinstance(record, Mapping) and "captureData" in record:
+            return "sagemaker"
+        if isinstance(record, Mapping) and "specversion" in record and \
+                str(record.get("type", "")).startswith("azureml.inference."):
+            return "azureml"
+    return "local"
+
+
 def load_capture(path: str | Path, feature_names: Sequence[str] | None = None,
                  prediction: str = "prediction") -> dict[str, list[Any]]:
     """Columns from captured requests (JSON lines of ``{"request": {"instances": ...}, "response": ...}``).
@@ -380,6 +419,8 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None,
     ``path`` is a capture file or a folder of them (a local endpoint writes
     ``<root>/endpoints/<name>/capture/*.jsonl``). Instances given as lists need ``feature_names``;
     instances given as objects keep their keys. Predictions go to the ``prediction`` column.
+    Files a cloud wrote (SageMaker data capture, Azure ML data collection; see :func:`capture_format`)
+    are read by that adapter's ``capture.load_capture`` into the same columns.
 
     Example:
         >>> import tempfile, pathlib, json
@@ -389,6 +430,12 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None,
         >>> load_capture(d, ["a", "b"])
         {'a': [1], 'b': [2], 'prediction': [0]}
     """
+    fmt = capture_format(path)
+    if fmt != "local":
+        import importlib
+
+        reader = importlib.import_module(CAPTURE_READERS[fmt])  # no cloud SDK: the readers parse files only
+        return dict(reader.load_capture(path, feature_names, prediction))
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):

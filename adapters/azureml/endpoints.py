@@ -4,7 +4,8 @@ Azure ML has no guarded rollout of its own (no auto-rollback anywhere in azure-a
 drives it. What this backend does, in the order the notes require:
 
 * ``create_deployment``: create the endpoint if it is missing (``online_endpoints.begin_create_or_update``),
-  then the deployment, and wait for its long-running operation. A failed provisioning is a
+  then the deployment (with a data collector when the spec captures traffic: :mod:`.capture`), and
+  wait for its long-running operation. A failed provisioning is a
   DeploymentError carrying the tail of ``get_logs``. Traffic is only ever set after this returns.
 * ``set_traffic``: check the rules the SDK leaves to the service (integer shares summing to 100, mirror
   at most 50% on one deployment that takes no live traffic), then a full endpoint PUT with ``traffic``
@@ -191,6 +192,8 @@ class AzureMLEndpoints:
 
         MLflow models deploy without code. Other models need an environment (``backend_options.azureml
         .environment``, or ``serving.image``) and a scoring script (``code`` + ``scoring_script``).
+        With ``capture`` enabled the deployment carries a data collector (payload logging of requests and
+        responses, see :mod:`.capture`); a destination Azure cannot write to is refused here.
 
         Example:
             >>> backend.deployment_entity("churn", "churn-v2", d, {"group": "churn", "version": 2,
@@ -198,6 +201,8 @@ class AzureMLEndpoints:
             'Standard_DS3_v2'
         """
         from azure.ai.ml.entities import CodeConfiguration, Environment, ManagedOnlineDeployment
+
+        from cloudml.adapters.azureml.capture import data_collector
 
         opts = {**self.options, **(deployment.backend_options.get("azureml") or {})}
         instances = deployment.instances
@@ -218,6 +223,9 @@ class AzureMLEndpoints:
             kwargs["environment"] = environment if str(environment).startswith("azureml:") else \
                 Environment(image=environment)
             kwargs["code_configuration"] = CodeConfiguration(code=opts["code"], scoring_script=opts["scoring_script"])
+        collector = data_collector(deployment, name)  # a new one per entity: azure-ai-ml consumes it when sending
+        if collector is not None:
+            kwargs["data_collector"] = collector
         return ManagedOnlineDeployment(**kwargs)
 
     def is_ready(self, endpoint: str, name: str) -> bool:
