@@ -190,6 +190,7 @@ def _body(record: Mapping[str, Any], where: str) -> Any:
 
 
 def _instances(body: Any, where: str) -> list[Any]:
+    """Instances of a request body: ``{"instances"}`` (cloudml), ``{"input_data"}`` (MLflow), ``{"data"}``, a list or one object."""
     if isinstance(body, Mapping):
         if "instances" in body:
             body = body["instances"]
@@ -198,10 +199,10 @@ def _instances(body: Any, where: str) -> list[Any]:
             if isinstance(inner, Mapping) and "columns" in inner and "data" in inner:
                 return [dict(zip(inner["columns"], row, strict=False)) for row in inner["data"]]
             body = inner
-        elif "data" in body and len(body) == 1:
+        elif "data" in body and len(body) == 1:  # the scoring-script convention {"data": [...]}
             body = body["data"]
-        else:
-            return [dict(body)]
+    if isinstance(body, Mapping):
+        return [dict(body)]
     if isinstance(body, list):
         return list(body)
     raise DataError("drift", f"{where}: cannot read instances from a {type(body).__name__} request body",

@@ -264,3 +264,35 @@ def test_an_azureml_path_is_read_through_a_filesystem() -> None:
     assert load_capture(root, ["a", "b"], fs=fs) == {"a": [1], "b": [2], "prediction": [1]}
     with pytest.raises(DataError, match="no collected data under"):
         load_capture(root + "nothing/", fs=fs)
+
+
+@pytest.mark.parametrize(("body", "instances"), [
+    ({"data": [[1, 2], [3, 4]]}, [[1, 2], [3, 4]]),  # the scoring-script convention
+    ({"data": {"a": 1, "b": 2}}, [{"a": 1, "b": 2}]),
+    ({"a": 1, "b": 2}, [{"a": 1, "b": 2}]),  # one object
+    ({"input_data": [[1, 2]]}, [[1, 2]]),  # MLflow tensor input
+    ("[[5, 6]]", [[5, 6]]),  # JSON logged as text
+])
+def test_request_body_shapes(tmp_path: Path, body: Any, instances: list[Any]) -> None:
+    _write(tmp_path, "request", [_event("request", body, "c1")])
+    assert next(records(tmp_path))["request"] == {"instances": instances}
+
+
+def test_drift_load_capture_reads_every_endpoint_format(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "20260101.jsonl").write_text(json.dumps({"request": {"instances": [[1, 2]]},
+                                                      "response": {"predictions": [0]}}) + "\n")
+    sm = tmp_path / "sm" / "churn" / "AllTraffic" / "2026" / "01" / "01" / "10"
+    sm.mkdir(parents=True)
+    (sm / "a.jsonl").write_text(json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "encoding": "JSON",
+                          "data": json.dumps({"instances": [[1, 2]]})},
+        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                           "data": json.dumps({"predictions": [0]})}}, "eventVersion": "0"}) + "\n")
+    az = tmp_path / "az"
+    _write(az, "request", [_event("request", {"instances": [[1, 2]]}, "c1")])
+    _write(az, "response", [_event("response", {"predictions": [0]}, "c1")])
+    for folder, fmt in ((local, "local"), (tmp_path / "sm", "sagemaker"), (az, "azureml")):
+        assert capture_format(folder) == fmt
+        assert drift_load_capture(folder, ["a", "b"]) == {"a": [1], "b": [2], "prediction": [0]}, fmt
