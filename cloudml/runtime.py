@@ -14,8 +14,9 @@ Exit codes: 0 success, 1 the function raised (its traceback is printed: it is us
 
 Other entry forms, chosen by the first argument: ``--retry`` (:func:`retry_command`), ``--condition``
 (:func:`condition_entry`), ``--guard`` (:func:`guard_entry`: run a command only when the step's condition
-branch is taken, for clouds that always start it), ``--register-model`` (:func:`register_entry`) and
-``--log-objective`` (:func:`log_objective_entry`).
+branch is taken, for clouds that always start it), ``--from-log`` (:func:`from_log_entry`: searched
+values a tuning service sampled as their natural log, turned back before the command runs),
+``--register-model`` (:func:`register_entry`) and ``--log-objective`` (:func:`log_objective_entry`).
 
 When ``CLOUDML_SECRETS`` (JSON ``{VAR: aws-secretsmanager://... | aws-ssm://...}``, set by the SageMaker
 compiler) is in the environment, every entry form first resolves those references with boto3 into
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["SKIPPED_MARKER", "RuntimeCallError", "SecretError", "call_step_function", "condition_entry",
-           "guard_entry", "load_secrets",
+__all__ = ["LOG_TOKEN", "SKIPPED_MARKER", "RuntimeCallError", "SecretError", "call_step_function",
+           "condition_entry", "from_log_entry", "from_log_value", "guard_entry", "load_secrets",
            "log_objective_entry", "main", "objective_regex", "register_entry", "resolve_function", "resolve_secrets",
            "set_step_env", "step_env", "tuning_trial"]
 
@@ -660,6 +661,71 @@ def guard_entry(argv: Sequence[str]) -> int:
     return subprocess.call(command)
 
 
+LOG_TOKEN = "@CLOUDML_TUNING_{}@"  # where a searched value sampled in log space goes in a --from-log command
+
+
+def from_log_value(kind: str, low: float, high: float, sampled: float) -> int | float:
+    """The value of a log-scale dimension from its sampled natural log: ``exp``, rounded for an ``int``
+    (to 12 significant digits for a ``float``), then clamped to ``[low, high]``.
+
+    Example:
+        >>> import math
+        >>> from_log_value("float", 0.01, 0.5, math.log(0.1)), from_log_value("int", 10, 200, math.log(57.4))
+        (0.1, 57)
+        >>> from_log_value("int", 10, 200, math.log(9.6)), from_log_value("int", 10, 200, math.log(300))
+        (10, 200)
+    """
+    import math
+
+    value = math.exp(sampled)
+    if kind == "int":
+        return int(min(max(round(value), math.ceil(low)), math.floor(high)))
+    if kind != "float":
+        raise ValueError(f"kind {kind!r} is not int or float")
+    return min(max(float(f"{value:.12g}"), low), high)  # 12 digits: exp(log(0.1)) is 0.1, not 0.10000000000000002
+
+
+def from_log_entry(argv: Sequence[str]) -> int:
+    """``--from-log NAME=KIND:MIN:MAX:SAMPLED ... -- COMMAND...``: turn searched values sampled as their
+    natural log back into values, put each into COMMAND where ``@CLOUDML_TUNING_<NAME>@`` stands, run it.
+
+    For tuning services that sample a log-scale dimension as ``uniform(ln min, ln max)`` (Azure ML's
+    Bayesian sampling takes no log-uniform, and no sampler has an integer one): :func:`from_log_value`
+    gives ``exp(SAMPLED)``, rounded for ``int``, clamped to ``[MIN, MAX]``. Prints one line per value.
+    Returns COMMAND's exit code, or 2 when the call is wrong.
+
+    Example:
+        >>> import math
+        >>> from_log_entry([f"--from-log=n=int:10:200:{math.log(57.2)}", "--", sys.executable, "-c",
+        ...                 "import sys; raise SystemExit(int(sys.argv[1]) - 57)", "@CLOUDML_TUNING_n@"])
+        cloudml.runtime: n = 57 (sampled on a log scale: 4.04655)
+        0
+    """
+    import subprocess
+
+    args = list(argv)
+    try:
+        sep = args.index("--")
+        _, many = _flags(args[:sep], (), ("--from-log",))
+        values: dict[str, int | float] = {}
+        for item in many["--from-log"]:
+            name, _, rest = item.partition("=")
+            kind, low, high, sampled = rest.split(":", 3)
+            values[name] = from_log_value(kind, float(low), float(high), float(sampled))
+            print(f"cloudml.runtime: {name} = {values[name]:g} (sampled on a log scale: {float(sampled):g})",
+                  flush=True)
+        command = args[sep + 1:]
+        if not values or not command:
+            raise ValueError("nothing to convert, or no command after --")
+    except (RuntimeCallError, ValueError) as e:
+        print(f"cloudml.runtime: --from-log: {e}; usage: --from-log NAME=int|float:MIN:MAX:SAMPLED... -- COMMAND...",
+              file=sys.stderr)
+        return 2
+    for name, value in values.items():
+        command = [word.replace(LOG_TOKEN.format(name), repr(value)) for word in command]
+    return subprocess.call(command)
+
+
 def _read_metrics(path: str | None) -> dict[str, Any]:
     import json
 
@@ -933,6 +999,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return condition_entry(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--guard":
         return guard_entry(argv)
+    if argv[:1] and argv[0].partition("=")[0] == "--from-log":
+        return from_log_entry(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--register-model":
         return register_entry(argv)
     if argv[:1] and argv[0].partition("=")[0] == "--log-objective":

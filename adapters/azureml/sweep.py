@@ -9,13 +9,22 @@ azure-ai-ml 1.35's ``SweepSchema`` / ``ParameterizedSweepSchema``:
   ``scale: log`` -> ``loguniform`` whose bounds are the natural logs (azure-ai-ml's ``LogUniform``: "minimum
   value of the log of the distribution"); ``int`` -> ``choice`` of every whole number (``grid_step``
   apart), exact for every sampler; ``strategy: grid`` -> ``choice`` of each dimension's grid points;
+* log scale where Azure ML has no distribution for it (:func:`log_dimensions`): a log-scale ``int``
+  (any strategy but grid; Azure ML has no integer log-uniform) and a log-scale ``float`` with
+  ``strategy: bayesian`` (Bayesian sampling takes ``choice``, ``uniform`` and ``quniform`` only) are
+  searched **as their natural log**: ``uniform(ln min, ln max)`` (an ``int``: ``uniform(ln(min - 0.5),
+  ln(max + 0.5))``, so after rounding each whole number gets the share of log space around it). The trial
+  input is a ``number``; the trial command starts with ``python cloudml_runtime.py --from-log
+  NAME=int|float:MIN:MAX:${{inputs.NAME}} -- ...``, and the runtime (``cloudml.runtime.from_log_entry``)
+  takes ``exp``, rounds an ``int``, clamps to ``[min, max]`` and puts the value where the command had
+  ``${{inputs.NAME}}`` (written ``@CLOUDML_TUNING_NAME@``), before the step function or command sees it.
+  Bayesian optimisation over the log of a value is what ``scale: log`` means; the objective is unchanged,
+  and Azure ML's sweep view lists the sampled log, while the trial's log has the value;
 * ``sampling_algorithm``: ``random`` (``{type: random, seed}`` with a seed), ``grid``, ``bayesian``;
 * ``objective``: ``{goal, primary_metric: <OUTPUT.KEY>}``; ``limits``: ``max_total_trials``,
   ``max_concurrent_trials`` and, from the step's timeout, ``trial_timeout``.
 
-Refused (``UnsupportedFeatureError``, feature ``step.tuning``): a log-scale ``int`` range (Azure ML has
-no integer log-uniform), a log-scale range with ``strategy: bayesian`` (Azure ML's Bayesian sampling
-takes ``choice``, ``uniform`` and ``quniform`` only), and an ``int`` range of more than
+Refused (``UnsupportedFeatureError``, feature ``step.tuning``): a linear ``int`` range of more than
 :data:`MAX_CHOICES` values.
 
 The objective reaches Azure ML the way sweeps read it, as an MLflow metric of the trial: the trial's
@@ -40,7 +49,7 @@ from typing import Any
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.tuning import SearchParam, Tuning
 
-__all__ = ["MAX_CHOICES", "SWEEP_KEYS", "search_space", "sweep_node", "trial_input_type"]
+__all__ = ["MAX_CHOICES", "SWEEP_KEYS", "log_dimensions", "search_space", "sweep_node", "trial_input_type"]
 
 MAX_CHOICES = 1000  # an int range becomes a choice of its values; a longer list is refused
 # the keys of a sweep node cloudml emits or accepts (validate.py), besides type, inputs, outputs, compute, ...
@@ -63,9 +72,8 @@ def _dimension(name: str, dim: SearchParam, strategy: str, step: str) -> dict[st
         return {"type": "choice", "values": list(dim.points() or [])}
     assert dim.min is not None and dim.max is not None
     if dim.type == "int":
-        if dim.scale == "log":
-            raise _refuse(step, f"'{name}' is a log-scale int range; Azure ML sweeps have no integer log-uniform "
-                          "distribution", f"list the values of '{name}' as type: categorical, or make it a float")
+        if dim.scale == "log":  # searched as its log, turned back by the runtime (log_dimensions)
+            return {"type": "uniform", "min_value": math.log(dim.min - 0.5), "max_value": math.log(dim.max + 0.5)}
         values = dim.points() or []
         if len(values) > MAX_CHOICES:
             raise _refuse(step, f"'{name}' is an int range of {len(values)} values; cloudml sends an int range to "
@@ -73,9 +81,8 @@ def _dimension(name: str, dim: SearchParam, strategy: str, step: str) -> dict[st
                           f"give '{name}' a grid_step, narrow it, or make it a float")
         return {"type": "choice", "values": values}
     if dim.scale == "log":
-        if strategy == "bayesian":
-            raise _refuse(step, f"'{name}' is a log-scale range; Azure ML's Bayesian sampling takes choice, uniform "
-                          "and quniform distributions only", "use strategy: random, or list the values as categorical")
+        if strategy == "bayesian":  # searched as its log, turned back by the runtime (log_dimensions)
+            return {"type": "uniform", "min_value": math.log(dim.min), "max_value": math.log(dim.max)}
         return {"type": "loguniform", "min_value": math.log(dim.min), "max_value": math.log(dim.max)}
     return {"type": "uniform", "min_value": dim.min, "max_value": dim.max}
 
@@ -92,6 +99,24 @@ def search_space(t: Tuning, step: str) -> dict[str, Any]:
         ({'type': 'choice', 'values': [2, 3, 4]}, 'loguniform', 4.6052)
     """
     return {name: _dimension(name, dim, t.strategy, step) for name, dim in t.search_space.items()}
+
+
+def log_dimensions(t: Tuning) -> dict[str, tuple[str, float, float]]:
+    """Searched names Azure ML samples as their natural log: name -> (``int``/``float``, min, max).
+
+    Example:
+        >>> from cloudml.spec.tuning import Tuning
+        >>> t = Tuning.model_validate({"search_space": {"n": {"type": "int", "min": 10, "max": 200, "scale": "log"},
+        ...     "lr": {"type": "float", "min": 0.01, "max": 0.5, "scale": "log"}},
+        ...     "objective": {"metric": "m.auc"}, "strategy": "random"})
+        >>> log_dimensions(t)
+        {'n': ('int', 10, 200)}
+    """
+    if t.strategy == "grid":
+        return {}
+    return {name: (dim.type, dim.min, dim.max) for name, dim in t.search_space.items()
+            if dim.scale == "log" and dim.min is not None and dim.max is not None
+            and (dim.type == "int" or (dim.type == "float" and t.strategy == "bayesian"))}
 
 
 def trial_input_type(dim: SearchParam) -> str:
@@ -131,12 +156,22 @@ def sweep_node(node: dict[str, Any], t: Tuning, step: str, outputs: dict[str, st
         >>> n["type"], n["sampling_algorithm"], n["limits"], n["trial"]["inputs"]
         ('sweep', 'grid', {'max_total_trials': 2, 'max_concurrent_trials': 1}, {'c': {'type': 'string'}})
     """
+    from cloudml.runtime import LOG_TOKEN
+
     sweep = {k: v for k, v in node.items() if k not in ("component", "environment_variables", "limits")}
     trial = dict(node["component"])  # a command component, typed as azure-ai-ml's own Sweep node dumps its trial
+    logs = log_dimensions(t)
     trial["inputs"] = {**trial.get("inputs", {}),
-                       **{n: {"type": trial_input_type(d)} for n, d in t.search_space.items()}}
+                       **{n: {"type": "number" if n in logs else trial_input_type(d)} for n, d in t.search_space.items()}}
+    command, head = trial["command"], ""
+    for n in logs:  # the sampled log reaches the runtime only; the command gets the value in its place
+        command = command.replace(f"${{{{inputs.{n}}}}}", LOG_TOKEN.format(n))
+        env = {k: v.replace(f"${{{{inputs.{n}}}}}", LOG_TOKEN.format(n)) for k, v in env.items()}
+    if logs:
+        head = f"python {runtime_file} " + " ".join(
+            f"--from-log={n}={kind}:{low:g}:{high:g}:${{{{inputs.{n}}}}}" for n, (kind, low, high) in logs.items()) + " -- "
     prefix = ("env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " ") if env else ""
-    trial["command"] = (f"{prefix}sh -c {shlex.quote(trial['command'])} && python {runtime_file} --log-objective "
+    trial["command"] = (f"{head}{prefix}sh -c {shlex.quote(command)} && python {runtime_file} --log-objective "
                         f"{shlex.quote(t.objective.metric)} --metrics {outputs[t.objective.output]}")
     sweep["type"] = "sweep"
     sweep["trial"] = trial

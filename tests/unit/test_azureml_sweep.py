@@ -88,8 +88,6 @@ def test_strategies_are_sampling_algorithms(strategy: str, expected: str) -> Non
 
 
 @pytest.mark.parametrize(("space", "strategy", "match"), [
-    ({"n": {"type": "int", "min": 10, "max": 200, "scale": "log"}}, "random", "no integer log-uniform"),
-    ({"lr": {"type": "float", "min": 0.001, "max": 0.1, "scale": "log"}}, "bayesian", "Bayesian sampling takes"),
     ({"n": {"type": "int", "min": 0, "max": 5000}}, "random", "at most 1000"),
 ])
 def test_what_azure_sweeps_cannot_say_is_refused_by_name(space: dict[str, Any], strategy: str, match: str) -> None:
@@ -230,3 +228,93 @@ def test_a_sweep_is_submitted_through_the_real_sdk_with_the_runtime_shipped(tmp_
     assert "/components/azureml_anonymous/versions/" in str(node["trial"])
     uploaded = [path for path in fake.code.blobs if path.endswith("/cloudml_runtime.py")]
     assert uploaded, "the trial's code folder carries cloudml's runtime (for --log-objective)"
+
+
+# -- log scale where Azure ML has no distribution for it: searched as the log, turned back by the runtime --
+
+LOG_SPACE = {"n": {"type": "int", "min": 10, "max": 200, "scale": "log"},
+             "lr": {"type": "float", "min": 0.01, "max": 0.5, "scale": "log"}}
+
+
+@pytest.mark.parametrize("strategy", ["bayesian", "random"])
+def test_log_dimensions_are_searched_as_their_natural_log(strategy: str) -> None:
+    node = sweep(LOG_SPACE, strategy=strategy)
+    space = node["search_space"]
+    assert space["n"] == {"type": "uniform", "min_value": math.log(9.5), "max_value": math.log(200.5)}
+    if strategy == "bayesian":  # Bayesian sampling takes choice, uniform and quniform only
+        assert space["lr"] == {"type": "uniform", "min_value": math.log(0.01), "max_value": math.log(0.5)}
+    else:  # random samples loguniform natively: the value itself reaches the trial
+        assert space["lr"] == {"type": "loguniform", "min_value": math.log(0.01), "max_value": math.log(0.5)}
+    trial = node["trial"]
+    assert trial["inputs"]["n"] == {"type": "number"}
+    words = shlex.split(trial["command"])
+    converted = ["--from-log=n=int:10:200:${{inputs.n}}"] + (
+        ["--from-log=lr=float:0.01:0.5:${{inputs.lr}}"] if strategy == "bayesian" else [])
+    assert words[:2 + len(converted)] == ["python", "cloudml_runtime.py", *converted]
+    inner = words[words.index("-c") + 1]
+    assert "--n @CLOUDML_TUNING_n@" in inner and "${{inputs.n}}" not in inner
+    assert ("--lr @CLOUDML_TUNING_lr@" in inner) == (strategy == "bayesian")
+    assert node["objective"] == {"goal": "maximize", "primary_metric": "metrics.auc"}  # unchanged
+
+
+def test_a_grid_over_a_log_int_stays_a_choice() -> None:
+    node = sweep({"n": {"type": "int", "min": 1, "max": 4, "scale": "log"}}, strategy="grid", max_trials=4)
+    assert node["search_space"]["n"]["type"] == "choice" and "--from-log" not in node["trial"]["command"]
+
+
+def test_the_trial_command_turns_the_sampled_log_back_for_real(tmp_path: Path) -> None:
+    """The compiled trial command, bindings substituted as Azure ML does, with an echo standing in for t.py."""
+    trial = sweep(LOG_SPACE, strategy="bayesian")["trial"]
+    out = tmp_path / "seen"
+    command = trial["command"].split(" && python cloudml_runtime.py --log-objective")[0]
+    command = command.replace("python t.py", f"echo > {out}").replace("${{inputs.n}}", repr(math.log(57.3)))
+    command = command.replace("${{inputs.lr}}", repr(math.log(0.7)))  # above max: clamped
+    for binding in ("inputs.data", "outputs.model", "outputs.metrics"):
+        command = command.replace(f"${{{{{binding}}}}}", str(tmp_path / binding))
+    words = shlex.split(command)
+    assert words[:2] == ["python", "cloudml_runtime.py"]
+    proc = subprocess.run([sys.executable, "-m", "cloudml.runtime", *words[2:]], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "n = 57 (sampled on a log scale" in proc.stdout and "lr = 0.5 (" in proc.stdout
+    assert out.read_text().split()[:4] == ["--n", "57", "--lr", "0.5"]
+
+
+def test_a_python_trial_gets_the_value_as_its_param_for_real(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text("import json\n\ndef fit(n: int, lr: float, out):\n"
+                                     "    return {'n': n, 'lr': lr, 'type': type(n).__name__}\n")
+    step = {"name": "train", "python": "job:fit", "outputs": {"out": "metrics"},
+            "tuning": {"search_space": LOG_SPACE, "objective": {"metric": "out.n"}, "strategy": "bayesian"}}
+    trial = compile_job(build([step]), None)["jobs"]["train"]["trial"]
+    command = trial["command"].split(" && python cloudml_runtime.py --log-objective")[0]
+    command = command.replace("${{inputs.n}}", repr(math.log(9.6))).replace("${{inputs.lr}}", repr(math.log(0.1)))
+    command = command.replace("${{outputs.out}}", str(tmp_path / "out"))
+    command = command.replace("python cloudml_runtime.py --function", f"{sys.executable} cloudml_runtime.py --function")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "cloudml_runtime.py").write_bytes((REPO / "cloudml" / "runtime.py").read_bytes())  # as staged
+    words = shlex.split(command)
+    proc = subprocess.run([sys.executable, *words[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == {"n": 10, "lr": 0.1, "type": "int"}
+
+
+def test_from_log_refuses_a_wrong_call() -> None:
+    from cloudml.runtime import from_log_entry, from_log_value
+
+    assert from_log_entry(["--from-log=n=int:1:5", "--", "true"]) == 2  # no sampled value
+    assert from_log_entry(["--from-log=n=int:1:5:0.5"]) == 2  # no command
+    assert from_log_entry(["--from-log=n=str:1:5:0.5", "--", "true"]) == 2
+    assert from_log_value("int", 1, 5, math.log(0.5)) == 1 and from_log_value("float", 0.01, 0.5, math.log(0.005)) == 0.01
+
+
+def test_the_hyperparameter_tuning_blueprint_compiles_for_azureml_and_passes_load_job() -> None:
+    import cloudml
+
+    compiled = cloudml.compile(REPO / "blueprints" / "hyperparameter-tuning" / "pipeline.yaml", "azureml")
+    tune = compiled.document["jobs"]["tune"]
+    assert tune["type"] == "sweep" and tune["sampling_algorithm"] in ("bayesian", {"type": "bayesian", "seed": 7})
+    assert {n: d["type"] for n, d in tune["search_space"].items()} == {
+        "estimator": "choice", "n_estimators": "uniform", "max_depth": "choice", "learning_rate": "uniform",
+        "reg_c": "uniform"}
+    assert "--from-log=n_estimators=int:10:200:${{inputs.n_estimators}}" in tune["trial"]["command"]
+    assert validate_job(compiled.document) == []  # cloudml's reference checks, then azure-ai-ml's load_job
