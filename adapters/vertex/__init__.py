@@ -68,8 +68,6 @@ class VertexAdapter(Adapter):
             "step.secrets": ("notyet", "the KFP IR has no secret injection; read Secret Manager in the step"),
             "step.instance_count": ("notyet", "a KFP container task runs on one node"),
             "step.cache_expiry": ("notyet", "KFP caching has no expiry"),
-            "step.tuning": ("notimpl", "a Vertex hyperparameter tuning job is not a plain KFP container task: it "
-                            "needs google-cloud-pipeline-components' HyperparameterTuningJobRunOp, not built yet"),
             "deploy.shadow": ("notyet", "Vertex endpoints have no mirrored traffic"),
             "deploy.existing_alarm": ("notyet", "Cloud Monitoring's API lists alert policies but not whether they "
                                       "are firing (no incident API); use a neutral alarm"),

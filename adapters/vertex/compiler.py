@@ -514,7 +514,11 @@ class _Builder:
         for name in self.members(key):
             s = self.ctx.steps[name]
             deps = sorted({t for u in self.up[name] if u in local for t in self.task_names(u)})
-            if isinstance(s, TaskStep):
+            if isinstance(s, TaskStep) and s.tuning is not None:  # the tuning job, then the best trial (tuning.py)
+                from cloudml.adapters.vertex.tuning import tuning_tasks
+
+                tasks.update(tuning_tasks(self.ctx, self.ctx.p.effective(s), scope.as_dict(), deps))
+            elif isinstance(s, TaskStep):
                 task = _task(self.ctx, self.ctx.p.effective(s), scope.as_dict())
                 if deps:
                     task["dependentTasks"] = deps

@@ -1,4 +1,5 @@
-"""A stateful fake of the Vertex AI REST API (pipeline jobs; models, endpoints and predictions), on 127.0.0.1 only.
+"""A stateful fake of the Vertex AI REST API (pipeline jobs; models, endpoints and predictions; schedules;
+hyperparameter tuning jobs), on 127.0.0.1 only.
 
 Models, endpoints, deployed models, traffic splits and ``:predict`` come from
 :class:`tests.fakes._vertex_endpoints.ModelsAndEndpoints`, which enforces the API's traffic rules.
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.fakes._gcs import serve_object
 from tests.fakes._vertex_endpoints import ApiError, ModelsAndEndpoints
 from tests.fakes._vertex_schedules import ScheduleRoutes
+from tests.fakes._vertex_tuning import TuningRoutes
 
 __all__ = ["FakeJob", "VertexFake", "vertex_fake"]
 
@@ -156,6 +158,7 @@ class VertexFake(ModelsAndEndpoints):
         self._thread: threading.Thread | None = None
         ModelsAndEndpoints.__init__(self)
         self.schedules = ScheduleRoutes(self.check_job, ApiError)  # tests/fakes/_vertex_schedules.py
+        self.tuning = TuningRoutes(ApiError)  # hyperparameter tuning jobs: tests/fakes/_vertex_tuning.py
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -381,6 +384,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if m and self.command == "GET":
                 self._send(200, fake.list(m[1], m[2]))
+                return
+            if "/hyperparameterTuningJobs" in path:  # JobService tuning jobs (tests/fakes/_vertex_tuning.py)
+                answer = fake.tuning.route(self.command, path, query, self._body())
+                if answer is None:
+                    raise ApiError(404, f"the fake does not serve {self.command} {path}")
+                self._send(200, answer)
                 return
             if "/schedules" in path:  # ScheduleService (tests/fakes/_vertex_schedules.py); the body is read once
                 answer = fake.schedules.route(self.command, path, query, self._body())
