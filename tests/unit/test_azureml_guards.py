@@ -149,6 +149,20 @@ def test_a_guard_input_that_clashes_with_a_step_input_is_a_compile_error() -> No
         compile_job(p, CLUSTER)
 
 
+def test_a_condition_on_parameters_alone_is_a_guard_too(tmp_path: Path) -> None:
+    """No metric to read: the preview's eval node has no environment to run in, a guard needs none."""
+    p = build([{"name": "gate", "condition": "params.deploy == true", "then": ["ship"]},
+               {"name": "ship", "command": "echo shipping"}], parameters={"deploy": {"type": "bool", "default": False}})
+    node = compile_job(p, CLUSTER)["jobs"]["ship"]
+    assert node["inputs"] == {"deploy": "${{parent.inputs.deploy}}"}
+    proc = _run(node, {"inputs.deploy": "False"}, tmp_path)  # how Azure ML renders a boolean input: unverified
+    assert proc.returncode == 0 and proc.stdout.startswith("skipped: condition 'gate' is false")
+    proc = _run(node, {"inputs.deploy": "true"}, tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "shipping"
+    with pytest.raises(UnsupportedFeatureError, match="without a metric"):
+        compile_job(p, PREVIEW)
+
+
 def test_conditions_are_supported_capabilities() -> None:
     caps = AzureMLAdapter.capabilities
     assert caps.supports("condition") and caps.supports("condition.or")
