@@ -110,6 +110,7 @@ def _offline_env(fake: VertexFake, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project-42")
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
 
 
@@ -120,6 +121,7 @@ def test_the_uploaded_bundle_holds_the_code_paths_folders(fake: VertexFake, tmp_
 
     spec = spec_folder(tmp_path)
     a = VertexAdapter(VertexSettings(project=fake.project, location=fake.location, pipeline_root=ROOT,
+                                     service_account="runner@my-project-42.iam.gserviceaccount.com",
                                      api_endpoint=fake.url))
     a._client = VertexClient(a.settings, credentials=AnonymousCredentials(), retry_delay=0.01)
     run = a.run(cloudml.load(spec / "pipeline.yaml"), spec_dir=str(spec))

@@ -258,6 +258,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project-42")
 
 
 def job_client(fake: VertexFake) -> Any:
@@ -365,3 +366,26 @@ def test_the_picker_minimises_and_skips_non_finite_objectives() -> None:
     best = best_trial(job, "m.loss", "minimize")
     assert best is not None and best["id"] == "4"
     assert best_trial({"trials": []}, "m.loss", "minimize") is None
+
+
+def test_a_run_uploads_the_tuning_step_s_bundle_and_the_fake_takes_the_job(fake: VertexFake, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through VertexAdapter.run: the IR passes the fake's checks, and the trial's bundle is where TRIAL reads it."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from cloudml.adapters.vertex import VertexAdapter
+    from cloudml.adapters.vertex.bundles import members
+    from cloudml.adapters.vertex.client import VertexClient
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake.url)
+    a = VertexAdapter(VertexSettings(project="my-project-42", location="europe-west4", pipeline_root=ROOT,
+                                     service_account="runner@my-project-42.iam.gserviceaccount.com",
+                                     api_endpoint=fake.url))
+    a._client = VertexClient(a.settings, credentials=AnonymousCredentials(), retry_delay=0.01)
+    run = a.run(pipeline(tmp_path), spec_dir=str(tmp_path))
+    sent = fake.job(run.id).body["pipelineSpec"]
+    spec = payload_of(sent)["trial_job_spec"]
+    assert spec["service_account"] == "runner@my-project-42.iam.gserviceaccount.com"  # trials run as the runs do
+    command = spec["worker_pool_specs"][0]["container_spec"]["command"]
+    assert set(members(fake.objects[command[3]])) == {"job.py", "cloudml_runtime.py"}
+    assert {"tune", "tune-hpt-job"} <= set(sent["root"]["dag"]["tasks"])
