@@ -71,12 +71,13 @@ _N1 = (4, 8, 16, 32, 64, 96)  # n1-standard-N: N vCPUs, 3.75 GB each
 _ALGORITHM = {"random": "RANDOM_SEARCH", "grid": "GRID_SEARCH", "bayesian": "ALGORITHM_UNSPECIFIED"}
 _SCALE = {"linear": "UNIT_LINEAR_SCALE", "log": "UNIT_LOG_SCALE"}
 
-# One tuning trial: ``python3 -c TRIAL <bundle uri> <OUTPUT.KEY> <metrics output> <names,> <outputs,> <k>
-# (<token> <gs uri>)*k <n> <command: n args> [--NAME=VALUE as Vertex appends them]``.
+# One tuning trial: ``python3 -c TRIAL <bundle uri> <code|image> <OUTPUT.KEY> <metrics output> <names,> <outputs,>
+# <k> (<token> <gs uri>)*k <n> <command: n args> [--NAME=VALUE as Vertex appends them]``; ``code``: the command
+# runs in the unpacked bundle (a code folder or a python step), ``image``: in the image's working directory.
 TRIAL = (
     "import os,subprocess,sys,tarfile,tempfile\n"
-    "a=sys.argv[1:]\nu,obj,mout=a[:3]\nnames=[x for x in a[3].split(',') if x]\nouts=[x for x in a[4].split(',') if x]\n"
-    "k=int(a[5])\np=a[6:6+2*k]\ni=6+2*k\nn=int(a[i])\ncmd=a[i+1:i+1+n]\nrest=a[i+1+n:]\n"
+    "a=sys.argv[1:]\nu,w,obj,mout=a[:4]\nnames=[x for x in a[4].split(',') if x]\nouts=[x for x in a[5].split(',') if x]\n"
+    "k=int(a[6])\np=a[7:7+2*k]\ni=7+2*k\nn=int(a[i])\ncmd=a[i+1:i+1+n]\nrest=a[i+1+n:]\n"
     "g=lambda x:os.environ.get('CLOUDML_GCS_MOUNT','/gcs')+'/'+x[5:] if x.startswith('gs://') else x\n"
     "hp={}\nj=0\n"
     "while j<len(rest):\n"
@@ -96,7 +97,7 @@ TRIAL = (
     "with tarfile.open(g(u)) as t:\n t.extractall(d,**({'filter':'data'} if hasattr(tarfile,'data_filter') else {}))\n"
     "env={x:f(y) for x,y in os.environ.items()}\n"
     "print('cloudml: trial values',{x:hp[x] for x in names},flush=True)\n"
-    "c=subprocess.call([f(x) for x in cmd],cwd=d,env=env)\n"
+    "c=subprocess.call([f(x) for x in cmd],cwd=d if w=='code' else None,env=env)\n"
     "if c:\n sys.exit(128-c if c<0 else c)\n"
     "sys.exit(subprocess.call([sys.executable,'cloudml_runtime.py','--log-objective',obj,'--metrics',o+'/'+mout,"
     "'--report','hypertune'],cwd=d,env=env))\n"
@@ -288,7 +289,8 @@ def trial_job_spec(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: 
     paths, pairs = trial_inputs(s)
     cmd = trial_command(ctx.base, s, paths)
     t = s.tuning
-    argv = ["python3", "-c", TRIAL, bundle, t.objective.metric, t.objective.output, ",".join(t.search_space),
+    where = "code" if s.code or s.python else "image"
+    argv = ["python3", "-c", TRIAL, bundle, where, t.objective.metric, t.objective.output, ",".join(t.search_space),
             ",".join(s.outputs), str(len(pairs) // 2), *pairs, str(len(cmd)), *cmd]
     env = {"CLOUDML_STEP": s.name, "CLOUDML_BACKEND": "vertex"}
     for k, v in s.env.items():

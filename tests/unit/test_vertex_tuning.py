@@ -142,7 +142,7 @@ def test_the_payload_is_a_gapic_hyperparameter_tuning_job(tmp_path: Path) -> Non
     assert pool.container_spec.image_uri == "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-6:latest"
     command = list(pool.container_spec.command)
     assert command[:3] == ["python3", "-c", TRIAL] and command[3].startswith(f"{ROOT}/cloudml/code/")
-    assert command[4:8] == ["metrics.auc", "metrics", "lr,depth,kernel", "model,metrics"]
+    assert command[4:9] == ["code", "metrics.auc", "metrics", "lr,depth,kernel", "model,metrics"]
     assert "--param=lr=@@cloudml:tuning:lr@@" in command and "--input=train=@@cloudml:input:train@@" in command
     assert {e.name: e.value for e in pool.container_spec.env} == {"CLOUDML_STEP": "tune", "CLOUDML_BACKEND": "vertex"}
     assert "seed" not in json.dumps(payload)  # a Vertex study has no seed (docs/adapters/vertex.md)
@@ -389,3 +389,39 @@ def test_a_run_uploads_the_tuning_step_s_bundle_and_the_fake_takes_the_job(fake:
     command = spec["worker_pool_specs"][0]["container_spec"]["command"]
     assert set(members(fake.objects[command[3]])) == {"job.py", "cloudml_runtime.py"}
     assert {"tune", "tune-hpt-job"} <= set(sent["root"]["dag"]["tasks"])
+
+
+def test_a_command_trial_without_code_runs_in_the_image_s_working_directory(tmp_path: Path) -> None:
+    """No code folder: the bundle holds only the runtime (it reports the objective); the command keeps its cwd."""
+    from cloudml.codebundle import step_bundle
+
+    write = "import json,os,sys; json.dump({'v': float(sys.argv[1]) * 2, 'cwd': os.getcwd()}, open(sys.argv[2], 'w'))"
+    model = cloudml.loads(json.dumps({
+        "apiVersion": "cloudml/v1", "kind": "Pipeline", "name": "cmd-tune",
+        "backend_options": {"vertex": {"runtime_image": RUNTIME_IMAGE}},
+        "steps": [{"name": "t", "image": "python:3.11-slim", "command": ["python3", "-c", write, "{{tuning.x}}",
+                                                                         "{{outputs.m}}"], "outputs": {"m": "metrics"},
+                   "tuning": {"search_space": {"x": {"type": "categorical", "values": [1, 2]}},
+                              "objective": {"metric": "m.v", "goal": "minimize"}, "strategy": "grid"}}]}))
+    assert isinstance(model, Pipeline)
+    ir = compile_ir(model, SETTINGS, tmp_path)
+    assert validate_ir(ir) == []
+    args = executor(ir, "t-hpt-job")["args"]
+    command = json.loads(args[args.index("--payload") + 1].replace("{{$.pipeline_job_uuid}}", "u"))[
+        "trial_job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
+    assert command[4] == "image"
+    gcs = tmp_path / "gcs"
+    bundle = gcs / command[3][len("gs://"):]
+    bundle.parent.mkdir(parents=True)
+    bundle.write_bytes(build_bundle(step_bundle(tmp_path, model.task_steps()[0])))
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "CLOUDML_GCS_MOUNT": str(gcs), "AIP_MODEL_DIR": "gs://b/o/2/model",
+           "CLOUD_ML_HP_METRIC_FILE": str(tmp_path / "hp.metrics")}
+    argv = [sys.executable if a == "python3" else a for a in command]
+    proc = subprocess.run([*argv, "--x=2"], env=env, cwd=workdir, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((gcs / "b" / "o" / "2" / "cloudml" / "outputs" / "m").read_text())
+    assert written == {"v": 4.0, "cwd": str(workdir)}
+    assert json.loads((tmp_path / "hp.metrics").read_text())["m.v"] == "4.0"
