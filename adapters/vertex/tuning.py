@@ -25,6 +25,8 @@ Mapping of the tuning block (``study_spec``):
   ``random`` -> ``RANDOM_SEARCH``; ``bayesian`` -> ``ALGORITHM_UNSPECIFIED`` (Vertex's default, Bayesian
   optimisation);
 * ``max_trials`` / ``parallel_trials`` -> ``max_trial_count`` / ``parallel_trial_count`` (grid: the grid size);
+  ``max_failed_trial_count`` is the trial count, so failed trials are tolerated and the job fails only when
+  every trial failed (as the local backend does; Vertex's default, 0, lets Vertex decide);
 * ``seed``: ignored. A Vertex study has no seed (``StudySpec`` in aiplatform v1 has no such field); the
   search is not reproducible on Vertex, as documented in docs/adapters/vertex.md.
 
@@ -320,6 +322,7 @@ def payload(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: str) ->
     t = s.tuning
     return {"display_name": f"{ctx.p.name}-{s.name}"[:128], "study_spec": study_spec(t),
             "max_trial_count": t.trials, "parallel_trial_count": min(t.parallel_trials, t.trials),
+            "max_failed_trial_count": t.trials,  # as on the other backends: the step fails only when every trial did
             "trial_job_spec": trial_job_spec(ctx, s, bundle, image, base_output)}
 
 

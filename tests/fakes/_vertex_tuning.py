@@ -5,8 +5,8 @@ Routes (``{loc}`` is ``projects/P/locations/L``):
 
 * ``POST /v1/{loc}/hyperparameterTuningJobs``: create; the id is the server's (a number), as on Vertex;
 * ``GET /v1/{loc}/hyperparameterTuningJobs/ID`` (404 when absent): each GET advances the job one state,
-  ``JOB_STATE_PENDING`` -> ``RUNNING`` -> ``SUCCEEDED`` (trials appear when it succeeds); ``GET`` of the
-  collection lists them;
+  ``JOB_STATE_PENDING`` -> ``RUNNING`` -> ``SUCCEEDED`` (trials appear then), or ``FAILED`` when at least
+  ``maxFailedTrialCount`` (when above 0) trials did not succeed; ``GET`` of the collection lists them;
 * ``POST .../hyperparameterTuningJobs/ID:cancel``: only an unfinished job (else ``FAILED_PRECONDITION``).
 
 Rules enforced on create, from the field docs of ``HyperparameterTuningJob`` and ``StudySpec`` in
@@ -109,6 +109,11 @@ class TuningRoutes:
                 if job["state"] == "JOB_STATE_SUCCEEDED":
                     job["trials"] = self._trials(job)
                     job["endTime"] = _now()
+                    failed = [t for t in job["trials"] if t["state"] != "SUCCEEDED"]
+                    limit = int(job.get("maxFailedTrialCount") or 0)
+                    if limit and len(failed) >= limit:  # as the field's docs say; 0: the fake never fails the job
+                        job["state"] = "JOB_STATE_FAILED"
+                        job["error"] = {"code": 9, "message": f"{len(failed)} trials failed; the limit is {limit}."}
             elif job["state"] == "JOB_STATE_CANCELLING":
                 job["state"] = "JOB_STATE_CANCELLED"
                 job["error"] = {"code": 1, "message": "CANCELLED"}
@@ -188,6 +193,8 @@ def check_job(body: dict[str, Any]) -> str | None:
     for key, field in (("maxTrialCount", "max_trial_count"), ("parallelTrialCount", "parallel_trial_count")):
         if int(body.get(key) or 0) <= 0:
             return f"{field} must be positive"
+    if int(body.get("maxFailedTrialCount") or 0) < 0:
+        return "max_failed_trial_count must not be negative"
     study = body.get("studySpec") or {}
     metrics = study.get("metrics") or []
     if not metrics:

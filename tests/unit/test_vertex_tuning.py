@@ -425,3 +425,20 @@ def test_a_command_trial_without_code_runs_in_the_image_s_working_directory(tmp_
     written = json.loads((gcs / "b" / "o" / "2" / "cloudml" / "outputs" / "m").read_text())
     assert written == {"v": 4.0, "cwd": str(workdir)}
     assert json.loads((tmp_path / "hp.metrics").read_text())["m.v"] == "4.0"
+
+
+def test_failed_trials_are_tolerated_until_every_trial_failed(fake: VertexFake, tmp_path: Path) -> None:
+    from google.cloud import aiplatform_v1
+
+    payload = payload_of(compile_ir(pipeline(tmp_path), SETTINGS, tmp_path))
+    assert payload["max_failed_trial_count"] == payload["max_trial_count"] == 6
+    client = job_client(fake)
+    fake.tuning.outcomes = [("INFEASIBLE", None)] * 6
+    try:
+        job = client.create_hyperparameter_tuning_job(parent="projects/my-project-42/locations/europe-west4",
+                                                      hyperparameter_tuning_job=payload)
+        for _ in range(3):
+            got = client.get_hyperparameter_tuning_job(name=job.name)
+    finally:
+        fake.tuning.outcomes = None
+    assert got.state == aiplatform_v1.JobState.JOB_STATE_FAILED and "6 trials failed" in got.error.message
