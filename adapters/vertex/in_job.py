@@ -141,7 +141,8 @@ def copy_outputs(source: Path, outputs: dict[str, str]) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, target)
         else:
-            raise InJobError(f"the best trial wrote no output '{name}' (looked for {src})")
+            raise InJobError(f"the best trial wrote no output '{name}' (looked for {src}); the step's command must "
+                             f"write every declared output (see the trial's logs in the Vertex AI console)")
 
 
 def fetch_job(name: str, host: str, endpoint: str | None = None) -> dict[str, Any]:
@@ -238,7 +239,8 @@ def run_best_trial(argv: list[str], job: dict[str, Any] | None = None) -> int:
         print(f"cloudml: best trial {best['id']}: {metric}={summary['best_objective']} {summary['params']}", flush=True)
         return 0
     except InJobError as e:
-        print(f"cloudml: {e}", file=sys.stderr)
+        step = os.environ.get("CLOUDML_STEP")
+        print(f"cloudml: {f'step {step!r}: ' if step else ''}{e}", file=sys.stderr)
         return e.code
 
 

@@ -342,7 +342,9 @@ def test_the_best_trial_task_copies_the_best_succeeded_trial_s_outputs(fake: Ver
 
 
 def test_no_usable_trial_or_a_missing_output_fails_the_task_with_the_reason(capsys: pytest.CaptureFixture[str],
-                                                                           tmp_path: Path) -> None:
+                                                                           tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDML_STEP", "tune")  # the compiled task sets it
     resources = json.dumps({"resources": [{"resourceType": "HyperparameterTuningJob", "resourceUri":
                                            "https://l-aiplatform.googleapis.com/v1/projects/p/locations/l/"
                                            "hyperparameterTuningJobs/9"}]})
@@ -350,7 +352,8 @@ def test_no_usable_trial_or_a_missing_output_fails_the_task_with_the_reason(caps
            "trials": [{"id": "1", "state": "INFEASIBLE"}]}
     argv = ["--best-trial", resources, "--objective", "m.auc", "--goal", "maximize", f"--output=model={tmp_path}/m"]
     assert run_best_trial(argv, job=job) == 1
-    assert "no trial of projects/p/locations/l/hyperparameterTuningJobs/9 succeeded" in capsys.readouterr().err
+    assert "step 'tune': no trial of projects/p/locations/l/hyperparameterTuningJobs/9 succeeded" in \
+        capsys.readouterr().err
     job["trials"] = [{"id": "1", "state": "SUCCEEDED", "final_measurement": {"metrics": [
         {"metric_id": "m.auc", "value": 0.5}]}}]
     assert run_best_trial([*argv, "--gcs-mount", str(tmp_path)], job=job) == 1
