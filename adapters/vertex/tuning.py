@@ -60,7 +60,7 @@ from cloudml.tuning import format_value
 if TYPE_CHECKING:
     from cloudml.spec.steps import TaskStep
 
-__all__ = ["GCPC_IMAGE", "GCPC_LAUNCHER", "JOB_SUFFIX", "TRIAL", "job_task_name", "launcher_args", "machine_spec",
+__all__ = ["GCPC_IMAGE", "GCPC_LAUNCHER", "JOB_SUFFIX", "MAX_DISCRETE", "TRIAL", "job_task_name", "launcher_args", "machine_spec",
            "payload", "study_parameters", "study_spec", "token", "trial_command", "trial_inputs", "trial_job_spec",
            "tuning_tasks"]
 
@@ -126,17 +126,26 @@ def job_task_name(step: str) -> str:
     return f"{step}{JOB_SUFFIX}"
 
 
-def _discrete(values: list[Any]) -> dict[str, Any]:
+MAX_DISCRETE = 1000  # aiplatform v1 DiscreteValueSpec: "should not contain more than 1,000 values"
+
+
+def _discrete(values: list[Any], name: str, step: str | None) -> dict[str, Any]:
+    if len(values) > MAX_DISCRETE:
+        from cloudml.errors import UnsupportedFeatureError
+
+        raise UnsupportedFeatureError("vertex", step, "step.tuning", f"'{name}' has {len(values)} grid points; a Vertex "
+                                      f"DISCRETE parameter holds at most {MAX_DISCRETE}",
+                                      hint=f"raise the grid_step of '{name}' or narrow its range")
     return {"values": sorted(float(v) for v in values)}
 
 
-def _parameter(name: str, dim: SearchParam, strategy: str) -> dict[str, Any]:
+def _parameter(name: str, dim: SearchParam, strategy: str, step: str | None = None) -> dict[str, Any]:
     if dim.type == "categorical":
         return {"parameter_id": name, "categorical_value_spec": {"values": [format_value(v) for v in dim.values or []]}}
     assert dim.min is not None and dim.max is not None
     scale = {"scale_type": _SCALE[dim.scale]}
     if strategy == "grid" and (dim.type == "float" or (dim.grid_step or 1) != 1):
-        return {"parameter_id": name, "discrete_value_spec": _discrete(dim.points() or []), **scale}
+        return {"parameter_id": name, "discrete_value_spec": _discrete(dim.points() or [], name, step), **scale}
     if dim.type == "int":
         return {"parameter_id": name, "integer_value_spec": {"min_value": int(dim.min), "max_value": int(dim.max)},
                 **scale}
@@ -144,8 +153,9 @@ def _parameter(name: str, dim: SearchParam, strategy: str) -> dict[str, Any]:
             **scale}
 
 
-def study_parameters(t: Tuning) -> list[dict[str, Any]]:
-    """The search space as ``StudySpec.parameters`` (GAPIC field names, enums by name).
+def study_parameters(t: Tuning, step: str | None = None) -> list[dict[str, Any]]:
+    """The search space as ``StudySpec.parameters`` (GAPIC field names, enums by name); ``step`` names the step in
+    the UnsupportedFeatureError of a grid dimension with more points than a DISCRETE parameter holds.
 
     Example:
         >>> t = Tuning.model_validate({"search_space": {
@@ -157,10 +167,10 @@ def study_parameters(t: Tuning) -> list[dict[str, Any]]:
         >>> study_parameters(t)[1]
         {'parameter_id': 'kernel', 'categorical_value_spec': {'values': ['rbf', '1', 'true']}}
     """
-    return [_parameter(name, dim, t.strategy) for name, dim in t.search_space.items()]
+    return [_parameter(name, dim, t.strategy, step) for name, dim in t.search_space.items()]
 
 
-def study_spec(t: Tuning) -> dict[str, Any]:
+def study_spec(t: Tuning, step: str | None = None) -> dict[str, Any]:
     """The tuning block as a Vertex ``StudySpec`` (the seed has no place in it: Vertex studies take none).
 
     Example:
@@ -170,7 +180,7 @@ def study_spec(t: Tuning) -> dict[str, Any]:
         ([{'metric_id': 'metrics.auc', 'goal': 'MAXIMIZE'}], 'ALGORITHM_UNSPECIFIED')
     """
     return {"metrics": [{"metric_id": t.objective.metric, "goal": t.objective.goal.upper()}],
-            "parameters": study_parameters(t), "algorithm": _ALGORITHM[t.strategy],
+            "parameters": study_parameters(t, step), "algorithm": _ALGORITHM[t.strategy],
             "measurement_selection_type": "BEST_MEASUREMENT"}
 
 
@@ -320,7 +330,7 @@ def payload(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: str) ->
     """The launcher's ``--payload``: a ``HyperparameterTuningJob`` with GAPIC (snake_case) field names."""
     assert s.tuning is not None
     t = s.tuning
-    return {"display_name": f"{ctx.p.name}-{s.name}"[:128], "study_spec": study_spec(t),
+    return {"display_name": f"{ctx.p.name}-{s.name}"[:128], "study_spec": study_spec(t, s.name),
             "max_trial_count": t.trials, "parallel_trial_count": min(t.parallel_trials, t.trials),
             "max_failed_trial_count": t.trials,  # as on the other backends: the step fails only when every trial did
             "trial_job_spec": trial_job_spec(ctx, s, bundle, image, base_output)}

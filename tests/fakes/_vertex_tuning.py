@@ -14,7 +14,7 @@ google-cloud-aiplatform 2.7 (``aiplatform_v1.types``), not from the service: ``d
 most 128 characters; ``maxTrialCount`` and ``parallelTrialCount`` are required and positive; ``studySpec.metrics``
 is non-empty, each with a ``metricId`` without whitespace, unique, and a goal; ``studySpec.parameters`` is
 non-empty, each ``parameterId`` unique with exactly one value spec; a DOUBLE/INTEGER range has min <= max and
-a log scale needs min > 0; CATEGORICAL values are non-empty; DISCRETE values are non-empty and increasing;
+a log scale needs min > 0; CATEGORICAL values are non-empty; DISCRETE values are 1 to 1,000, increasing;
 ``GRID_SEARCH`` takes no DOUBLE parameter (the GCPC docs); ``trialJobSpec.workerPoolSpecs`` is non-empty, the
 first with a ``machineSpec.machineType``, a ``replicaCount`` and a ``containerSpec.imageUri``. Enums arrive as
 numbers (the REST transport sends ``enum-encoding=int``) or names; both are accepted.
@@ -176,8 +176,8 @@ def _parameter_problem(p: dict[str, Any], algorithm: str) -> str | None:
         return f"parameter '{pid}': categorical values are required"
     if specs[0] == "discreteValueSpec":
         values = [float(v) for v in spec.get("values") or []]
-        if not values or values != sorted(set(values)):
-            return f"parameter '{pid}': discrete values must be non-empty and in increasing order"
+        if not values or values != sorted(set(values)) or len(values) > 1000:
+            return f"parameter '{pid}': discrete values must be 1 to 1,000 values in increasing order"
     return None
 
 

@@ -445,3 +445,15 @@ def test_failed_trials_are_tolerated_until_every_trial_failed(fake: VertexFake, 
     finally:
         fake.tuning.outcomes = None
     assert got.state == aiplatform_v1.JobState.JOB_STATE_FAILED and "6 trials failed" in got.error.message
+
+
+def test_a_grid_dimension_beyond_a_discrete_parameter_s_limit_is_refused_by_name(tmp_path: Path) -> None:
+    from cloudml.errors import UnsupportedFeatureError
+
+    p = pipeline(tmp_path, "grid", max_trials=None, search_space={
+        "lr": {"type": "float", "min": 0, "max": 1, "grid_step": 0.0005}})
+    with pytest.raises(UnsupportedFeatureError) as info:
+        compile_ir(p, SETTINGS, tmp_path)
+    e = info.value
+    assert (e.adapter, e.step, e.feature) == ("vertex", "tune", "step.tuning") and "2001 grid points" in str(e)
+    assert "grid_step of 'lr'" in (e.hint or "")
