@@ -244,17 +244,12 @@ class AzureMLAdapter(Adapter):
             Traceback (most recent call last):
             cloudml.errors.UnsupportedFeatureError: azureml cannot express 'deploy.shadow': Azure ML mirrors at most 50% of requests; shadow.percent is 80
         """
-        from cloudml.adapters.azureml.monitoring import check_period
-
         compiled = super().compile_deployment(deployment)
         shadow = deployment.strategy.shadow
         if shadow is not None and shadow.percent > 50:
             raise UnsupportedFeatureError(self.name, None, "deploy.shadow", "Azure ML mirrors at most 50% of "
                                           f"requests; shadow.percent is {shadow.percent:g}",
                                           hint="set strategy.shadow.percent to 50 or less")
-        for alarm in deployment.alarms:
-            if not alarm.existing:
-                check_period(alarm.name, alarm.period)
         return compiled
 
     def metrics(self, credential: Any = None, **monitor_kwargs: Any) -> Any:

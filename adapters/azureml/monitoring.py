@@ -9,7 +9,8 @@ Managed online endpoints publish, with a ``deployment`` dimension (resource type
 
 There is no error-rate metric, so it is derived. They are read with
 ``azure.mgmt.monitor.MonitorManagementClient.metrics.list`` (ARM REST, api-version 2024-02-01). Azure
-Monitor's finest grain is one minute: an alarm period must be a whole number of minutes. Periods that
+Monitor's finest grain is one minute: an alarm period is read as whole minutes, rounded up
+(:func:`monitor_period`; 1s is one minute, 90s two), as CloudWatch rounds periods up for SageMaker. Periods that
 are a native grain (1, 5, 15, 30 minutes, 1, 6, 12 hours, 1 day) are queried as they are; others are
 read per minute and combined (counts summed, latency the worst minute, which can only alarm earlier).
 Only complete periods count: the query ends at the last period boundary.
@@ -23,14 +24,13 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from cloudml.errors import UnsupportedFeatureError
-
-__all__ = ["GRAINS", "AzureMonitorMetrics", "check_period", "grain_for", "metric_for"]
+__all__ = ["GRAINS", "AzureMonitorMetrics", "grain_for", "metric_for", "monitor_period"]
 
 GRAINS = {60: "PT1M", 300: "PT5M", 900: "PT15M", 1800: "PT30M", 3600: "PT1H", 21600: "PT6H", 43200: "PT12H",
           86400: "P1D"}
@@ -48,18 +48,17 @@ def metric_for(alarm_metric: str) -> str:
     return _LATENCY.get(alarm_metric, "RequestsPerMinute")
 
 
-def check_period(name: str, period: float) -> None:
-    """Refuse an alarm period Azure Monitor cannot serve (under a minute, or not whole minutes).
+def monitor_period(period: float) -> int:
+    """The period Azure Monitor evaluates for an alarm's ``period``: whole minutes, rounded up (at least one).
+
+    Azure Monitor's finest grain is one minute, so a shorter or fractional period is read as the next
+    whole minute, the way CloudWatch rounds periods up for SageMaker: the alarm gets coarser, never finer.
 
     Example:
-        >>> check_period("slow", 30)
-        Traceback (most recent call last):
-        cloudml.errors.UnsupportedFeatureError: azureml cannot express 'deploy.alarm': alarm slow has a period of 30s; Azure Monitor metrics have a one-minute grain
+        >>> monitor_period(1), monitor_period(60), monitor_period(90), monitor_period(300)
+        (60, 60, 120, 300)
     """
-    if period < 60 or period % 60:
-        raise UnsupportedFeatureError("azureml", None, "deploy.alarm",
-                                      f"alarm {name} has a period of {period:g}s; Azure Monitor metrics have a "
-                                      "one-minute grain", hint="set the alarm's period to whole minutes, e.g. 1m or 5m")
+    return max(60, math.ceil(period / 60) * 60)
 
 
 def grain_for(period: float) -> str:
@@ -107,8 +106,7 @@ class AzureMonitorMetrics:
             >>> metrics.datapoints("churn", "churn-v2", Alarm(name="err", metric="error_rate", threshold=0.01))  # doctest: +SKIP
             [0.0]
         """
-        check_period(alarm.name, alarm.period)
-        period = int(alarm.period)
+        period = monitor_period(alarm.period)
         grain = grain_for(period)
         end = int(self.clock()) // period * period
         start = end - alarm.evaluation_periods * period

@@ -210,8 +210,6 @@ def test_azure_traffic_rules_are_enforced_before_any_request(fake: AzureMLFake, 
     with pytest.raises(UnsupportedFeatureError) as shadow:
         adapter.deploy(_spec("ep-rules", "nomodel", 1, {"shadow": {"percent": 80}}))
     assert "at most 50%" in str(shadow.value) and shadow.value.hint and "50 or less" in shadow.value.hint
-    with pytest.raises(UnsupportedFeatureError, match="one-minute grain"):
-        adapter.deploy(_spec("ep-rules", "nomodel", 1, "blue_green", [{**ERRORS, "period": "30s"}]))
     backend = AzureMLEndpoints(adapter.client())
     for weights, mirror, message in [
         ({"a": 70}, {}, "sum to 100"),
@@ -453,6 +451,12 @@ def test_periods_that_are_not_an_azure_grain_combine_minutes(fake: AzureMLFake, 
     five = Alarm(name="f", metric="invocations", threshold=1, period="5m")  # a native grain: one PT5M point
     assert metrics.datapoints("ep-grain", "gr-v1", five) == [90.0 + 10.0]
     assert any("interval=PT5M" in p for _, p, _ in fake.requests)
+    # under a minute (a local demo's 1s) is read as whole minutes, rounded up, as CloudWatch does for SageMaker
+    mark = len(fake.requests)
+    short = Alarm(name="q", metric="invocations", threshold=1000, period="1s", evaluation_periods=2)
+    assert metrics.datapoints("ep-grain", "gr-v1", short) == metrics.datapoints(
+        "ep-grain", "gr-v1", Alarm(name="q", metric="invocations", threshold=1000, period="1m", evaluation_periods=2))
+    assert all("interval=PT1M" in p for _, p, _ in fake.requests[mark:] if "metrics" in p)
 
 
 @pytest.mark.parametrize("conclude, live", [("rollback", "ab-v1"), ("promote", "ab-v2")])
