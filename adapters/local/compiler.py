@@ -115,7 +115,6 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         "kind": s.kind,
         "argv": argv,
         "cwd": s.code or ".",
-        "code_paths": list(s.code_paths or ()),
         "env": env,
         "secrets": dict(s.secrets),
         "inputs": inputs,
@@ -127,6 +126,8 @@ def _task_plan(p: Pipeline, raw: TaskStep, params: dict[str, str], base: str,
         "cache": {"enabled": s.cache.enabled if s.cache else True,
                   "expire": format_duration(s.cache.expire) if s.cache and s.cache.expire else None},
     }
+    if s.code_paths:
+        plan["code_paths"] = list(s.code_paths)
     if s.tuning:
         plan["tuning"] = _tuning_plan(s)
     if s.image or s.framework:

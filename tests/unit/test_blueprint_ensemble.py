@@ -26,7 +26,6 @@ from typer.testing import CliRunner
 
 import cloudml
 from cloudml.cli.main import app
-from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.deployment import Deployment
 from cloudml.testing import LocalHarness
 from tests.conftest import REPO
@@ -212,7 +211,7 @@ def test_every_blueprint_golden_case_passes_its_adapters_validator(file: str, ta
 
     for key, value in CLOUD_SETTINGS.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", "true")  # as tests/golden compiles them
+    monkeypatch.delenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", raising=False)  # as tests/golden compiles them
     assert cloudml.validate(REPO / "blueprints" / file, target=target).kind == "Pipeline"
 
 
@@ -225,13 +224,15 @@ def test_compiles_for_vertex_with_the_runtime_image_for_registration() -> None:
     assert {"random_forest", "gradient_boosting", "logistic_regression", "combine"} <= set(document["root"]["dag"]["tasks"])
 
 
-def test_azureml_says_what_is_missing() -> None:
-    """The gate needs Azure ML's private-preview if_else nodes: refused by name, never dropped."""
-    with pytest.raises(UnsupportedFeatureError) as info:
-        cloudml.compile(PIPELINE, "azureml")
-    e = info.value
-    assert (e.adapter, e.feature, e.step) == ("azureml", "condition", "gate"), e
-    assert "if_else nodes are private preview" in str(e)
+def test_compiles_for_azureml_with_the_gate_as_runtime_guards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Azure ML's private-preview if_else nodes the gate is a guard on each node of its branches."""
+    monkeypatch.delenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", raising=False)
+    assert getattr(cloudml.validate(PIPELINE, target="azureml"), "name", None) == GROUP  # + azure-ai-ml's load_job
+    jobs = cloudml.compile(PIPELINE, "azureml").document["jobs"]
+    assert "gate" not in jobs  # no node of its own
+    for name in ("register", "reject"):
+        assert "--guard" in jobs[name]["component"]["command"], name
+    assert "--guard" not in jobs["combine"]["component"]["command"]  # before the gate: unconditional
 
 
 # -- the blueprint's own docs ------------------------------------------------------------------------

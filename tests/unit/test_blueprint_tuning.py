@@ -1,6 +1,7 @@
 """The hyperparameter-tuning blueprint for real, on the local backend: parallel trials, the best one
 kept, evaluated, gated and registered; the other strategies; bad input; `cloudml init`; the clouds
-(a SageMaker Tuning step that its validator accepts, Vertex AI and Azure ML refusing tuning by name).
+(a SageMaker Tuning step, a Vertex AI HyperparameterTuningJob and an Azure ML sweep, each accepted by the
+cloud's own validator).
 
 Runs use in-process Python steps and trials (threads of the runner: the same runtime call without a
 process start) on the bundled breast-cancer data (569 rows), with a smaller search space than the
@@ -25,7 +26,6 @@ from typer.testing import CliRunner
 import cloudml
 from cloudml.adapters.local.store import digest_path
 from cloudml.cli.main import app
-from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.pipeline import Pipeline
 from cloudml.testing import LocalHarness
 from tests.conftest import REPO
@@ -207,18 +207,24 @@ def test_compiles_to_a_sagemaker_tuning_step_its_validator_accepts(monkeypatch: 
     assert best in register["Arguments"]["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]["Std:Join"]["Values"]
 
 
-@pytest.mark.parametrize("target", ["vertex", "azureml"])
-def test_vertex_and_azureml_refuse_the_tuning_step_by_name(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Vertex has no tuning mapping; Azure ML sweeps cannot express this search space (a log-scale integer
-    range, and log-scale ranges with Bayesian sampling), once its preview conditions are allowed."""
-    monkeypatch.setenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", "true")
-    with pytest.raises(UnsupportedFeatureError) as info:
-        cloudml.compile(PIPELINE, target)
-    e = info.value
-    assert (e.adapter, e.feature, e.step) == (target, "step.tuning", "tune"), e
-    assert "step.tuning" in str(e) and "'tune'" in str(e)
-    if target == "azureml":
-        assert "log-scale" in str(e)
+def test_compiles_to_a_vertex_tuning_job_its_validator_accepts() -> None:
+    assert getattr(cloudml.validate(PIPELINE, target="vertex"), "name", None) == GROUP  # + the IR's own checks
+    document = cloudml.compile(PIPELINE, "vertex").document
+    tasks = document["root"]["dag"]["tasks"]
+    assert {"tune-hpt-job", "tune"} <= set(tasks)  # the tuning job, then the task that keeps the best trial
+    assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]["producerTask"] == "tune"
+    launcher = next(e["container"] for n, e in document["deploymentSpec"]["executors"].items() if "hpt-job" in n)
+    assert "hyperparameter_tuning_job.launcher" in " ".join(launcher["command"])
+
+
+def test_compiles_to_an_azureml_sweep_searching_log_ranges_by_their_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", raising=False)
+    assert getattr(cloudml.validate(PIPELINE, target="azureml"), "name", None) == GROUP  # + azure-ai-ml's load_job
+    tune = cloudml.compile(PIPELINE, "azureml").document["jobs"]["tune"]
+    assert tune["type"] == "sweep" and tune["sampling_algorithm"] == "bayesian"
+    space = tune["search_space"]
+    assert space["n_estimators"]["type"] == space["learning_rate"]["type"] == "uniform"  # the natural log, sampled
+    assert "--from-log" in tune["trial"]["command"]  # the runtime turns each sample back before the step sees it
 
 
 # -- the blueprint's own docs ------------------------------------------------------------------------

@@ -60,10 +60,21 @@ def test_validate_several_files_one_bad(bad_file: Path) -> None:
     assert "✓" in result.output and "problems" in result.output
 
 
-def test_validate_with_a_target_that_cannot_express_a_feature() -> None:
-    result = runner.invoke(app, ["validate", str(QUICKSTART), "--target", "azureml"])
+def _with_secret(tmp_path: Path) -> Path:
+    """The quickstart with a secret on its train step: Azure ML command jobs have no secret injection."""
+    spec = tmp_path / "pipeline.yaml"
+    text = QUICKSTART.read_text().replace("    python: steps:train\n",
+                                          "    python: steps:train\n    secrets: {TOKEN: \"env://TOKEN\"}\n")
+    assert "secrets:" in text
+    spec.write_text(text)
+    (tmp_path / "src").mkdir()
+    return spec
+
+
+def test_validate_with_a_target_that_cannot_express_a_feature(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(_with_secret(tmp_path)), "--target", "azureml"])
     assert result.exit_code == 2
-    assert "azureml cannot express 'condition' on step 'gate'" in result.output  # preview: opt-in only
+    assert "azureml cannot express 'step.secrets' on step 'train'" in result.output
     assert "cloudml backends --features" in result.output
 
 
@@ -84,10 +95,11 @@ def test_compile_unknown_target_suggests() -> None:
     assert "did you mean 'sagemaker'" in result.output and "cloudml backends" in result.output
 
 
-def test_compile_refuses_what_the_target_cannot_express_by_name() -> None:
-    result = runner.invoke(app, ["compile", str(QUICKSTART), "--target", "azureml"])
+def test_compile_refuses_what_the_target_cannot_express_by_name(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["compile", str(_with_secret(tmp_path)), "--target", "azureml"])
     assert result.exit_code == 1
-    assert "azureml cannot express 'condition' on step 'gate'" in result.output and "Traceback" not in result.output
+    assert "azureml cannot express 'step.secrets' on step 'train'" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_compile_deployment_prints_rollout_plan(tmp_path: Path) -> None:

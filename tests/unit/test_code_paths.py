@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import cloudml
+from cloudml.cli.init import copy_blueprint
 from cloudml.errors import CompileError, SpecError
 from cloudml.spec.pipeline import Pipeline
 
@@ -79,3 +80,14 @@ def test_code_paths_are_relative_folders(bad: str) -> None:
     with pytest.raises(SpecError, match="not a relative folder"):
         cloudml.loads(SPEC.replace("../shared/lib", bad))
 
+
+
+def test_init_brings_the_shared_code_into_the_copy(tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    files = {str(f) for f in copy_blueprint("continuous-training", target)}
+    assert "shared/tabular-classification/src/tabular_steps.py" in files
+    spec = cloudml.load(target / "pipeline.yaml")
+    assert isinstance(spec, Pipeline)
+    assert spec.defaults.code_paths == ["shared/tabular-classification/src"]
+    assert (target / "shared" / "tabular-classification" / "src" / "tabular_steps.py").is_file()
+    assert "../tabular-classification" not in (target / "pipeline.yaml").read_text()

@@ -33,18 +33,24 @@ REFERENCE = "reference.csv"  # the drift baseline saved with every model
 
 
 def tabular() -> ModuleType:
-    """The flagship's step module ``tabular_steps`` (its ``src/`` is appended to ``sys.path`` once).
+    """The flagship's step module ``tabular_steps``.
 
-    Appended, not prepended: a ``tabular_steps.py`` in this blueprint's own ``src/`` wins.
+    In a pipeline step it imports as it is: the pipeline's ``code_paths`` puts the flagship's ``src/`` on
+    ``sys.path`` after this one (every backend ships it with the step), so a ``tabular_steps.py`` copied
+    into this blueprint's own ``src/`` wins. Imported anywhere else (doctests, a notebook), the folder is
+    looked up next to this blueprint, then in the installed cloudml.
 
     Example:
         >>> hasattr(tabular(), "StageError")
         True
     """
-    from cloudml.blueprints import shared_code
+    try:
+        return importlib.import_module("tabular_steps")
+    except ImportError:
+        from cloudml.blueprints import shared_code
 
-    shared_code("tabular-classification", Path(__file__).resolve().parent, "tabular_steps.py")
-    return importlib.import_module("tabular_steps")
+        shared_code("tabular-classification", Path(__file__).resolve().parent, "tabular_steps.py")
+        return importlib.import_module("tabular_steps")
 
 
 _t = tabular()

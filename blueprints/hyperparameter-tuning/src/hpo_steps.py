@@ -1,7 +1,7 @@
 """Step functions of the hyperparameter-tuning blueprint; each runs through ``python -m cloudml.runtime``.
 
 The data stages are the tabular-classification blueprint's code, imported, not copied
-(:func:`shared_code` finds ``blueprints/tabular-classification/src``): ingest, validate, split,
+(the pipeline's ``code_paths`` ships ``blueprints/tabular-classification/src`` with each step): ingest, validate, split,
 features and evaluate are that blueprint's functions, with paths relative to *this* blueprint.
 This module adds what tuning needs:
 
@@ -41,17 +41,21 @@ SHARED = "tabular-classification"
 
 
 def shared_code() -> Path:
-    """The folder of tabular-classification's step code, put on ``sys.path`` so its modules import.
+    """The folder of tabular-classification's step code, whose modules this one imports.
 
-    Looked for, in order: this ``src/`` (copy ``tabular_*.py`` and ``schema.yaml`` here to pin
-    them, or for a cloud run, whose code bundle is this folder only), the sibling blueprint (a
-    checkout, or cloudml's installed blueprints), then the blueprint shipped with the installed
-    cloudml (a copy made with ``cloudml init``).
+    In a pipeline step it is on ``sys.path`` already: the pipeline's ``code_paths`` lists it, after this
+    ``src/`` (every backend ships it with the step), so ``tabular_*.py`` copied here win. Imported anywhere
+    else (doctests, a notebook), it is looked up next to this blueprint, then in the installed cloudml.
 
     Example:
         >>> (shared_code() / "tabular_steps.py").is_file()
         True
     """
+    import importlib.util
+
+    found = importlib.util.find_spec("tabular_steps")
+    if found is not None and found.origin:
+        return Path(found.origin).resolve().parent
     from cloudml.blueprints import shared_code as find
 
     return find(SHARED, HERE, "tabular_steps.py")

@@ -1,7 +1,7 @@
 """Step functions of the multi-model-ensemble blueprint; each runs through ``python -m cloudml.runtime``.
 
 The data stages and the members' training are the tabular-classification blueprint's code, imported,
-not copied (:func:`shared_code` finds ``blueprints/tabular-classification/src``). This module adds:
+not copied (the pipeline's ``code_paths`` ships ``blueprints/tabular-classification/src`` with each step). This module adds:
 
 - :func:`holdout`: splits the train rows into ``fit`` rows (the members train on them) and ``blend``
   rows (the ensemble is fitted on them: a stacking meta-model must not learn from rows its members saw);
@@ -49,17 +49,21 @@ METHODS = ("voting", "stacking")
 
 
 def shared_code() -> Path:
-    """The folder of tabular-classification's step code, put on ``sys.path`` so its modules import.
+    """The folder of tabular-classification's step code, whose modules this one imports.
 
-    Looked for, in order: this ``src/`` (copy ``tabular_*.py`` and ``schema.yaml`` here to pin
-    them, or for a cloud run, whose code bundle is this folder only), the sibling blueprint (a
-    checkout, or cloudml's installed blueprints), then the blueprint shipped with the installed
-    cloudml (a copy made with ``cloudml init``).
+    In a pipeline step it is on ``sys.path`` already: the pipeline's ``code_paths`` lists it, after this
+    ``src/`` (every backend ships it with the step), so ``tabular_*.py`` copied here win. Imported anywhere
+    else (doctests, a notebook), it is looked up next to this blueprint, then in the installed cloudml.
 
     Example:
         >>> (shared_code() / "tabular_steps.py").is_file()
         True
     """
+    import importlib.util
+
+    found = importlib.util.find_spec("tabular_steps")
+    if found is not None and found.origin:
+        return Path(found.origin).resolve().parent
     from cloudml.blueprints import shared_code as find
 
     return find(SHARED, HERE, "tabular_steps.py")
