@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["best_trial", "copy_outputs", "fetch_job", "main", "objective_of", "parse_gcp_resources", "trial_folder"]
+__all__ = ["best_trial", "copy_outputs", "main", "objective_of", "parse_gcp_resources", "trial_folder"]
 
 _RESOURCE = re.compile(r"^https://(?P<host>[^/]+)/v1/(?P<name>projects/[^/]+/locations/[^/]+/"
                        r"hyperparameterTuningJobs/[^/]+)$")
@@ -145,10 +145,10 @@ def copy_outputs(source: Path, outputs: dict[str, str]) -> None:
                              f"write every declared output (see the trial's logs in the Vertex AI console)")
 
 
-def fetch_job(name: str, host: str, endpoint: str | None = None) -> dict[str, Any]:
+def _fetch_job(name: str, host: str, endpoint: str | None = None) -> dict[str, Any]:
     """GET the job through google-cloud-aiplatform's ``JobServiceClient``; the resource as a snake_case dict.
 
-    Example: ``fetch_job("projects/p/locations/l/hyperparameterTuningJobs/1", "l-aiplatform.googleapis.com")``.
+    Example: ``_fetch_job("projects/p/locations/l/hyperparameterTuningJobs/1", "l-aiplatform.googleapis.com")``.
     """
     from google.cloud import aiplatform_v1
 
@@ -222,7 +222,7 @@ def run_best_trial(argv: list[str], job: dict[str, Any] | None = None) -> int:
         metric, goal = one["--objective"], one["--goal"]
         host, name = parse_gcp_resources(one["--best-trial"])
         if job is None:
-            job = fetch_job(name, host, one.get("--api-endpoint") or os.environ.get("CLOUDML_VERTEX_API_ENDPOINT"))
+            job = _fetch_job(name, host, one.get("--api-endpoint") or os.environ.get("CLOUDML_VERTEX_API_ENDPOINT"))
         for t in job.get("trials") or []:
             values = {p.get("parameter_id"): p.get("value") for p in t.get("parameters") or []}
             print(f"cloudml: trial {t.get('id')} {str(t.get('state', '')).lower()} "

@@ -60,9 +60,7 @@ from cloudml.tuning import format_value
 if TYPE_CHECKING:
     from cloudml.spec.steps import TaskStep
 
-__all__ = ["GCPC_IMAGE", "GCPC_LAUNCHER", "JOB_SUFFIX", "MAX_DISCRETE", "TRIAL", "job_task_name", "launcher_args", "machine_spec",
-           "payload", "study_parameters", "study_spec", "token", "trial_command", "trial_inputs", "trial_job_spec",
-           "tuning_tasks"]
+__all__ = ["GCPC_IMAGE", "GCPC_LAUNCHER", "JOB_SUFFIX", "MAX_DISCRETE", "TRIAL", "job_task_name", "launcher_args", "machine_spec", "study_parameters", "study_spec", "token", "trial_command", "trial_inputs", "tuning_tasks"]
 
 GCPC_IMAGE = "gcr.io/ml-pipeline/google-cloud-pipeline-components:2.22.0"
 GCPC_LAUNCHER = ["python3", "-u", "-m", "google_cloud_pipeline_components.container.v1.hyperparameter_tuning_job.launcher"]
@@ -292,7 +290,7 @@ def trial_command(base: Any, s: TaskStep, paths: dict[str, str]) -> list[str]:
     return argv
 
 
-def trial_job_spec(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: str) -> dict[str, Any]:
+def _trial_job_spec(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: str) -> dict[str, Any]:
     """``trial_job_spec``: one worker pool running TRIAL in the step's image, the step's timeout, the job's
     output folder and the settings' service account."""
     from cloudml.adapters.vertex.compiler import _unsupported
@@ -326,14 +324,14 @@ def trial_job_spec(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: 
     return spec
 
 
-def payload(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: str) -> dict[str, Any]:
+def _payload(ctx: Any, s: TaskStep, bundle: str, image: str, base_output: str) -> dict[str, Any]:
     """The launcher's ``--payload``: a ``HyperparameterTuningJob`` with GAPIC (snake_case) field names."""
     assert s.tuning is not None
     t = s.tuning
     return {"display_name": f"{ctx.p.name}-{s.name}"[:128], "study_spec": study_spec(t, s.name),
             "max_trial_count": t.trials, "parallel_trial_count": min(t.parallel_trials, t.trials),
             "max_failed_trial_count": t.trials,  # as on the other backends: the step fails only when every trial did
-            "trial_job_spec": trial_job_spec(ctx, s, bundle, image, base_output)}
+            "trial_job_spec": _trial_job_spec(ctx, s, bundle, image, base_output)}
 
 
 def launcher_args(document: dict[str, Any]) -> list[str]:
@@ -381,7 +379,7 @@ def tuning_tasks(ctx: Any, s: TaskStep, scope: dict[str, Any], deps: list[str]) 
     assert bundle is not None  # a tuning step always ships the runtime, which reports the objective
     root = getattr(ctx.settings, "pipeline_root", None) or c.ROOT_PLACEHOLDER
     base_output = f"{root.rstrip('/')}/cloudml/tuning/{{{{$.pipeline_job_uuid}}}}/{s.name}"
-    document = payload(ctx, s, bundle, c._image(s), base_output)
+    document = _payload(ctx, s, bundle, c._image(s), base_output)
 
     # 1. the tuning job: GCPC's launcher; inputs are what the trial's command reads
     arts = {n: spec.ref for n, spec in s.inputs.items() if isinstance(spec.ref, StepOutputRef)}
