@@ -61,7 +61,6 @@ class AzureMLAdapter(Adapter):
             "step.secrets": ("notyet", "command jobs have no secret injection; read Key Vault in the step"),
             "step.cache_expiry": ("notyet", "Azure ML reuse has no expiry"),
             "step.depends_on": ("notyet", "Azure ML orders nodes by their data bindings only"),
-            "deploy.capture": ("notimpl", "data collection is not built yet"),
             "deploy.autoscale": ("notimpl", "autoscale settings are not built yet"),
         },
     )

@@ -28,7 +28,6 @@ import pytest
 from typer.testing import CliRunner
 
 import cloudml
-from cloudml.adapter import FEATURES
 from cloudml.cli.main import app
 from cloudml.errors import UnsupportedFeatureError
 from cloudml.spec.deployment import Deployment
@@ -262,14 +261,11 @@ def test_compiles_for_sagemaker_and_passes_its_validator(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize("target", ["vertex", "azureml"])
 @pytest.mark.parametrize("file", ["pipeline.yaml", "analysis.yaml", "deployment.yaml", "challenger.yaml"])
-def test_compiles_for_the_other_clouds_or_names_what_is_missing(target: str, file: str) -> None:
-    """Azure ML lacks conditions and capture today; the compile names the feature, it never drops one."""
-    try:
-        compiled = cloudml.compile(BLUEPRINT / file, target)
-    except UnsupportedFeatureError as e:
-        assert e.adapter == target and e.feature in FEATURES and e.feature in str(e), e
-    else:
-        assert compiled.target == target and compiled.document
+def test_compiles_for_the_other_clouds(target: str, file: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both pipelines, the deployment and the challenger (with capture) compile for Vertex AI and Azure ML."""
+    monkeypatch.delenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", raising=False)
+    compiled = cloudml.compile(BLUEPRINT / file, target)
+    assert compiled.target == target and compiled.document
 
 
 # -- the blueprint's own examples and README -------------------------------------------------------

@@ -268,3 +268,22 @@ def test_the_readme_shows_the_current_graph_and_the_copy_is_self_contained(tmp_p
     assert to_mermaid(spec) in (BLUEPRINT / "README.md").read_text()  # type: ignore[arg-type]
     shutil.copytree(BLUEPRINT, tmp_path / "copy", ignore=shutil.ignore_patterns("__pycache__"))
     assert cloudml.validate(tmp_path / "copy" / "pipeline.yaml").name == GROUP
+
+
+def _every_blueprint_spec() -> list[Path]:
+    """Every pipeline and deployment file of every blueprint (not data files such as src/schema.yaml)."""
+    return [f for f in sorted((REPO / "blueprints").glob("*/*.yaml")) if "\nkind: " in f.read_text()]
+
+
+@pytest.mark.parametrize("target", ["sagemaker", "vertex", "azureml"])
+@pytest.mark.parametrize("spec", _every_blueprint_spec(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_blueprint_file_compiles_for_every_cloud(spec: Path, target: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each blueprint's pipelines and deployments compile for all three clouds, each checked by the cloud's own
+    validator (botocore shapes, the pipeline_spec protobuf, azure-ai-ml's load_job), with default settings."""
+    from tests.conformance.conftest import CLOUD_SETTINGS
+
+    for key, value in CLOUD_SETTINGS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CLOUDML_AZUREML_ENABLE_PREVIEW_CONDITIONS", raising=False)
+    assert cloudml.validate(spec, target=target).kind in ("Pipeline", "Deployment")
