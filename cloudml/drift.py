@@ -29,14 +29,14 @@ import json
 import math
 import numbers
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloudml.errors import DataError
 
-__all__ = ["DriftReport", "FeatureDrift", "capture_format", "drift_report", "ks_2samp", "load_capture", "psi",
+__all__ = ["DriftReport", "FeatureDrift", "capture_columns", "capture_format", "drift_report", "ks_2samp", "load_capture", "psi",
            "psi_categorical"]
 
 _EPS = 1e-4
@@ -441,33 +441,61 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None,
     if not files or not all(f.is_file() for f in files):
         raise DataError("drift", f"no captured requests at {path}",
                         hint="enable capture on the deployment (capture: {enabled: true}) and send traffic")
+
+    def records() -> Iterator[tuple[str, dict[str, Any]]]:
+        for file in files:
+            for lineno, line in enumerate(file.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    rec["request"]["instances"]
+                except (ValueError, KeyError, TypeError):
+                    raise DataError("drift", f"{file}:{lineno} is not a captured request",
+                                    hint="capture files hold one JSON object per line with request.instances") from None
+                yield f"{file}:{lineno}", rec
+
+    return capture_columns(records(), feature_names, prediction, path, require_rows=False)
+
+
+def capture_columns(records: Iterable[tuple[str, Mapping[str, Any]]], feature_names: Sequence[str] | None,
+                    prediction: str, path: str | Path, *, require_rows: bool = True) -> dict[str, list[Any]]:
+    """Columns from neutral capture records: ``(where, {"request": {"instances": [...]}, "response":
+    {"predictions": [...]}})`` pairs, as every backend's capture reader produces them.
+
+    Instances given as objects keep their keys; lists (or single values) need ``feature_names``;
+    predictions go to the ``prediction`` column, None where the response is missing or does not match
+    the instances one to one. ``where`` names the record in errors; ``path`` names the capture.
+
+    Example:
+        >>> capture_columns([("f:1", {"request": {"instances": [[1, 2], [3, 4]]}, "response": {"predictions": [0, 1]}}),
+        ...                  ("f:2", {"request": {"instances": [{"a": 5}]}, "response": None})], ["a", "b"], "y", "f")
+        {'a': [1, 3, 5], 'b': [2, 4, None], 'y': [0, 1, None]}
+    """
     cols: dict[str, list[Any]] = {}
     rows = 0
-    for file in files:
-        for lineno, line in enumerate(file.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                instances = rec["request"]["instances"]
-                preds = (rec.get("response") or {}).get("predictions") or [None] * len(instances)
-            except (ValueError, KeyError, TypeError):
-                raise DataError("drift", f"{file}:{lineno} is not a captured request",
-                                hint="capture files hold one JSON object per line with request.instances") from None
-            for inst, pred in zip(instances, preds, strict=False):
-                if isinstance(inst, Mapping):
-                    item = {str(k): v for k, v in inst.items()}
-                else:
-                    if feature_names is None:
-                        raise DataError("drift", "captured instances are lists, so the feature names are needed",
-                                        hint="pass feature_names=[...] in training column order")
-                    if len(inst) != len(feature_names):
-                        raise DataError("drift", f"{file}:{lineno}: an instance has {len(inst)} values, "
-                                        f"not {len(feature_names)} features",
-                                        hint="pass the feature names the model was trained on")
-                    item = dict(zip(feature_names, inst, strict=True))
-                item[prediction] = pred
-                for k in [*cols, *(k for k in item if k not in cols)]:
-                    cols.setdefault(k, [None] * rows).append(item.get(k))
-                rows += 1
+    for where, rec in records:
+        instances = rec["request"]["instances"]
+        preds = (rec.get("response") or {}).get("predictions")
+        if not isinstance(preds, list) or len(preds) != len(instances):
+            preds = [None] * len(instances)
+        for inst, pred in zip(instances, preds, strict=True):
+            if isinstance(inst, Mapping):
+                item = {str(k): v for k, v in inst.items()}
+            else:
+                values = inst if isinstance(inst, list) else [inst]
+                if feature_names is None:
+                    raise DataError("drift", "captured instances are lists, so the feature names are needed",
+                                    hint="pass feature_names=[...] in training column order")
+                if len(values) != len(feature_names):
+                    raise DataError("drift", f"{where}: an instance has {len(values)} values, not "
+                                    f"{len(feature_names)} features", hint="pass the feature names the model was "
+                                    "trained on")
+                item = dict(zip(feature_names, values, strict=True))
+            item[prediction] = pred
+            for k in [*cols, *(k for k in item if k not in cols)]:
+                cols.setdefault(k, [None] * rows).append(item.get(k))
+            rows += 1
+    if rows == 0 and require_rows:
+        raise DataError("drift", f"no captured requests at {path}", hint="send traffic to the endpoint first")
     return cols

@@ -42,7 +42,7 @@ import importlib
 import json
 import re
 from calendar import timegm
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,37 +307,6 @@ def records(path: str | Path, *, fs: Any = None) -> Iterator[dict[str, Any]]:
                "response": {"predictions": _predictions(_body(answer[1], answer[0]))} if answer else None}
 
 
-def _columns(rows: Iterable[dict[str, Any]], feature_names: Sequence[str] | None, prediction: str,
-             path: str | Path) -> dict[str, list[Any]]:
-    cols: dict[str, list[Any]] = {}
-    count = 0
-    for rec in rows:
-        instances = rec["request"]["instances"]
-        preds = (rec.get("response") or {}).get("predictions")
-        if not isinstance(preds, list) or len(preds) != len(instances):
-            preds = [None] * len(instances)
-        for inst, pred in zip(instances, preds, strict=True):
-            if isinstance(inst, Mapping):
-                item = {str(k): v for k, v in inst.items()}
-            else:
-                values = inst if isinstance(inst, list) else [inst]
-                if feature_names is None:
-                    raise DataError("drift", "captured instances are lists, so the feature names are needed",
-                                    hint="pass feature_names=[...] in training column order")
-                if len(values) != len(feature_names):
-                    raise DataError("drift", f"{path}: an instance has {len(values)} values, not "
-                                    f"{len(feature_names)} features", hint="pass the feature names the model was "
-                                    "trained on")
-                item = dict(zip(feature_names, values, strict=True))
-            item[prediction] = pred
-            for k in [*cols, *(k for k in item if k not in cols)]:
-                cols.setdefault(k, [None] * count).append(item.get(k))
-            count += 1
-    if count == 0:
-        raise DataError("drift", f"no captured requests at {path}", hint="send traffic to the endpoint first")
-    return cols
-
-
 def load_capture(path: str | Path, feature_names: Sequence[str] | None = None, prediction: str = "prediction",
                  *, fs: Any = None) -> dict[str, list[Any]]:
     """Columns from Azure ML collected data, the same as :func:`cloudml.drift.load_capture` gives locally.
@@ -358,4 +327,6 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None, p
         >>> load_capture(root)
         {'age': [40], 'plan': ['pro'], 'prediction': [1]}
     """
-    return _columns(records(path, fs=fs), feature_names, prediction, path)
+    from cloudml.drift import capture_columns
+
+    return capture_columns(((str(path), r) for r in records(path, fs=fs)), feature_names, prediction, path)

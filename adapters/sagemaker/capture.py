@@ -245,36 +245,16 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None, p
         >>> load_capture(d.parents[5])
         {'age': [40], 'plan': ['pro'], 'prediction': [1]}
     """
-    cols: dict[str, list[Any]] = {}
-    rows = 0
-    for where, line in _lines(path, client):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise DataError("drift", f"{where} is not a JSON line", hint="point at SageMaker capture files") from None
-        neutral = to_neutral(record, where)
-        instances, preds = neutral["request"]["instances"], neutral["response"]["predictions"]
-        if not isinstance(preds, list) or len(preds) != len(instances):
-            preds = [None] * len(instances)
-        for inst, pred in zip(instances, preds, strict=True):
-            if isinstance(inst, Mapping):
-                item = {str(k): v for k, v in inst.items()}
-            else:
-                values = inst if isinstance(inst, list) else [inst]
-                if feature_names is None:
-                    raise DataError("drift", "captured instances are lists, so the feature names are needed",
-                                    hint="pass feature_names=[...] in training column order")
-                if len(values) != len(feature_names):
-                    raise DataError("drift", f"{where}: an instance has {len(values)} values, not "
-                                    f"{len(feature_names)} features", hint="pass the feature names the model was "
-                                    "trained on")
-                item = dict(zip(feature_names, values, strict=True))
-            item[prediction] = pred
-            for k in [*cols, *(k for k in item if k not in cols)]:
-                cols.setdefault(k, [None] * rows).append(item.get(k))
-            rows += 1
-    if rows == 0:
-        raise DataError("drift", f"no captured requests at {path}", hint="send traffic to the endpoint first")
-    return cols
+    from cloudml.drift import capture_columns
+
+    def records() -> Iterator[tuple[str, dict[str, Any]]]:
+        for where, line in _lines(path, client):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise DataError("drift", f"{where} is not a JSON line", hint="point at SageMaker capture files") from None
+            yield where, to_neutral(record, where)
+
+    return capture_columns(records(), feature_names, prediction, path)
