@@ -36,7 +36,7 @@ from typing import Any
 
 from cloudml.errors import DataError
 
-__all__ = ["DriftReport", "FeatureDrift", "capture_columns", "capture_format", "drift_report", "ks_2samp", "load_capture", "psi",
+__all__ = ["DriftReport", "FeatureDrift", "capture_columns", "capture_format", "capture_records", "drift_report", "ks_2samp", "load_capture", "psi",
            "psi_categorical"]
 
 _EPS = 1e-4
@@ -436,26 +436,49 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None,
 
         reader = importlib.import_module(CAPTURE_READERS[fmt])  # no cloud SDK: the readers parse files only
         return dict(reader.load_capture(path, feature_names, prediction))
-    path = Path(path)
+    return capture_columns(_local_records(Path(path)), feature_names, prediction, path, require_rows=False)
+
+
+def _local_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise DataError("drift", f"no captured requests at {path}",
                         hint="enable capture on the deployment (capture: {enabled: true}) and send traffic")
+    for file in files:
+        for lineno, line in enumerate(file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                rec["request"]["instances"]
+            except (ValueError, KeyError, TypeError):
+                raise DataError("drift", f"{file}:{lineno} is not a captured request",
+                                hint="capture files hold one JSON object per line with request.instances") from None
+            yield f"{file}:{lineno}", rec
 
-    def records() -> Iterator[tuple[str, dict[str, Any]]]:
-        for file in files:
-            for lineno, line in enumerate(file.read_text().splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    rec["request"]["instances"]
-                except (ValueError, KeyError, TypeError):
-                    raise DataError("drift", f"{file}:{lineno} is not a captured request",
-                                    hint="capture files hold one JSON object per line with request.instances") from None
-                yield f"{file}:{lineno}", rec
 
-    return capture_columns(records(), feature_names, prediction, path, require_rows=False)
+def capture_records(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Captured requests as local capture records, whichever backend wrote them: each
+    ``{"at", "deployment", "request": {"instances"}, "response": {"predictions"}}`` (``at`` in epoch
+    seconds, ``deployment`` the deployment or production variant that answered; None where the files
+    do not say). For per-variant analyses such as an A/B test.
+
+    Example:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> rec = {"at": 1.0, "deployment": "m-v2", "request": {"instances": [[1]]}, "response": {"predictions": [0]}}
+        >>> _ = (d / "c.jsonl").write_text(json.dumps(rec) + "\\n")
+        >>> [r["deployment"] for r in capture_records(d)]
+        ['m-v2']
+    """
+    fmt = capture_format(path)
+    if fmt != "local":
+        import importlib
+
+        yield from importlib.import_module(CAPTURE_READERS[fmt]).records(path)
+        return
+    for _, rec in _local_records(Path(path)):
+        yield rec
 
 
 def capture_columns(records: Iterable[tuple[str, Mapping[str, Any]]], feature_names: Sequence[str] | None,

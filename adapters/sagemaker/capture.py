@@ -42,8 +42,8 @@ from typing import Any
 from cloudml.errors import BackendValidationError, DataError, UnsupportedFeatureError
 from cloudml.spec.deployment import Deployment
 
-__all__ = ["CAPTURE_JSON_TYPES", "complete_capture", "data_capture_config", "load_capture", "settings_root",
-           "to_neutral"]
+__all__ = ["CAPTURE_JSON_TYPES", "complete_capture", "data_capture_config", "load_capture", "records",
+           "settings_root", "to_neutral"]
 
 CAPTURE_JSON_TYPES = ["application/json"]  # what cloudml endpoints are invoked with (client.invoke)
 
@@ -221,6 +221,49 @@ def _lines(path: str | Path, client: Any) -> Iterable[tuple[str, str]]:
     for file in _local_files(Path(path)):
         for lineno, line in enumerate(file.read_text().splitlines(), 1):
             yield f"{file}:{lineno}", line
+
+
+def _variant_and_time(where: str, record: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """The variant (from ``<endpoint>/<variant>/yyyy/mm/dd/hh/<file>``) and the inference time of a record."""
+    from datetime import datetime
+
+    parts = where.rsplit(":", 1)[0].replace("\\", "/").split("/")
+    variant = parts[-6] if len(parts) >= 6 and all(x.isdigit() for x in parts[-5:-1]) else None
+    stamp = (record.get("eventMetadata") or {}).get("inferenceTime") if isinstance(record, Mapping) else None
+    try:
+        at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        at = None
+    return variant, at
+
+
+def records(path: str | Path, client: Any = None) -> Iterator[dict[str, Any]]:
+    """SageMaker capture records as a local endpoint's: ``{"at", "deployment", "request", "response"}``.
+
+    ``deployment`` is the production variant, read from where SageMaker puts the file
+    (``<endpoint>/<variant>/yyyy/mm/dd/hh/``); ``at`` is the record's ``eventMetadata.inferenceTime``
+    (epoch seconds). ``path`` as for :func:`load_capture`.
+
+    Example:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "churn" / "green" / "2026" / "01" / "01" / "10"
+        >>> d.mkdir(parents=True)
+        >>> rec = {"captureData": {"endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+        ...     "data": json.dumps({"instances": [[1, 2]]}), "encoding": "JSON"}},
+        ...     "eventMetadata": {"inferenceTime": "2026-01-01T10:00:00Z"}}
+        >>> _ = (d / "f.jsonl").write_text(json.dumps(rec) + "\\n")
+        >>> r = next(records(d.parents[5])); r["deployment"], r["at"], r["request"]
+        ('green', 1767261600.0, {'instances': [[1, 2]]})
+    """
+    for where, line in _lines(path, client):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise DataError("drift", f"{where} is not a JSON line", hint="point at SageMaker capture files") from None
+        variant, at = _variant_and_time(where, record)
+        yield {"at": at, "deployment": variant, **to_neutral(record, where)}
 
 
 def load_capture(path: str | Path, feature_names: Sequence[str] | None = None, prediction: str = "prediction",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import doctest
 import importlib
+import io
 import json
 import sys
 import threading
@@ -283,3 +284,53 @@ def test_the_readme_shows_both_current_graphs() -> None:
         assert to_mermaid(cloudml.load(pipeline)) in readme, pipeline.name  # type: ignore[arg-type]
     assert readme.index(to_mermaid(cloudml.load(TRAIN))) < readme.index(  # type: ignore[arg-type]
         to_mermaid(cloudml.load(ANALYSIS)))  # type: ignore[arg-type]  # the docs test reads the first block
+
+
+# -- the analysis on the clouds' own capture files ------------------------------------------------------
+def _answers(n: int = 80) -> list[tuple[str, str, int]]:
+    """(variant, request id, prediction): the challenger is right on every request, the live model on 2 in 3."""
+    return [(v, f"{v}-{i}", 1 if v == "green" or i % 3 else 0) for v in ("blue", "green") for i in range(n)]
+
+
+def _sagemaker_capture(root: Path) -> Path:
+    for variant, rid, pred in _answers():
+        folder = root / "ab" / variant / "2026" / "11" / "27" / "10"
+        folder.mkdir(parents=True, exist_ok=True)
+        rec = {"captureData": {
+            "endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "encoding": "JSON",
+                              "data": json.dumps({"instances": [{"request_id": rid, "x": 1.0}]})},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                               "data": json.dumps({"predictions": [pred]})}},
+            "eventMetadata": {"eventId": rid, "inferenceTime": "2026-11-27T10:00:00Z"}, "eventVersion": "0"}
+        with open(folder / "10-00-00-000-x.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+    return root
+
+
+def _azureml_capture(root: Path) -> Path:
+    for variant, rid, pred in _answers():
+        for coll, data in (("request", {"instances": [{"request_id": rid, "x": 1.0}]}), ("response", [pred])):
+            folder = root / "ab" / variant / coll / "2026" / "11" / "27" / "10"
+            folder.mkdir(parents=True, exist_ok=True)
+            rec = {"specversion": "1.0", "id": f"{rid}-{coll}", "type": f"azureml.inference.{coll}",
+                   "source": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/"
+                             f"workspaces/w/onlineEndpoints/ab/deployments/{variant}",
+                   "time": "2026-11-27T10:00:00Z", "data": data, "correlationid": rid}
+            with open(folder / "0.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("writer", [_sagemaker_capture, _azureml_capture], ids=["sagemaker", "azureml"])
+def test_the_analysis_reads_a_clouds_capture_files(writer: Any, tmp_path: Path) -> None:
+    """Each answer's variant comes from where the cloud put it; labels join on the request key as locally."""
+    capture = writer(tmp_path / "capture")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,target\n" + "".join(f"{rid},1\n" for _, rid, _ in _answers()))
+    (tmp_path / "report").mkdir()
+    with contextlib.redirect_stdout(io.StringIO()):
+        m = module("ab_analysis").analyze(tmp_path / "m.json", tmp_path / "report", "ab", str(labels),
+                                          capture_uri=str(capture))
+    assert (m["winner"], m["n_a"], m["n_b"], m["accuracy_b"]) == ("B", 80.0, 80.0, 1.0)
+    assert round(m["accuracy_a"], 3) == 0.662
+    assert "blue" in (tmp_path / "report" / "ab_test.md").read_text()

@@ -1,7 +1,8 @@
 """The analysis of the ab-test blueprint: which variant answered better while the split was live.
 
 Data: the endpoint's capture (``<root>/endpoints/<endpoint>/capture/*.jsonl``; each record holds the
-request, the answer and the deployment that answered) joined with the labels that arrived later
+request, the answer and the deployment that answered; or, with ``capture_uri``, SageMaker's or Azure
+ML's capture files, read by :func:`cloudml.drift.capture_records`) joined with the labels that arrived later
 (``labels.csv``: a request key and the true label, as ``ab_traffic.py`` writes them). Only records
 captured while both variants took traffic count: the window starts when the rollout moved the split
 to B and ends at the next traffic change (a promotion, a rollback, the end of the test).
@@ -81,22 +82,19 @@ def _norm(value: Any) -> str:
     return str(value)
 
 
-def _records(capture: Path) -> list[dict[str, Any]]:
-    files = sorted(capture.glob("*.jsonl")) if capture.is_dir() else [capture] if capture.is_file() else []
-    if not files:
-        raise StageError("analyze", f"no captured requests at {capture}",
+def _records(capture: Path | str) -> list[dict[str, Any]]:
+    """The captured requests with the deployment that answered, from any backend's capture files (local, or
+    SageMaker's / Azure ML's downloaded or on S3): :func:`cloudml.drift.capture_records`."""
+    from cloudml.drift import capture_records
+    from cloudml.errors import DataError
+
+    try:
+        return list(capture_records(capture))
+    except DataError as e:
+        raise StageError("analyze", e.message.removeprefix(f"{e.stage}: "),
                          "deploy challenger.yaml (capture: {enabled: true}) and send traffic while the test runs, "
-                         "or pass -p capture_uri=PATH")
-    records = []
-    for file in files:
-        for lineno, line in enumerate(file.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    raise StageError("analyze", f"{file.name}:{lineno} is not a captured request (not JSON)",
-                                     "remove the broken line, or point capture_uri at the endpoint's capture") from None
-    return records
+                         "or pass -p capture_uri=PATH to the endpoint's capture (local, SageMaker or Azure ML "
+                         "files)") from None
 
 
 def _labels(labels_uri: str, key: str, label: str) -> dict[str, str]:
@@ -156,7 +154,8 @@ def analyze(metrics: Path, report: Path, endpoint: str, labels_uri: str, key: st
     """
     state: dict[str, Any] = {}
     if capture_uri:
-        capture = Path(capture_uri) if Path(capture_uri).is_absolute() else BLUEPRINT / capture_uri
+        capture: Path | str = (capture_uri if capture_uri.startswith("s3://") or Path(capture_uri).is_absolute()
+                               else BLUEPRINT / capture_uri)
     else:
         adapter = _adapter()
         if not hasattr(adapter, "controller"):
