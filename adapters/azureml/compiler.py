@@ -278,9 +278,15 @@ def _code(ctx: _Ctx, s: TaskStep) -> tuple[str | None, list[str]]:
         import os
         import tempfile
 
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=dest.parent))
-        bundle.materialize(partial)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=dest.parent))
+            bundle.materialize(partial)
+        except OSError as e:
+            raise CompileError(f"step '{s.name}': cannot write its code bundle under {dest.parent}: {e.strerror or e}",
+                               hint="Azure ML takes one code folder per step, so cloudml writes the code and its "
+                               "code_paths there; compile from a folder you can write to (e.g. a copy made with "
+                               "cloudml init)") from None
         try:
             os.replace(partial, dest)  # content-addressed: a concurrent compile wrote the same files
         except OSError:

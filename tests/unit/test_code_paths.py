@@ -91,3 +91,14 @@ def test_init_brings_the_shared_code_into_the_copy(tmp_path: Path) -> None:
     assert spec.defaults.code_paths == ["shared/tabular-classification/src"]
     assert (target / "shared" / "tabular-classification" / "src" / "tabular_steps.py").is_file()
     assert "../tabular-classification" not in (target / "pipeline.yaml").read_text()
+
+
+def test_azureml_says_where_it_cannot_write_the_bundle(tmp_path: Path) -> None:
+    spec_dir = _tree(tmp_path)
+    (spec_dir / ".cloudml").write_text("a file where the build folder goes")  # the bundle folder cannot be made
+    adapter = cloudml.get_adapter("azureml")
+    adapter.base_dir = spec_dir
+    spec = cloudml.loads(SPEC.replace("defaults: {", "defaults: {image: python:3.11, "))
+    with pytest.raises(CompileError, match=r"step 'work': cannot write its code bundle") as info:
+        adapter.compile(spec)  # type: ignore[arg-type]
+    assert "cloudml init" in (info.value.hint or "")
