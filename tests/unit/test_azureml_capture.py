@@ -296,3 +296,29 @@ def test_drift_load_capture_reads_every_endpoint_format(tmp_path: Path) -> None:
     for folder, fmt in ((local, "local"), (tmp_path / "sm", "sagemaker"), (az, "azureml")):
         assert capture_format(folder) == fmt
         assert drift_load_capture(folder, ["a", "b"]) == {"a": [1], "b": [2], "prediction": [0]}, fmt
+
+
+# -- the adapter, now that deploy.capture is supported ---------------------------------------------------
+def test_the_adapter_deploys_with_capture(fake: Any, adapter: Any) -> None:
+    from cloudml.adapter import RolloutOutcome
+
+    _register(adapter, "adp", 1)
+    result = adapter.deploy(_spec("ep-adp", "adp", 1, capture={"percent": 10}), poll=POLL)
+    assert result.outcome is RolloutOutcome.SUCCEEDED, result.reason
+    sent = fake.online.deployments["ep-adp"]["adp-v1"].body["properties"]["dataCollector"]["collections"]
+    assert {c: v["samplingRate"] for c, v in sent.items()} == {"request": 0.1, "response": 0.1}
+    mark = len([r for r in fake.requests if "onlineEndpoints" in r[1]])
+    with pytest.raises(UnsupportedFeatureError, match=r"deploy\.capture"):
+        adapter.deploy(_spec("ep-adp", "adp", 1, capture={"destination": "s3://b/c"}), poll=POLL)
+    assert len([r for r in fake.requests if "onlineEndpoints" in r[1]]) == mark  # refused before the endpoint
+
+
+def test_the_continuous_training_deployment_compiles_for_azureml() -> None:
+    import cloudml
+    from cloudml.adapters.azureml import AzureMLAdapter
+
+    assert "deploy.capture" not in AzureMLAdapter.capabilities.gaps
+    blueprint = Path(__file__).resolve().parents[2] / "blueprints" / "continuous-training" / "deployment.yaml"
+    assert "capture: {enabled: true, percent: 100}" in blueprint.read_text()
+    compiled = cloudml.compile(str(blueprint), "azureml")
+    assert compiled.target == "azureml" and compiled.document
