@@ -243,7 +243,10 @@ class AzureMLAdapter(Adapter):
             Traceback (most recent call last):
             cloudml.errors.UnsupportedFeatureError: azureml cannot express 'deploy.shadow': Azure ML mirrors at most 50% of requests; shadow.percent is 80
         """
+        from cloudml.adapters.azureml.capture import collector_spec
+
         compiled = super().compile_deployment(deployment)
+        collector_spec(deployment, "check")  # a capture destination Azure ML cannot write to fails here already
         shadow = deployment.strategy.shadow
         if shadow is not None and shadow.percent > 50:
             raise UnsupportedFeatureError(self.name, None, "deploy.shadow", "Azure ML mirrors at most 50% of "

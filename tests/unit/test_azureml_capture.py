@@ -322,3 +322,14 @@ def test_the_continuous_training_deployment_compiles_for_azureml() -> None:
     assert "capture: {enabled: true, percent: 100}" in blueprint.read_text()
     compiled = cloudml.compile(str(blueprint), "azureml")
     assert compiled.target == "azureml" and compiled.document
+
+
+def test_compile_refuses_a_capture_destination_azure_cannot_write_to() -> None:
+    import cloudml
+    from cloudml.errors import UnsupportedFeatureError
+    from cloudml.spec.deployment import Deployment
+
+    d = Deployment(endpoint="ep", model={"group": "g"}, capture={"percent": 10, "destination": "s3://b/cap"})
+    with pytest.raises(UnsupportedFeatureError, match="datastore path") as info:
+        cloudml.compile(d, "azureml")
+    assert info.value.feature == "deploy.capture"

@@ -288,3 +288,39 @@ def test_the_readme_shows_the_current_graph() -> None:
 
     spec = cloudml.load(PIPELINE)
     assert to_mermaid(spec) in (BLUEPRINT / "README.md").read_text()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cloud", ["sagemaker", "azureml"])
+def test_the_drift_check_reads_a_clouds_downloaded_capture(cloud: str, tmp_path: Path) -> None:
+    """-p current_uri=FOLDER with SageMaker's or Azure ML's own capture files gives the same columns and counts."""
+    sys.path.insert(0, str(BLUEPRINT / "src"))
+    drift = importlib.import_module("ct_drift")
+    root = tmp_path / "capture"
+    for i in range(5):
+        inst, pred = {"a": float(i), "b": "x"}, i % 2
+        if cloud == "sagemaker":
+            folder = root / "ct" / "AllTraffic" / "2026" / "11" / "27" / "10"
+            folder.mkdir(parents=True, exist_ok=True)
+            rec = {"captureData": {
+                "endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "encoding": "JSON",
+                                  "data": json.dumps({"instances": [inst]})},
+                "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                                   "data": json.dumps({"predictions": [pred]})}},
+                "eventMetadata": {"inferenceTime": "2026-11-27T10:00:00Z"}}
+            with open(folder / "f.jsonl", "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+        else:
+            for coll, data in (("request", {"instances": [inst]}), ("response", {"predictions": [pred]})):
+                folder = root / "ct" / "ct-v1" / coll / "2026" / "11" / "27" / "10"
+                folder.mkdir(parents=True, exist_ok=True)
+                rec = {"specversion": "1.0", "type": f"azureml.inference.{coll}", "time": "2026-11-27T10:00:00Z",
+                       "source": "/subscriptions/s/onlineEndpoints/ct/deployments/ct-v1", "data": data,
+                       "correlationid": f"c{i}"}
+                with open(folder / "0.jsonl", "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    cols, source = drift.read_current(str(root), None, ["a", "b"], 0, scratch)
+    assert list(cols["a"]) == [0.0, 1.0, 2.0, 3.0, 4.0] and list(cols["prediction"]) == [0, 1, 0, 1, 0]
+    assert source["kind"] == "capture"
+    assert source["by_deployment"] == {"AllTraffic" if cloud == "sagemaker" else "ct-v1": 5}

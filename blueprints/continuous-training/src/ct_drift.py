@@ -69,21 +69,25 @@ def _root(near: Path) -> Path | None:
 
 
 def _window(folder: Path, hours: float, into: Path) -> tuple[Path, Counter[str]]:
-    """Copy the capture records of the last ``hours`` (all when 0) into one file; count them by deployment."""
+    """Copy the capture records of the last ``hours`` (all when 0) into one local-format file; count them by
+    deployment. Any backend's capture reads the same (:func:`cloudml.drift.capture_records`: a local endpoint's,
+    or SageMaker's / Azure ML's files downloaded to a folder); a record without a time is kept."""
+    from cloudml.drift import capture_records
+    from cloudml.errors import DataError
+
     since = time.time() - hours * 3600 if hours > 0 else float("-inf")
     by_deployment: Counter[str] = Counter()
     kept = into / "current.jsonl"
-    with open(kept, "w") as out:
-        for file in sorted(folder.glob("*.jsonl")) if folder.is_dir() else [folder]:
-            for line in file.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    out.write(line + "\n")  # let load_capture name the broken line
-                    continue
-                if float(rec.get("at", since)) >= since:
-                    by_deployment[str(rec.get("deployment", "?"))] += len(rec.get("request", {}).get("instances", []))
-                    out.write(line + "\n")
+    try:
+        with open(kept, "w") as out:
+            for rec in capture_records(folder):
+                at = rec.get("at")
+                if at is None or float(at) >= since:
+                    by_deployment[str(rec.get("deployment") or "?")] += len(rec["request"]["instances"])
+                    out.write(json.dumps(rec) + "\n")
+    except DataError as e:
+        raise StageError(STAGE, e.message.removeprefix(f"{e.stage}: "),
+                         e.hint or "point current_uri at capture files (local, SageMaker or Azure ML)") from None
     return kept, by_deployment
 
 
