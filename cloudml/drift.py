@@ -382,7 +382,8 @@ def capture_format(path: str | Path) -> str:
     """Who wrote the capture files at ``path``: ``local``, ``sagemaker`` or ``azureml`` (from the first record).
 
     A folder's own ``*.jsonl`` files are looked at first, then its subfolders (the clouds nest theirs by
-    endpoint, deployment and hour). What is not recognised is ``local``, whose reader names the problem.
+    endpoint, deployment and hour). An ``s3://`` URI is SageMaker's, an ``azureml://`` one Azure ML's.
+    What is not recognised is ``local``, whose reader names the problem.
 
     Example:
         >>> import tempfile, pathlib, json
@@ -391,7 +392,13 @@ def capture_format(path: str | Path) -> str:
         >>> _ = (d / "a.jsonl").write_text(json.dumps({"specversion": "1.0", "type": "azureml.inference.request"}))
         >>> capture_format(d.parents[6]), capture_format(d.parents[6] / "nowhere")
         ('azureml', 'local')
+        >>> capture_format("s3://bucket/capture/churn"), capture_format("azureml://datastores/d/paths/c")
+        ('sagemaker', 'azureml')
     """
+    if str(path).startswith("s3://"):  # SageMaker's capture destination: read in place with boto3
+        return "sagemaker"
+    if str(path).startswith("azureml://"):  # Azure ML's datastore paths: read through azureml-fsspec
+        return "azureml"
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.jsonl")) or sorted(path.rglob("*.jsonl"))
