@@ -255,6 +255,12 @@ def records(path: str | Path, client: Any = None) -> Iterator[dict[str, Any]]:
         >>> r = next(records(d.parents[5])); r["deployment"], r["at"], r["request"]
         ('green', 1767261600.0, {'instances': [[1, 2]]})
     """
+    for _, record in _placed_records(path, client):
+        yield record
+
+
+def _placed_records(path: str | Path, client: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(file:line, neutral record with at and deployment)`` for every captured request under ``path``."""
     for where, line in _lines(path, client):
         if not line.strip():
             continue
@@ -263,7 +269,7 @@ def records(path: str | Path, client: Any = None) -> Iterator[dict[str, Any]]:
         except ValueError:
             raise DataError("drift", f"{where} is not a JSON line", hint="point at SageMaker capture files") from None
         variant, at = _variant_and_time(where, record)
-        yield {"at": at, "deployment": variant, **to_neutral(record, where)}
+        yield where, {"at": at, "deployment": variant, **to_neutral(record, where)}
 
 
 def load_capture(path: str | Path, feature_names: Sequence[str] | None = None, prediction: str = "prediction",
@@ -290,14 +296,4 @@ def load_capture(path: str | Path, feature_names: Sequence[str] | None = None, p
     """
     from cloudml.drift import capture_columns
 
-    def records() -> Iterator[tuple[str, dict[str, Any]]]:
-        for where, line in _lines(path, client):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise DataError("drift", f"{where} is not a JSON line", hint="point at SageMaker capture files") from None
-            yield where, to_neutral(record, where)
-
-    return capture_columns(records(), feature_names, prediction, path)
+    return capture_columns(_placed_records(path, client), feature_names, prediction, path)
