@@ -402,9 +402,9 @@ def _handler(fake: AzureMLFake) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def azureml_fake() -> Iterator[AzureMLFake]:
-    """Start the fake on 127.0.0.1 (a free port) in a thread; stop it on exit."""
-    fake = AzureMLFake()
+def azureml_fake(cls: type[AzureMLFake] | None = None) -> Iterator[AzureMLFake]:
+    """Start the fake (or a subclass, ``cls``) on 127.0.0.1 (a free port) in a thread; stop it on exit."""
+    fake = (cls or AzureMLFake)()
     thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -23,12 +23,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-from tests.fakes.azureml import _WS, AzureMLFake, _error, _system_data
+from tests.fakes.azureml import _WS, AzureMLFake, _error, _system_data, azureml_fake
 
 __all__ = ["CaptureFake", "capture_fake"]
 
@@ -143,11 +142,6 @@ class CaptureFake(AzureMLFake):
 @contextlib.contextmanager
 def capture_fake() -> Iterator[CaptureFake]:
     """Start a :class:`CaptureFake` on 127.0.0.1 (a free port) in a thread; stop it on exit."""
-    fake = CaptureFake()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with azureml_fake(CaptureFake) as fake:
+        assert isinstance(fake, CaptureFake)
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
